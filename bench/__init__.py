@@ -1,0 +1,1 @@
+"""Benchmarks and comparison reports against baselines and published results."""

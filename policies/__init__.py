@@ -1,0 +1,1 @@
+"""Scheduling policies: queue ordering, fairness, quotas, backfill, preemption, scoring."""

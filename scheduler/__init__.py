@@ -1,0 +1,1 @@
+"""The scheduling core: gangs, the allocation ledger, placement and the scheduling cycle."""

@@ -1,0 +1,112 @@
+"""The narrow interfaces through which policies plug into the core.
+
+The core (placement engine, scheduling cycle) depends only on these protocols; concrete
+policies live in :mod:`policies` and are found by name through its registry, so the simulator
+and the extender run exactly the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from scheduler.gang import Gang, MemberRequest
+from scheduler.placement import Placement, PlacementResult
+from scheduler.state import ClusterState
+from topology.compiled import CompiledCluster
+
+
+@dataclass
+class RunningGang:
+    """A gang holding resources, as the queue and preemption policies see it."""
+
+    gang: Gang
+    placement: Placement
+    start_s: float
+    estimated_end_s: float
+    """start + runtime estimate (``inf`` if none is known)."""
+    preempted_by: str | None = None
+    """The gang whose preemption last evicted this one, to stop preemption loops."""
+
+
+@dataclass
+class QueueContext:
+    """Everything a queue policy may read when ordering and admitting gangs."""
+
+    now_s: float
+    state: ClusterState
+    running: Sequence[RunningGang]
+    attained_gpu_s: dict[str, float] = field(default_factory=dict)
+    """GPU-seconds of service each gang has received so far (Tiresias LAS)."""
+
+
+@runtime_checkable
+class PlacementScorer(Protocol):
+    """Scores feasible nodes for one member; higher is better (as kube-scheduler scores)."""
+
+    name: str
+
+    def score(
+        self, compiled: CompiledCluster, request: MemberRequest, nodes: np.ndarray
+    ) -> np.ndarray:
+        """float64 scores aligned with ``nodes`` (node indices already known to fit)."""
+        ...
+
+    def pick_gpu(self, compiled: CompiledCluster, request: MemberRequest, node: int) -> int | None:
+        """For a fractional request, which GPU of ``node`` to share; None lets the core pick."""
+        ...
+
+
+@runtime_checkable
+class QueuePolicy(Protocol):
+    """Decides which pending gang is tried next and whether it may start."""
+
+    name: str
+
+    def order(self, pending: Sequence[Gang], ctx: QueueContext) -> list[Gang]:
+        """Pending gangs in the order the cycle should try them."""
+        ...
+
+    def admit(self, gang: Gang, ctx: QueueContext) -> str | None:
+        """None if quota and fairness let ``gang`` start now, else the reason it waits."""
+        ...
+
+    def accept(self, gang: Gang, placement: Placement, ctx: QueueContext) -> str | None:
+        """Last check with the placement in hand (backfill: would it delay the head's
+        reserved start?); None to start, else the reason it waits."""
+        ...
+
+    def after_blocked(self, gang: Gang, result: PlacementResult, ctx: QueueContext) -> bool:
+        """``gang`` could not start; return True to keep trying later gangs this cycle."""
+        ...
+
+
+@dataclass(frozen=True)
+class PreemptionDecision:
+    """Whole gangs to evict so that ``preemptor`` fits, and the placement it then gets."""
+
+    preemptor: str
+    victims: tuple[str, ...]
+    placement: Placement
+    reason: str
+
+
+@runtime_checkable
+class PreemptionPolicy(Protocol):
+    name: str
+
+    def select_victims(
+        self, preemptor: Gang, ctx: QueueContext, place: PlaceFunction
+    ) -> PreemptionDecision | None:
+        """Cheapest set of whole gangs whose eviction lets ``preemptor`` be placed, checked by
+        placing it on a copy of the state with the victims released; None if no such set."""
+        ...
+
+
+class PlaceFunction(Protocol):
+    """The engine's entry point as policies call it: place ``gang`` against ``state``."""
+
+    def __call__(self, gang: Gang, state: ClusterState) -> PlacementResult: ...

@@ -1,0 +1,166 @@
+"""The allocation ledger: who holds which GPU (or GPU share), cpu and memory, and reservations.
+
+A gang's placement is taken whole by :meth:`ClusterState.reserve` (held for a TTL while its pods
+bind), made permanent by :meth:`ClusterState.commit`, and given back whole by
+:meth:`ClusterState.release` or :meth:`ClusterState.expire`. Every operation either completes or
+leaves the state exactly as it was.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+import numpy as np
+
+from scheduler.placement import MemberPlacement, Placement
+from topology.compiled import CapacityError, CompiledCluster
+from topology.model import MILLI_PER_GPU
+
+
+class LedgerError(ValueError):
+    """An operation on an unknown gang or in the wrong phase; the state is unchanged."""
+
+
+class HoldingPhase(StrEnum):
+    RESERVED = "reserved"
+    COMMITTED = "committed"
+
+
+@dataclass
+class Holding:
+    """What one gang holds, and until when (``expires_at_s`` is inf once committed)."""
+
+    placement: Placement
+    phase: HoldingPhase
+    reserved_at_s: float
+    expires_at_s: float
+    bound_members: set[str] = field(default_factory=set)
+
+
+class ClusterState:
+    """Free capacity (the compiled arrays) plus the ledger of holdings by gang name."""
+
+    def __init__(self, compiled: CompiledCluster) -> None:
+        self.compiled = compiled
+        self.holdings: dict[str, Holding] = {}
+
+    def copy(self) -> ClusterState:
+        """An independent what-if copy (preemption and backfill planning)."""
+        clone = ClusterState(self.compiled.copy())
+        clone.holdings = {
+            g: replace(h, bound_members=set(h.bound_members)) for g, h in self.holdings.items()
+        }
+        return clone
+
+    # ------------------------------------------------------------------ operations
+    def reserve(self, placement: Placement, now_s: float, ttl_s: float = math.inf) -> Holding:
+        """Take every member's resources, or none of them."""
+        if placement.gang in self.holdings:
+            raise LedgerError(f"gang {placement.gang!r} already holds a placement")
+        if ttl_s <= 0:
+            raise LedgerError(f"reservation TTL must be positive, got {ttl_s}")
+        taken: list[MemberPlacement] = []
+        try:
+            for m in placement.members:
+                self._take(m)
+                taken.append(m)
+        except CapacityError:
+            for m in reversed(taken):
+                self._give(m)
+            raise
+        holding = Holding(placement, HoldingPhase.RESERVED, now_s, now_s + ttl_s)
+        self.holdings[placement.gang] = holding
+        return holding
+
+    def commit(self, gang: str, member: str | None = None) -> Holding:
+        """Mark one member (or, with ``member=None``, all) as bound; once every member is
+        bound the holding no longer expires."""
+        holding = self._holding(gang)
+        names = {m.member for m in holding.placement.members}
+        if member is None:
+            holding.bound_members = set(names)
+        elif member not in names:
+            raise LedgerError(f"gang {gang!r} has no placed member {member!r}")
+        else:
+            holding.bound_members.add(member)
+        if holding.bound_members == names:
+            holding.phase = HoldingPhase.COMMITTED
+            holding.expires_at_s = math.inf
+        return holding
+
+    def assign(self, placement: Placement, now_s: float) -> Holding:
+        """Reserve and commit at once (the simulator; rebuilding state from bound pods)."""
+        self.reserve(placement, now_s)
+        return self.commit(placement.gang)
+
+    def release(self, gang: str) -> Placement:
+        """Give back everything the gang holds."""
+        holding = self._holding(gang)
+        for m in holding.placement.members:
+            self._give(m)
+        del self.holdings[gang]
+        return holding.placement
+
+    def expire(self, now_s: float) -> list[str]:
+        """Release every reservation whose TTL has passed; returns the gangs released."""
+        due = [g for g, h in self.holdings.items() if h.expires_at_s <= now_s]
+        for gang in due:
+            self.release(gang)
+        return due
+
+    # ------------------------------------------------------------------ queries
+    def holders(self, node: int, gpu: int) -> list[str]:
+        """Gangs holding any share of GPU ``gpu`` on node index ``node``."""
+        return [
+            gang
+            for gang, h in self.holdings.items()
+            for m in h.placement.members
+            if m.node_index == node and gpu in m.gpus
+        ]
+
+    def check_invariants(self) -> None:
+        """Recompute usage from the ledger and compare with the compiled arrays; raises
+        AssertionError naming the first disagreement."""
+        c = self.compiled
+        used = np.where(c.gpu_usable, 0, MILLI_PER_GPU).astype(np.int64)
+        cpu = np.zeros(c.n_nodes, dtype=np.int64)
+        mem = np.zeros(c.n_nodes, dtype=np.int64)
+        for h in self.holdings.values():
+            for m in h.placement.members:
+                for g in m.gpus:
+                    used[m.node_index, g] += m.gpu_milli
+                cpu[m.node_index] += m.cpu_milli
+                mem[m.node_index] += m.memory_mib
+        if (used > MILLI_PER_GPU).any():
+            node, gpu = np.argwhere(used > MILLI_PER_GPU)[0]
+            raise AssertionError(f"GPU {gpu} of node {c.node_names[node]} over-allocated")
+        if not np.array_equal(used, c.gpu_used_milli):
+            raise AssertionError("ledger and compiled GPU usage disagree")
+        if not np.array_equal(c.cpu_capacity_milli - cpu, c.cpu_free_milli):
+            raise AssertionError("ledger and compiled cpu usage disagree")
+        if not np.array_equal(c.memory_capacity_mib - mem, c.memory_free_mib):
+            raise AssertionError("ledger and compiled memory usage disagree")
+        if (c.cpu_free_milli < 0).any() or (c.memory_free_mib < 0).any():
+            raise AssertionError("node cpu or memory exceeded")
+        free = (c.gpu_used_milli == 0) & c.gpu_usable
+        if not np.array_equal(free.sum(axis=1), c.free_gpu_count):
+            raise AssertionError("free GPU counts are stale")
+        expected_domains = np.zeros_like(c.domain_free_gpus)
+        np.add.at(expected_domains, c.node_domain.ravel(), np.tile(c.free_gpu_count, c.n_levels))
+        if not np.array_equal(expected_domains, c.domain_free_gpus):
+            raise AssertionError("per-domain free GPU counts are stale")
+
+    # ------------------------------------------------------------------ internals
+    def _holding(self, gang: str) -> Holding:
+        try:
+            return self.holdings[gang]
+        except KeyError:
+            raise LedgerError(f"gang {gang!r} holds nothing") from None
+
+    def _take(self, m: MemberPlacement) -> None:
+        self.compiled.allocate(m.node_index, m.gpus, m.gpu_milli, m.cpu_milli, m.memory_mib)
+
+    def _give(self, m: MemberPlacement) -> None:
+        self.compiled.release(m.node_index, m.gpus, m.gpu_milli, m.cpu_milli, m.memory_mib)

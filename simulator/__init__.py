@@ -1,0 +1,1 @@
+"""Trace-driven discrete-event simulator, trace loaders, metrics, reports and sweeps."""

@@ -1,0 +1,47 @@
+"""The ``phalanx`` command: a root group whose subcommands load on first use.
+
+The root lives in the lowest package and names its subcommands as import strings, so importing
+the core never drags in the simulator, the webhook server or the benchmarks: each package owns
+its own subcommand module and it is imported only when that subcommand runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "topology": ("topology.cli", "Inspect, validate and discover cluster topologies."),
+    "place": ("scheduler.cli", "Where would this gang go, and why (or why not)?"),
+    "policies": ("policies.cli", "List the registered scheduling policies."),
+    "simulate": ("simulator.cli", "Replay a GPU-cluster trace through the scheduler."),
+    "sweep": ("simulator.sweep_cli", "Run policies x traces x seeds x clusters and compare."),
+    "serve": ("extender.cli", "Run the kube-scheduler extender webhook."),
+    "bench": ("bench.cli", "Run the benchmark suites and print their reports."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports ``<module>.command`` only when the subcommand is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = SUBCOMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module = importlib.import_module(entry[0])
+        return module.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, SUBCOMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="phalanx")
+def main() -> None:
+    """Phalanx: gang scheduling and topology-aware GPU placement for Kubernetes."""

@@ -1,0 +1,288 @@
+"""Built-in node types and cluster fabrics.
+
+Node figures (GPU memory, NVLink generation, NUMA layout, NIC per GPU) come from NVIDIA's
+reference architectures as summarised in the research notes; allocatable cpu counts hyperthreads
+as Kubernetes does. A cluster preset is ``NODE_PRESET:COUNT`` (or an alias such as
+``superpod-h100:256``): that many nodes on a rail-optimised fat tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from topology.costs import COST_NVLINK5, COST_SAME_LEAF, COST_SAME_SPINE, NVLINK_HOP_LATENCY_US
+from topology.model import Cluster, FabricLevel, Gpu, Nic, Node, NvlinkKind
+
+GIB_IN_MIB = 1024
+NDR_GBIT_S = 400.0
+HDR_GBIT_S = 200.0
+SUPERPOD_H100_SU_NODES = 32
+"""DGX SuperPOD H100: 32 nodes per scalable unit, one rail leaf per GPU."""
+SUPERPOD_A100_SU_NODES = 20
+NVL72_TRAYS_PER_RACK = 18
+NVL72_RACKS_PER_SU = 8
+"""DGX SuperPOD GB200: 8 NVL72 racks (576 GPUs) per scalable unit."""
+SUS_PER_POD = 16
+"""Above 16 scalable units a core tier appears (DGX SuperPOD B200 table)."""
+
+
+@dataclass(frozen=True)
+class NodePreset:
+    name: str
+    description: str
+    make: Callable[[str], Node]
+    su_nodes: int
+    nvlink_domain_nodes: int = 1
+    """Nodes per multi-node NVLink domain (18 trays for NVL72), 1 when NVLink stays in a node."""
+
+
+def _uuid(node: str, g: int) -> str:
+    return f"GPU-{node}-{g}"
+
+
+def dgx_h100(name: str) -> Node:
+    gpus = tuple(
+        Gpu(
+            g,
+            _uuid(name, g),
+            "NVIDIA-H100-80GB-HBM3",
+            80 * GIB_IN_MIB,
+            numa_node=g // 4,
+            pcie_switch=g,
+            nvlink_group=0,
+            rail=g,
+        )
+        for g in range(8)
+    )
+    nics = tuple(Nic(f"mlx5_{g}", NDR_GBIT_S, numa_node=g // 4, rail=g) for g in range(8))
+    return Node(
+        name,
+        gpus,
+        cpu_milli=224_000,
+        memory_mib=2048 * GIB_IN_MIB,
+        nvlink=NvlinkKind.NVSWITCH,
+        nvlink_generation=4,
+        pcie_generation=5,
+        nics=nics,
+        network_gbps_per_gpu=NDR_GBIT_S / 8,
+    )
+
+
+def dgx_a100(name: str) -> Node:
+    gpus = tuple(
+        Gpu(
+            g,
+            _uuid(name, g),
+            "NVIDIA-A100-SXM4-80GB",
+            80 * GIB_IN_MIB,
+            numa_node=g // 4,
+            pcie_switch=g // 2,
+            nvlink_group=0,
+            rail=g,
+        )
+        for g in range(8)
+    )
+    nics = tuple(Nic(f"mlx5_{g}", HDR_GBIT_S, numa_node=g // 4, rail=g) for g in range(8))
+    return Node(
+        name,
+        gpus,
+        cpu_milli=256_000,
+        memory_mib=1024 * GIB_IN_MIB,
+        nvlink=NvlinkKind.NVSWITCH,
+        nvlink_generation=3,
+        pcie_generation=4,
+        nics=nics,
+        network_gbps_per_gpu=HDR_GBIT_S / 8,
+    )
+
+
+def hgx_pcie_l40s(name: str) -> Node:
+    """8 L40S, pairs behind PCIe Gen4 switches, two sockets, two 200G NICs for the node."""
+    gpus = tuple(
+        Gpu(
+            g,
+            _uuid(name, g),
+            "NVIDIA-L40S",
+            45 * GIB_IN_MIB,
+            numa_node=g // 4,
+            pcie_switch=g // 2,
+            rail=g // 4,
+        )
+        for g in range(8)
+    )
+    nics = tuple(Nic(f"mlx5_{s}", HDR_GBIT_S, numa_node=s, rail=s) for s in range(2))
+    return Node(
+        name,
+        gpus,
+        cpu_milli=128_000,
+        memory_mib=1024 * GIB_IN_MIB,
+        nvlink=NvlinkKind.NONE,
+        pcie_generation=4,
+        nics=nics,
+        network_gbps_per_gpu=2 * HDR_GBIT_S / 8 / 8,
+    )
+
+
+def gb200_nvl72_tray(name: str) -> Node:
+    """One compute tray of a GB200 NVL72 rack: 4 Blackwell GPUs, 2 Grace CPUs, 4 NDR NICs."""
+    gpus = tuple(
+        Gpu(
+            g,
+            _uuid(name, g),
+            "NVIDIA-GB200",
+            186 * GIB_IN_MIB,
+            numa_node=g // 2,
+            pcie_switch=g,
+            nvlink_group=0,
+            rail=g,
+        )
+        for g in range(4)
+    )
+    nics = tuple(Nic(f"mlx5_{g}", NDR_GBIT_S, numa_node=g // 2, rail=g) for g in range(4))
+    return Node(
+        name,
+        gpus,
+        cpu_milli=144_000,
+        memory_mib=960 * GIB_IN_MIB,
+        nvlink=NvlinkKind.NVSWITCH,
+        nvlink_generation=5,
+        pcie_generation=5,
+        nics=nics,
+        network_gbps_per_gpu=NDR_GBIT_S / 8,
+    )
+
+
+NODE_PRESETS: dict[str, NodePreset] = {
+    p.name: p
+    for p in (
+        NodePreset(
+            "dgx-h100",
+            "DGX/HGX H100: 8x H100 SXM on NVSwitch (NVLink4), 8x 400G rails",
+            dgx_h100,
+            SUPERPOD_H100_SU_NODES,
+        ),
+        NodePreset(
+            "dgx-a100",
+            "DGX/HGX A100: 8x A100 SXM on NVSwitch (NVLink3), 8x 200G rails",
+            dgx_a100,
+            SUPERPOD_A100_SU_NODES,
+        ),
+        NodePreset(
+            "hgx-pcie-l40s",
+            "8x L40S PCIe Gen4, pairs behind switches, 2 sockets, 2x 200G",
+            hgx_pcie_l40s,
+            SUPERPOD_H100_SU_NODES,
+        ),
+        NodePreset(
+            "gb200-nvl72",
+            "GB200 NVL72 compute tray: 4 GPUs, rack-wide NVLink5 clique",
+            gb200_nvl72_tray,
+            NVL72_TRAYS_PER_RACK * NVL72_RACKS_PER_SU,
+            nvlink_domain_nodes=NVL72_TRAYS_PER_RACK,
+        ),
+    )
+}
+
+CLUSTER_ALIASES = {
+    "superpod-h100": "dgx-h100",
+    "superpod-a100": "dgx-a100",
+    "l40s-cluster": "hgx-pcie-l40s",
+    "nvl72": "gb200-nvl72",
+}
+
+
+def rail_fat_tree(
+    nodes: list[Node],
+    su_nodes: int,
+    oversubscription: float = 1.0,
+    nvlink_domain_nodes: int = 1,
+    sus_per_pod: int = SUS_PER_POD,
+) -> list[FabricLevel]:
+    """Assign ``nodes`` (in order) to a rail-optimised fat tree and return its levels.
+
+    Levels, finest first: an NVLink clique when ``nvlink_domain_nodes > 1`` (NVL72 racks), the
+    scalable unit (same-rail traffic is one leaf hop), then the spine; clusters of more than
+    ``sus_per_pod`` units get a pod level under a core that may be oversubscribed.
+    """
+    if su_nodes < 1 or nvlink_domain_nodes < 1:
+        raise ValueError("su_nodes and nvlink_domain_nodes must be at least 1")
+    if nvlink_domain_nodes > 1 and su_nodes % nvlink_domain_nodes:
+        raise ValueError(
+            f"su_nodes {su_nodes} is not a multiple of the NVLink domain {nvlink_domain_nodes}"
+        )
+    n_sus = -(-len(nodes) // su_nodes)
+    levels: list[FabricLevel] = []
+    if nvlink_domain_nodes > 1:
+        levels.append(
+            FabricLevel(
+                "clique",
+                COST_NVLINK5,
+                NVLINK_HOP_LATENCY_US,
+                nvlink=True,
+                label="nvidia.com/gpu.clique",
+            )
+        )
+    levels.append(FabricLevel("su", COST_SAME_LEAF, label="phalanx.io/su"))
+    multi_pod = n_sus > sus_per_pod
+    if multi_pod:
+        levels.append(FabricLevel("pod", COST_SAME_SPINE, label="phalanx.io/pod"))
+        levels.append(
+            FabricLevel(
+                "core",
+                COST_SAME_SPINE * oversubscription,
+                oversubscription=oversubscription,
+                label="phalanx.io/core",
+            )
+        )
+    else:
+        levels.append(
+            FabricLevel(
+                "spine",
+                COST_SAME_SPINE * oversubscription,
+                oversubscription=oversubscription,
+                label="phalanx.io/spine",
+            )
+        )
+    for i, node in enumerate(nodes):
+        su = i // su_nodes
+        if nvlink_domain_nodes > 1:
+            node.domains["clique"] = f"clique{i // nvlink_domain_nodes}"
+        node.domains["su"] = f"su{su}"
+        if multi_pod:
+            node.domains["pod"] = f"pod{su // sus_per_pod}"
+            node.domains["core"] = "core"
+        else:
+            node.domains["spine"] = "spine"
+    return levels
+
+
+def node_preset(name: str) -> NodePreset:
+    try:
+        return NODE_PRESETS[CLUSTER_ALIASES.get(name, name)]
+    except KeyError:
+        known = sorted([*NODE_PRESETS, *CLUSTER_ALIASES])
+        raise KeyError(f"unknown preset {name!r}; known presets: {', '.join(known)}") from None
+
+
+def cluster_preset(spec: str, oversubscription: float = 1.0) -> Cluster:
+    """Build a cluster from ``PRESET`` (one node) or ``PRESET:COUNT``."""
+    base, _, count_text = spec.partition(":")
+    preset = node_preset(base)
+    try:
+        count = int(count_text) if count_text else 1
+    except ValueError:
+        raise ValueError(
+            f"cluster preset {spec!r}: node count {count_text!r} is not an integer"
+        ) from None
+    if count < 1:
+        raise ValueError(f"cluster preset {spec!r}: node count must be at least 1")
+    prefix = preset.name.split("-")[-1]
+    nodes = [preset.make(f"{prefix}-{i:05d}") for i in range(count)]
+    levels = rail_fat_tree(nodes, preset.su_nodes, oversubscription, preset.nvlink_domain_nodes)
+    return Cluster(spec, nodes, levels)
+
+
+def is_preset(spec: str) -> bool:
+    base = spec.partition(":")[0]
+    return base in NODE_PRESETS or base in CLUSTER_ALIASES
