@@ -41,6 +41,11 @@ class QueueContext:
     running: Sequence[RunningGang]
     attained_gpu_s: dict[str, float] = field(default_factory=dict)
     """GPU-seconds of service each gang has received so far (Tiresias LAS)."""
+    pending: Sequence[Gang] = ()
+    """Every gang waiting this cycle, so fairness gates can see who else has demand."""
+    place: PlaceFunction | None = None
+    """The cycle's own placement call (same solver and scorer), for what-if planning such as
+    a backfill reservation; None where no engine is at hand."""
 
 
 @runtime_checkable
@@ -58,6 +63,14 @@ class PlacementScorer(Protocol):
     def pick_gpu(self, compiled: CompiledCluster, request: MemberRequest, node: int) -> int | None:
         """For a fractional request, which GPU of ``node`` to share; None lets the core pick."""
         ...
+
+
+@runtime_checkable
+class StateObserver(Protocol):
+    """A scorer that reads the ledger, not only the compiled arrays (e.g. which kinds of pods
+    already share a node): the scheduling cycle binds it to the state it places against."""
+
+    def bind_state(self, state: ClusterState) -> None: ...
 
 
 @runtime_checkable
@@ -82,6 +95,14 @@ class QueuePolicy(Protocol):
     def after_blocked(self, gang: Gang, result: PlacementResult, ctx: QueueContext) -> bool:
         """``gang`` could not start; return True to keep trying later gangs this cycle."""
         ...
+
+
+@runtime_checkable
+class RuntimeObserver(Protocol):
+    """A policy that learns runtime estimates from finished gangs (backfill, SJF): the
+    simulator and the extender report every completion to policies implementing this."""
+
+    def record_completion(self, gang: Gang, runtime_s: float) -> None: ...
 
 
 @dataclass(frozen=True)

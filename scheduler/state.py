@@ -59,7 +59,7 @@ class ClusterState:
         """Take every member's resources, or none of them."""
         if placement.gang in self.holdings:
             raise LedgerError(f"gang {placement.gang!r} already holds a placement")
-        if ttl_s <= 0:
+        if not ttl_s > 0:  # also refuses NaN, which would never expire
             raise LedgerError(f"reservation TTL must be positive, got {ttl_s}")
         taken: list[MemberPlacement] = []
         try:
@@ -147,6 +147,9 @@ class ClusterState:
         free = (c.gpu_used_milli == 0) & c.gpu_usable
         if not np.array_equal(free.sum(axis=1), c.free_gpu_count):
             raise AssertionError("free GPU counts are stale")
+        bits = np.left_shift(np.uint64(1), np.arange(c.max_gpus, dtype=np.uint64))
+        if not np.array_equal((free * bits).sum(axis=1, dtype=np.uint64), c.free_gpu_mask):
+            raise AssertionError("free GPU masks are stale")
         expected_domains = np.zeros_like(c.domain_free_gpus)
         np.add.at(expected_domains, c.node_domain.ravel(), np.tile(c.free_gpu_count, c.n_levels))
         if not np.array_equal(expected_domains, c.domain_free_gpus):

@@ -104,21 +104,23 @@ class CompiledCluster:
         product_id = {p: i for i, p in enumerate(products)}
         shapes: dict[bytes, int] = {}
         shape_mats: list[np.ndarray] = []
+        by_signature: dict[tuple[object, ...], tuple[int, float]] = {}
         node_shape = np.zeros(n_nodes, dtype=np.int32)
         egress = np.zeros(n_nodes, dtype=np.float64)
         gpu_rail = np.full((n_nodes, max_gpus), NO_RAIL, dtype=np.int16)
         gpu_numa = np.zeros((n_nodes, max_gpus), dtype=np.int16)
         usable = np.zeros((n_nodes, max_gpus), dtype=bool)
         for ni, node in enumerate(nodes):
-            mat = np.full((max_gpus, max_gpus), np.inf)
-            pc = node.pair_cost()
-            mat[: node.gpu_count, : node.gpu_count] = pc
-            key = mat.tobytes()
-            if key not in shapes:
-                shapes[key] = len(shape_mats)
-                shape_mats.append(mat)
-            node_shape[ni] = shapes[key]
-            egress[ni] = node.egress_cost() if node.gpus else 0.0
+            signature = node.link_signature()
+            if signature not in by_signature:
+                mat = np.full((max_gpus, max_gpus), np.inf)
+                mat[: node.gpu_count, : node.gpu_count] = node.pair_cost()
+                key = mat.tobytes()
+                if key not in shapes:
+                    shapes[key] = len(shape_mats)
+                    shape_mats.append(mat)
+                by_signature[signature] = (shapes[key], node.egress_cost() if node.gpus else 0.0)
+            node_shape[ni], egress[ni] = by_signature[signature]
             for g, gpu in enumerate(node.gpus):
                 if gpu.index != g:
                     raise ValueError(

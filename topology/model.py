@@ -21,6 +21,7 @@ import numpy as np
 from topology.costs import (
     COST_MIG,
     COST_SAME_GPU,
+    COST_SAME_SPINE,
     DEFAULT_HOP_LATENCY_US,
     LinkCosts,
     cost_from_gbps,
@@ -97,6 +98,9 @@ class Node:
     parent domain, as with Kueue topology labels)."""
     labels: dict[str, str] = field(default_factory=dict)
     costs: LinkCosts = field(default_factory=LinkCosts)
+    taints: tuple[str, ...] = ()
+    """Keys of the node's NoSchedule/NoExecute taints; a member must tolerate every one
+    (``MemberRequest.tolerations``)."""
 
     @property
     def gpu_count(self) -> int:
@@ -115,6 +119,20 @@ class Node:
             for j in range(i + 1, n):
                 cost[i, j] = cost[j, i] = self._pair(a, self.gpus[j])
         return cost
+
+    def link_signature(self) -> tuple[object, ...]:
+        """Everything :meth:`pair_cost` and :meth:`egress_cost` read: nodes with equal
+        signatures have equal cost tables, so a cluster computes each table once."""
+        gpus = tuple((g.numa_node, g.pcie_switch, g.nvlink_group, g.mig_enabled) for g in self.gpus)
+        return (
+            gpus,
+            self.nvlink,
+            self.nvlink_generation,
+            self.pcie_generation,
+            self.p2p_supported,
+            self.network_gbps_per_gpu,
+            self.costs,
+        )
 
     def _pair(self, a: Gpu, b: Gpu) -> float:
         c = self.costs
@@ -197,7 +215,9 @@ class Cluster:
 def ensure_root_level(cluster: Cluster) -> None:
     """Append a one-domain ``cluster`` level unless the top level already has a single domain,
     so that every GPU pair has a lowest common level. Its cost is the top level's (the core
-    is assumed as good as the layer below unless the cluster file says otherwise)."""
+    is assumed as good as the layer below unless the cluster file says otherwise); above an
+    NVLink level, whose traffic never touches the network, it is a network level of unknown
+    shape, costed as a non-blocking spine."""
     if not cluster.levels:
         if len(cluster.nodes) > 1:
             raise ValueError(
@@ -206,11 +226,18 @@ def ensure_root_level(cluster: Cluster) -> None:
         return
     top = cluster.levels[-1]
     top_domains = {n.domains.get(top.name, "") for n in cluster.nodes}
-    if len(top_domains) <= 1 or top.name == CLUSTER_LEVEL:
+    if len(top_domains) <= 1:
         return
-    cluster.levels.append(
-        FabricLevel(CLUSTER_LEVEL, cost=top.cost, hop_latency_us=top.hop_latency_us)
-    )
+    if top.name == CLUSTER_LEVEL:
+        raise ValueError(
+            f"cluster {cluster.name!r}: the top level {CLUSTER_LEVEL!r} must have one domain, "
+            f"has {len(top_domains)}"
+        )
+    if top.nvlink:
+        root = FabricLevel(CLUSTER_LEVEL, cost=max(top.cost, COST_SAME_SPINE))
+    else:
+        root = FabricLevel(CLUSTER_LEVEL, cost=top.cost, hop_latency_us=top.hop_latency_us)
+    cluster.levels.append(root)
     for n in cluster.nodes:
         n.domains.setdefault(CLUSTER_LEVEL, CLUSTER_LEVEL)
 

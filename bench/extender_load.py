@@ -1,0 +1,288 @@
+"""Load generator for the extender webhook: ``python -m bench.extender_load``.
+
+Starts ``phalanx serve --cluster dgx-h100:NODES --dry-run --echo`` pinned to one CPU core,
+then, from another core over loopback (127.0.0.1 only), sends kube-scheduler's requests for
+one member at a time: ``filter`` with every node in ``NodeNames``, then ``prioritize`` (with the
+filter's survivors, as kube-scheduler does, and with every node, the worst case). The same
+filter bodies are then POSTed to ``/echo`` on the same server stack as the baseline. Prints
+median and p99 of server-side time (the ``Server-Timing`` header) and of the round trip, and the
+sustained request rate with several connections in flight. Bounded by ``--requests`` and
+``--max-seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import orjson
+
+HOST = "127.0.0.1"
+SERVER_CORE = 0
+CLIENT_CORE = 1
+STARTUP_TIMEOUT_S = 120.0
+PERCENTILE_99 = 0.99
+RECV_BYTES = 1 << 20
+
+
+@dataclass
+class Samples:
+    server_ms: list[float] = field(default_factory=list)
+    round_trip_ms: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        def pct(xs: list[float], q: float) -> float:
+            ordered = sorted(xs)
+            return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+        return {
+            "n": len(self.server_ms),
+            "server_median_ms": round(statistics.median(self.server_ms), 3),
+            "server_p99_ms": round(pct(self.server_ms, PERCENTILE_99), 3),
+            "round_trip_median_ms": round(statistics.median(self.round_trip_ms), 3),
+            "round_trip_p99_ms": round(pct(self.round_trip_ms, PERCENTILE_99), 3),
+        }
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection (a blocking socket) speaking just enough HTTP."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection((HOST, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def post(self, path: str, body: bytes) -> tuple[int, bytes, float]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.sock.sendall(head + body)
+        while b"\r\n\r\n" not in self.buffer:
+            self._fill()
+        header, _, rest = self.buffer.partition(b"\r\n\r\n")
+        lines = header.decode().split("\r\n")
+        status = int(lines[0].split()[1])
+        length, server_ms = 0, float("nan")
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "server-timing":
+                server_ms = float(value.split("dur=")[1])
+        while len(rest) < length:
+            rest += self._recv()
+        self.buffer = rest[length:]
+        return status, rest[:length], server_ms
+
+    def _recv(self) -> bytes:
+        chunk = self.sock.recv(RECV_BYTES)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        return chunk
+
+    def _fill(self) -> None:
+        self.buffer += self._recv()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def pod_bytes(i: int) -> bytes:
+    return orjson.dumps(
+        {
+            "metadata": {"name": f"load-{i}", "namespace": "bench", "uid": f"uid-{i}"},
+            "spec": {
+                "containers": [{"name": "w", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]
+            },
+            "status": {"phase": "Pending"},
+        }
+    )
+
+
+def args_body(pod: bytes, names_json: bytes) -> bytes:
+    return b'{"Pod":' + pod + b',"Nodes":null,"NodeNames":' + names_json + b"}"
+
+
+def member_sequence(conn: Connection, i: int, all_names: bytes, stats: dict[str, Samples]) -> int:
+    """filter -> prioritize (survivors) -> prioritize (all nodes) for one member."""
+    pod = pod_bytes(i)
+    sent = 0
+    start = time.perf_counter()
+    status, body, server_ms = conn.post("/filter", args_body(pod, all_names))
+    _record(stats["filter"], start, server_ms, status)
+    survivors = orjson.dumps(orjson.loads(body)["NodeNames"])
+    for key, names in (("prioritize_survivors", survivors), ("prioritize_all", all_names)):
+        start = time.perf_counter()
+        status, _, server_ms = conn.post("/prioritize", args_body(pod, names))
+        _record(stats[key], start, server_ms, status)
+    sent += 3
+    return sent
+
+
+def _record(samples: Samples, start: float, server_ms: float, status: int) -> None:
+    if status != 200:
+        raise RuntimeError(f"status {status}")
+    samples.round_trip_ms.append((time.perf_counter() - start) * 1000)
+    samples.server_ms.append(server_ms)
+
+
+def latency_phase(port: int, members: int, all_names: bytes) -> dict[str, Samples]:
+    stats = {k: Samples() for k in ("filter", "prioritize_survivors", "prioritize_all", "echo")}
+    conn = Connection(port)
+    for i in range(members):
+        member_sequence(conn, i, all_names, stats)
+        start = time.perf_counter()
+        status, _, server_ms = conn.post("/echo", args_body(pod_bytes(i), all_names))
+        _record(stats["echo"], start, server_ms, status)
+    conn.close()
+    return stats
+
+
+def throughput_phase(
+    port: int,
+    path: str,
+    first: int,
+    requests: int,
+    connections: int,
+    all_names: bytes,
+    max_seconds: float,
+) -> float:
+    """Requests per second of filter+prioritize(survivors) pairs (or echo) with
+    ``connections`` in flight (one client thread each); a pair counts as two requests."""
+    counter = iter(range(first, first + requests))
+    lock = threading.Lock()
+    deadline = time.monotonic() + max_seconds
+    done = [0]
+
+    def worker() -> None:
+        conn = Connection(port)
+        while time.monotonic() < deadline:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            pod = pod_bytes(i)
+            if path == "/echo":
+                conn.post("/echo", args_body(pod, all_names))
+                sent = 1
+            else:
+                _, body, _ = conn.post("/filter", args_body(pod, all_names))
+                survivors = orjson.dumps(orjson.loads(body)["NodeNames"])
+                conn.post("/prioritize", args_body(pod, survivors))
+                sent = 2
+            with lock:
+                done[0] += sent
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return done[0] / (time.perf_counter() - start)
+
+
+def start_server(nodes: int, port: int) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-c",
+        "from topology.cli_root import main; main()",
+        "serve",
+        "--cluster",
+        f"dgx-h100:{nodes}",
+        "--dry-run",
+        "--echo",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
+    cores = os.sched_getaffinity(0)
+
+    def pin() -> None:
+        if SERVER_CORE in cores:
+            os.sched_setaffinity(0, {SERVER_CORE})
+
+    return subprocess.Popen(
+        cmd, preexec_fn=pin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the extender server exited during start-up")
+        try:
+            with socket.create_connection((HOST, port), timeout=1) as s:
+                s.sendall(f"GET /readyz HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+                if b" 200 " in s.recv(1024):
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the extender server did not become ready")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=10_000)
+    parser.add_argument("--members", type=int, default=500, help="latency phase members")
+    parser.add_argument("--requests", type=int, default=4000, help="throughput phase requests")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--max-seconds", type=float, default=60.0)
+    opts = parser.parse_args(argv)
+    if CLIENT_CORE in os.sched_getaffinity(0):
+        os.sched_setaffinity(0, {CLIENT_CORE})
+    names = [f"h100-{i:05d}" for i in range(opts.nodes)]
+    all_names = orjson.dumps(names)
+    port = free_port()
+    proc = start_server(opts.nodes, port)
+    try:
+        wait_ready(port, proc)
+        stats = latency_phase(port, opts.members, all_names)
+        phalanx_rps = throughput_phase(
+            port,
+            "/filter",
+            opts.members,
+            opts.requests,
+            opts.connections,
+            all_names,
+            opts.max_seconds,
+        )
+        echo_rps = throughput_phase(
+            port, "/echo", 0, opts.requests, opts.connections, all_names, opts.max_seconds
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    report = {
+        "nodes": opts.nodes,
+        "server_core": SERVER_CORE,
+        "latency": {k: s.summary() for k, s in stats.items()},
+        "throughput_rps": {
+            "phalanx_filter+prioritize": round(phalanx_rps, 1),
+            "echo_baseline": round(echo_rps, 1),
+            "connections": opts.connections,
+        },
+    }
+    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

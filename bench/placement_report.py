@@ -1,0 +1,250 @@
+"""Placement-engine figures: medians of the fast path against a first-fit baseline measured in
+the same run, the node-count scaling curve and the numba-versus-numpy kernel timings.
+
+Run ``python -m bench.placement_report`` (``--quick`` for small sizes); the README's figures
+come from it. ``bench/bench_placement.py`` runs the same scenarios under pytest-benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from scheduler import kernels
+from scheduler.cost import lowest_common_domain, placement_cost
+from scheduler.engine import place
+from scheduler.gang import Gang, MemberRequest
+from scheduler.placement import CostBreakdown, MemberPlacement, Placement, PlacementResult, Unplaceable
+from scheduler.state import ClusterState
+from topology.model import MILLI_PER_GPU
+from topology.presets import cluster_preset
+
+NODE_PRESET = "dgx-h100"
+FULL_NODES = 10_000
+SCALING_NODES = (1_000, 5_000, 10_000, 20_000)
+QUICK_NODES = 1_024
+QUICK_SCALING_NODES = (1_024, 2_048, 4_096)
+BIG_GANG_MEMBERS = 128
+BIG_GANG_GPUS = 8
+WHOLLY_USED_SHARE = 0.25
+WHOLLY_FREE_SHARE = 0.25
+"""The rest of the nodes are partly used (1..7 of 8 GPUs), which makes the mean 50%."""
+REPEATS = 15
+SEED = 7
+
+
+def fragmented_state(nodes: int, seed: int = SEED) -> ClusterState:
+    """A ``nodes``-node DGX H100 cluster about half full: a quarter of the nodes wholly used, a
+    quarter wholly free, the rest holding random GPU subsets of 1-7 GPUs (one small job each)."""
+    compiled = cluster_preset(f"{NODE_PRESET}:{nodes}").compile()
+    state = ClusterState(compiled)
+    rng = np.random.default_rng(seed)
+    gpus_per_node = int(compiled.gpu_count.max())
+    kind = rng.random(nodes)
+    used = rng.integers(1, gpus_per_node, size=nodes)
+    used[kind < WHOLLY_USED_SHARE] = gpus_per_node
+    used[kind > 1 - WHOLLY_FREE_SHARE] = 0
+    for node in np.flatnonzero(used).tolist():
+        gpus = tuple(sorted(rng.choice(gpus_per_node, size=int(used[node]), replace=False)))
+        member = MemberPlacement(
+            f"bg-{node}-0", compiled.node_names[node], node, tuple(int(g) for g in gpus), 1000
+        )
+        state.assign(
+            Placement(f"bg-{node}", (member,), "node", compiled.domain_names[node], CostBreakdown()),
+            0.0,
+        )
+    return state
+
+
+def first_fit(gang: Gang, state: ClusterState) -> PlacementResult:
+    """Baseline: each member on the first node (by index) with enough free GPUs, lowest free
+    GPU indices first; no topology, no best fit. Priced with the same cost function."""
+    compiled = state.compiled
+    k = gang.members[0].request.gpus
+    free = compiled.free_gpu_count.copy()
+    members: list[MemberPlacement] = []
+    taken: dict[int, int] = {}
+    for rank, member in enumerate(gang.members):
+        fits = np.flatnonzero(free >= k)
+        if fits.size == 0:
+            return Unplaceable(gang.name, "first fit: no node has room")
+        node = int(fits[0])
+        mask = int(compiled.free_gpu_mask[node]) & ~taken.get(node, 0)
+        gpus = tuple(g for g in range(compiled.max_gpus) if mask >> g & 1)[:k]
+        taken[node] = taken.get(node, 0) | sum(1 << g for g in gpus)
+        free[node] -= k
+        members.append(
+            MemberPlacement(member.name, compiled.node_names[node], node, gpus, MILLI_PER_GPU, rank=rank)
+        )
+    level, domain = lowest_common_domain(compiled, [m.node_index for m in members])
+    return Placement(
+        gang.name,
+        tuple(members),
+        compiled.level_names[level],
+        compiled.domain_names[domain],
+        placement_cost(compiled, gang, members),
+        solver="first-fit",
+    )
+
+
+# ---------------------------------------------------------------------------- numpy twins
+# The kernels of scheduler.kernels written as numpy expressions: the baseline that shows what
+# numba buys, and the reference the kernel tests compare against.
+def numpy_whole_member_capacity(
+    eligible, free_gpu_count, cpu_free_milli, memory_free_mib, gpus, cpu_milli, memory_mib, unbounded
+) -> np.ndarray:
+    cap = np.full(eligible.shape, unbounded, dtype=np.int64)
+    if gpus:
+        cap = np.minimum(cap, free_gpu_count // gpus)
+    if cpu_milli:
+        cap = np.minimum(cap, cpu_free_milli // cpu_milli)
+    if memory_mib:
+        cap = np.minimum(cap, memory_free_mib // memory_mib)
+    return np.where(eligible, cap, 0)
+
+
+def numpy_fractional_member_capacity(
+    eligible, gpu_used_milli, gpu_usable, cpu_free_milli, memory_free_mib, gpu_milli, cpu_milli, memory_mib
+) -> np.ndarray:
+    shares = np.where(gpu_usable, (MILLI_PER_GPU - gpu_used_milli) // gpu_milli, 0).sum(axis=1)
+    cap = shares.astype(np.int64)
+    if cpu_milli:
+        cap = np.minimum(cap, cpu_free_milli // cpu_milli)
+    if memory_mib:
+        cap = np.minimum(cap, memory_free_mib // memory_mib)
+    return np.where(eligible, cap, 0)
+
+
+def numpy_domain_totals(node_domain, values, n_domains) -> np.ndarray:
+    out = np.zeros(n_domains, dtype=np.int64)
+    np.add.at(out, node_domain.ravel(), np.tile(values, node_domain.shape[0]))
+    return out
+
+
+def median_ms(fn: Callable[[], object], repeats: int = REPEATS) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+@dataclass
+class Row:
+    scenario: str
+    nodes: int
+    fast_ms: float
+    baseline_ms: float
+    fast_cost: float
+    baseline_cost: float
+    fast_level: str
+    baseline_level: str
+
+
+def measure(scenario: str, gang: Gang, state: ClusterState, repeats: int = REPEATS) -> Row:
+    fast = place(gang, state)
+    base = first_fit(gang, state)
+    if not isinstance(fast, Placement) or not isinstance(base, Placement):
+        raise RuntimeError(f"{scenario}: {fast} / {base}")
+    return Row(
+        scenario,
+        state.compiled.n_nodes,
+        median_ms(lambda: place(gang, state), repeats),
+        median_ms(lambda: first_fit(gang, state), repeats),
+        fast.cost.total,
+        base.cost.total,
+        fast.level,
+        base.level,
+    )
+
+
+def single_member_gang(gpus: int) -> Gang:
+    return Gang.uniform(f"one-{gpus}", 1, MemberRequest(gpus=gpus))
+
+
+def big_gang() -> Gang:
+    return Gang.uniform("big", BIG_GANG_MEMBERS, MemberRequest(gpus=BIG_GANG_GPUS))
+
+
+def kernel_rows(state: ClusterState, repeats: int = REPEATS) -> list[tuple[str, float, float]]:
+    """(kernel, numba median ms, numpy median ms) on the state's arrays."""
+    c = state.compiled
+    eligible = np.ones(c.n_nodes, dtype=bool)
+    eligible.flags.writeable = False
+    whole = (eligible, c.free_gpu_count, c.cpu_free_milli, c.memory_free_mib, 2, 8000, 65536, 1 << 20)
+    frac = (eligible, c.gpu_used_milli, c.gpu_usable, c.cpu_free_milli, c.memory_free_mib, 250, 1000, 1024)
+    caps = kernels.whole_member_capacity(*whole)
+    totals = (c.node_domain, caps, len(c.domain_names))
+    pairs = [
+        ("member capacity, whole GPUs", kernels.whole_member_capacity, numpy_whole_member_capacity, whole),
+        ("member capacity, GPU shares", kernels.fractional_member_capacity, numpy_fractional_member_capacity, frac),
+        ("capacity of every domain", kernels.domain_totals, numpy_domain_totals, totals),
+    ]
+    rows = []
+    for name, fast, slow, args in pairs:
+        assert np.array_equal(fast(*args), slow(*args))
+        rows.append((name, median_ms(lambda f=fast, a=args: f(*a), repeats), median_ms(lambda f=slow, a=args: f(*a), repeats)))
+    return rows
+
+
+def cold_compile_s() -> float:
+    """Seconds to compile every kernel from scratch (an empty numba cache, new process)."""
+    with tempfile.TemporaryDirectory() as cache_dir:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
+        code = "import time; from scheduler.kernels import warm_up; t = time.perf_counter(); warm_up(); print(time.perf_counter() - t)"
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes (seconds, not minutes)")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    kernels.warm_up()
+    print(f"kernel start-up in this process (numba cache load or compile): {time.perf_counter() - start:.2f} s")
+    print(f"kernel compile from an empty cache (new process): {cold_compile_s():.2f} s")
+
+    nodes = QUICK_NODES if args.quick else FULL_NODES
+    state = fragmented_state(nodes)
+    rows = [measure(f"1 member x {k} GPUs", single_member_gang(k), state) for k in (1, 2, 4, 8)]
+    rows.append(measure(f"{BIG_GANG_MEMBERS} x {BIG_GANG_GPUS} GPUs", big_gang(), state))
+    print(f"\nfast path vs first fit, half-full fragmented {nodes}-node DGX H100 cluster (median of {REPEATS})")
+    print(f"  {'gang':18s} {'fast ms':>9s} {'first-fit ms':>13s}   cost fast (level) vs first fit (level)")
+    for r in rows:
+        print(
+            f"  {r.scenario:18s} {r.fast_ms:9.3f} {r.baseline_ms:13.3f}   "
+            f"{r.fast_cost:6.2f} ({r.fast_level}) vs {r.baseline_cost:6.2f} ({r.baseline_level})"
+        )
+
+    print("\nscaling with node count (fast path, median ms)")
+    print(f"  {'nodes':>6s} {'build s':>8s} {'1 x 2 GPUs':>11s} {'128 x 8':>9s} {'first-fit 128 x 8':>18s} {'128 x 8 per 1k nodes':>21s}")
+    for n in QUICK_SCALING_NODES if args.quick else SCALING_NODES:
+        built = time.perf_counter()
+        scaled = fragmented_state(n)
+        build_s = time.perf_counter() - built
+        one = measure("one", single_member_gang(2), scaled)
+        big = measure("big", big_gang(), scaled)
+        print(
+            f"  {n:6d} {build_s:8.1f} {one.fast_ms:11.3f} {big.fast_ms:9.3f} "
+            f"{big.baseline_ms:18.3f} {big.fast_ms / n * 1000:21.3f}"
+        )
+
+    print(f"\nnumba kernels vs the same computation in numpy, {nodes} nodes (median ms)")
+    for name, fast_ms, numpy_ms in kernel_rows(state):
+        print(f"  {name:30s} numba {fast_ms:7.3f}  numpy {numpy_ms:7.3f}  ({numpy_ms / fast_ms:4.1f}x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""``phalanx serve``: run the kube-scheduler extender webhook.
+
+Against the cluster (``--config FILE``; in-cluster service account or ``kube.kubeconfig``), or
+with ``--cluster PRESET|FILE --dry-run`` against a described cluster, binds recorded instead of
+sent (for trying Phalanx without a cluster, demos and load tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from collections.abc import Callable
+
+import click
+
+from extender.app import AppOptions, Backend, ExtenderApp
+from extender.config import ConfigError, ServeConfig, load_config
+from extender.planner import Planner
+from policies.registry import PolicyOptionError, UnknownPolicyError
+from topology.model import Cluster
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.command(name="serve")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
+@click.option("--cluster", help="PRESET[:NODES] or a cluster/Node-list file (needs --dry-run).")
+@click.option("--dry-run", is_flag=True, help="Record binds instead of sending them.")
+@click.option("--host", help="Listen address (overrides the settings file).")
+@click.option("--port", type=int, help="Listen port (overrides the settings file).")
+@click.option("--echo", is_flag=True, help="Also serve /echo, the load-test baseline.")
+def command(
+    config_path: str | None,
+    cluster: str | None,
+    dry_run: bool,
+    host: str | None,
+    port: int | None,
+    echo: bool,
+) -> None:
+    """Run the kube-scheduler extender webhook (filter, prioritize, bind, preempt)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        config = load_config(config_path) if config_path else ServeConfig()
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    if host is not None:
+        config = dataclasses.replace(config, host=host)
+    if port is not None:
+        config = dataclasses.replace(config, port=port)
+    if dry_run != (cluster is not None):
+        _fail("--dry-run and --cluster go together: --cluster PRESET|FILE --dry-run")
+    from extender.runtime import DryRunBackend, planner_factory
+
+    try:
+        make_planner = planner_factory(config)
+    except (UnknownPolicyError, PolicyOptionError) as exc:
+        _fail(f"{config_path or 'policies'}: {exc}")
+        return
+    if cluster is not None:
+        from topology.sources import load_cluster
+
+        try:
+            described = load_cluster(cluster, config.kube.topology_labels)
+            backend: Backend = DryRunBackend(make_planner(described))
+        except (ValueError, OSError) as exc:
+            _fail(f"--cluster {cluster}: {exc}")
+            return
+    else:
+        backend = _kube_backend(config, make_planner)
+    options = AppOptions(
+        max_body_bytes=config.max_body_bytes,
+        path_prefix=config.path_prefix,
+        bind_workers=config.bind_workers,
+        echo=echo,
+    )
+    from extender.server import serve
+
+    serve(ExtenderApp(backend, options), config)
+
+
+def _kube_backend(config: ServeConfig, make_planner: Callable[[Cluster], Planner]) -> Backend:
+    from kubernetes import client
+    from kubernetes import config as kube_config
+
+    from extender.kube_backend import KubeBackend
+
+    try:
+        if config.kube.kubeconfig:
+            api_client = kube_config.new_client_from_config(
+                config.kube.kubeconfig, context=config.kube.context
+            )
+        else:
+            kube_config.load_incluster_config()
+            api_client = client.ApiClient()
+    except (kube_config.ConfigException, OSError) as exc:
+        _fail(f"cannot reach the Kubernetes API: {exc} (outside a cluster, set kube.kubeconfig)")
+        raise
+    backend = KubeBackend(api_client, config.kube, make_planner)
+    backend.start()
+    return backend

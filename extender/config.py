@@ -1,0 +1,233 @@
+"""``phalanx serve --config FILE``: the webhook's settings, validated with errors that name the
+field. Every key is optional; see docs/extender.md for the full example.
+
+.. code-block:: yaml
+
+    listen: {host: 0.0.0.0, port: 8888}
+    pathPrefix: ""                      # kube-scheduler's urlPrefix path, verbs are appended
+    tls: {certFile: /tls/tls.crt, keyFile: /tls/tls.key, clientCAFile: /tls/ca.crt,
+          requireClientCert: true}
+    maxBodyBytes: 16777216
+    bindWorkers: 16
+    reservationTTLSeconds: 300
+    solver: fast                        # fast | exact | auto
+    solverTimeLimitSeconds: 2
+    policies: {queue: fifo, queueOptions: {}, scorer: topology, scorerOptions: {},
+               preemption: priority, preemptionOptions: {}}
+    kube: {kubeconfig: null, context: null, topologyLabels: auto, watchTimeoutSeconds: 300,
+           topologyRefreshSeconds: 1}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from extender.app import DEFAULT_BIND_WORKERS, DEFAULT_MAX_BODY_BYTES
+from extender.planner import DEFAULT_RESERVATION_TTL_S
+
+DEFAULT_PORT = 8888
+DEFAULT_WATCH_TIMEOUT_S = 300
+"""Watches are re-opened this often (the apiserver's own default is 30-60 minutes)."""
+DEFAULT_TOPOLOGY_REFRESH_S = 1.0
+"""Node changes are folded into the topology at most this often."""
+MAX_PORT = 65535
+
+
+class ConfigError(ValueError):
+    """A bad setting; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert_file: str | None = None
+    key_file: str | None = None
+    client_ca_file: str | None = None
+    require_client_cert: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    queue: str = "fifo"
+    queue_options: dict[str, Any] = field(default_factory=dict)
+    scorer: str | None = "topology"
+    scorer_options: dict[str, Any] = field(default_factory=dict)
+    preemption: str | None = "priority"
+    preemption_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KubeConfig:
+    kubeconfig: str | None = None
+    """None: in-cluster service account, else this kubeconfig file."""
+    context: str | None = None
+    topology_labels: str = "auto"
+    watch_timeout_s: int = DEFAULT_WATCH_TIMEOUT_S
+    topology_refresh_s: float = DEFAULT_TOPOLOGY_REFRESH_S
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    path_prefix: str = ""
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    bind_workers: int = DEFAULT_BIND_WORKERS
+    reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S
+    solver: str = "fast"
+    solver_time_limit_s: float = 2.0
+    policies: PolicyConfig = field(default_factory=PolicyConfig)
+    kube: KubeConfig = field(default_factory=KubeConfig)
+
+
+def load_config(path: str | Path) -> ServeConfig:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(doc or {}, str(path))
+
+
+def parse_config(doc: Any, where: str = "config") -> ServeConfig:
+    r = _Reader(doc, where)
+    listen = r.section("listen", {"host", "port"})
+    tls = r.section("tls", {"certFile", "keyFile", "clientCAFile", "requireClientCert"})
+    pol = r.section(
+        "policies",
+        {"queue", "queueOptions", "scorer", "scorerOptions", "preemption", "preemptionOptions"},
+    )
+    kube = r.section(
+        "kube",
+        {
+            "kubeconfig",
+            "context",
+            "topologyLabels",
+            "watchTimeoutSeconds",
+            "topologyRefreshSeconds",
+        },
+    )
+    r.known(
+        {
+            "listen",
+            "pathPrefix",
+            "tls",
+            "maxBodyBytes",
+            "bindWorkers",
+            "reservationTTLSeconds",
+            "solver",
+            "solverTimeLimitSeconds",
+            "policies",
+            "kube",
+        }
+    )
+    port = listen.integer("port", DEFAULT_PORT, 1, MAX_PORT)
+    tls_cfg = TlsConfig(
+        cert_file=tls.string("certFile", None),
+        key_file=tls.string("keyFile", None),
+        client_ca_file=tls.string("clientCAFile", None),
+        require_client_cert=tls.boolean("requireClientCert", False),
+    )
+    if (tls_cfg.cert_file is None) != (tls_cfg.key_file is None):
+        raise ConfigError(f"{where}: tls.certFile and tls.keyFile must be given together")
+    if tls_cfg.require_client_cert and tls_cfg.client_ca_file is None:
+        raise ConfigError(f"{where}: tls.requireClientCert needs tls.clientCAFile")
+    if tls_cfg.client_ca_file is not None and not tls_cfg.enabled:
+        raise ConfigError(f"{where}: tls.clientCAFile needs tls.certFile and tls.keyFile")
+    solver = r.string("solver", "fast")
+    if solver not in ("fast", "exact", "auto"):
+        raise ConfigError(f"{where}: solver: expected fast, exact or auto, got {solver!r}")
+    return ServeConfig(
+        host=listen.string("host", "0.0.0.0") or "0.0.0.0",
+        port=port,
+        path_prefix=r.string("pathPrefix", "") or "",
+        tls=tls_cfg,
+        max_body_bytes=r.integer("maxBodyBytes", DEFAULT_MAX_BODY_BYTES, 1),
+        bind_workers=r.integer("bindWorkers", DEFAULT_BIND_WORKERS, 1),
+        reservation_ttl_s=r.number("reservationTTLSeconds", DEFAULT_RESERVATION_TTL_S),
+        solver=solver,
+        solver_time_limit_s=r.number("solverTimeLimitSeconds", 2.0),
+        policies=PolicyConfig(
+            queue=pol.string("queue", "fifo") or "fifo",
+            queue_options=pol.mapping("queueOptions"),
+            scorer=pol.string("scorer", "topology"),
+            scorer_options=pol.mapping("scorerOptions"),
+            preemption=pol.string("preemption", "priority"),
+            preemption_options=pol.mapping("preemptionOptions"),
+        ),
+        kube=KubeConfig(
+            kubeconfig=kube.string("kubeconfig", None),
+            context=kube.string("context", None),
+            topology_labels=kube.string("topologyLabels", "auto") or "auto",
+            watch_timeout_s=kube.integer("watchTimeoutSeconds", DEFAULT_WATCH_TIMEOUT_S, 1),
+            topology_refresh_s=kube.number("topologyRefreshSeconds", DEFAULT_TOPOLOGY_REFRESH_S),
+        ),
+    )
+
+
+class _Reader:
+    """Typed access to one mapping of the document, naming ``where.key`` in errors."""
+
+    def __init__(self, doc: Any, where: str, prefix: str = "") -> None:
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{where}: {prefix or 'the document'} must be a mapping")
+        self.doc, self.where, self.prefix = doc, where, prefix
+
+    def _name(self, key: str) -> str:
+        return f"{self.where}: {self.prefix}{key}"
+
+    def known(self, keys: set[str]) -> None:
+        unknown = sorted(set(self.doc) - keys)
+        if unknown:
+            raise ConfigError(
+                f"{self._name(unknown[0])}: unknown setting; known: {', '.join(sorted(keys))}"
+            )
+
+    def section(self, key: str, keys: set[str]) -> _Reader:
+        reader = _Reader(self.doc.get(key) or {}, self.where, f"{self.prefix}{key}.")
+        reader.known(keys)
+        return reader
+
+    def string(self, key: str, default: str | None) -> str | None:
+        value = self.doc.get(key, default)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{self._name(key)}: expected a string, got {value!r}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.doc.get(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self._name(key)}: expected true or false, got {value!r}")
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int | None = None) -> int:
+        value = self.doc.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{self._name(key)}: expected an integer, got {value!r}")
+        if value < low or (high is not None and value > high):
+            bound = f"{low}..{high}" if high is not None else f">= {low}"
+            raise ConfigError(f"{self._name(key)}: {value} is outside {bound}")
+        return value
+
+    def number(self, key: str, default: float) -> float:
+        value = self.doc.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{self._name(key)}: expected a positive number, got {value!r}")
+        return float(value)
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        value = self.doc.get(key) or {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{self._name(key)}: expected a mapping, got {value!r}")
+        return dict(value)

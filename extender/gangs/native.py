@@ -1,0 +1,51 @@
+"""The native Kubernetes PodGroup (KEP-4671/5832, ``scheduling.k8s.io/v1alpha2``): the pod's
+``spec.schedulingGroup.podGroupName`` names a PodGroup whose ``spec.schedulingPolicy`` is
+``gang: {minCount}`` or ``basic: {}``; KEP-5732 adds ``spec.schedulingConstraints.topology``
+(a node label key whose one domain must hold the group)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from extender.gangs.ref import GangRef, GroupKind, GroupLookup, LevelRef, LevelRefKind, positive_int
+
+KIND = GroupKind("native", "scheduling.k8s.io", "v1alpha2")
+
+
+def match(pod: Mapping[str, Any], lookup: GroupLookup) -> GangRef | None:
+    group_name = ((pod.get("spec") or {}).get("schedulingGroup") or {}).get("podGroupName")
+    if not group_name:
+        return None
+    namespace = pod["metadata"].get("namespace") or "default"
+    group = lookup(KIND, namespace, group_name)
+    if group is None:
+        return GangRef(
+            KIND.source,
+            namespace,
+            group_name,
+            None,
+            problem=f"PodGroup {namespace}/{group_name} ({KIND.group}) not found",
+        )
+    spec = group.get("spec") or {}
+    policy = spec.get("schedulingPolicy") or {}
+    gang = policy.get("gang")
+    min_count = positive_int(gang.get("minCount")) if isinstance(gang, dict) else 1
+    if min_count is None:
+        return GangRef(
+            KIND.source,
+            namespace,
+            group_name,
+            None,
+            problem=f"PodGroup {namespace}/{group_name}: spec.schedulingPolicy.gang.minCount "
+            f"{gang.get('minCount')!r} is not a positive integer",
+        )
+    topology = (spec.get("schedulingConstraints") or {}).get("topology") or []
+    key = topology[0].get("key") if topology and isinstance(topology[0], dict) else None
+    return GangRef(
+        KIND.source,
+        namespace,
+        group_name,
+        min_count,
+        required=LevelRef(LevelRefKind.LABEL, key) if key else None,
+    )

@@ -1,0 +1,84 @@
+"""What a pod's gang is, whichever API declared it: one :class:`GangRef` shape for every source."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+SINGLETON_SOURCE = "pod"
+
+
+class LevelRefKind(StrEnum):
+    LEVEL = "level"
+    """A Phalanx fabric level name (``node``, ``su``, ``clique``...)."""
+    LABEL = "label"
+    """A node label key (Kueue TAS, native PodGroup topology constraints)."""
+    TIER = "tier"
+    """A Volcano HyperNode tier: 1 is the first fabric level above the node."""
+
+
+@dataclass(frozen=True)
+class LevelRef:
+    """A topology level as some API names it; the planner resolves it against the cluster."""
+
+    kind: LevelRefKind
+    value: str
+
+
+@dataclass(frozen=True)
+class GroupKind:
+    """A PodGroup custom resource the extender lists and watches."""
+
+    source: str
+    group: str
+    version: str
+    plural: str = "podgroups"
+
+    @property
+    def api_path(self) -> str:
+        return f"/apis/{self.group}/{self.version}"
+
+
+@dataclass(frozen=True)
+class GangRef:
+    """A pod's gang. ``min_member`` is None while the group object is missing, and ``problem``
+    then says what is missing: the pod waits with that reason instead of being placed."""
+
+    source: str
+    namespace: str
+    name: str
+    min_member: int | None
+    timeout_s: float | None = None
+    required: LevelRef | None = None
+    preferred: LevelRef | None = None
+    queue: str | None = None
+    problem: str = ""
+
+    @property
+    def key(self) -> str:
+        if self.source == SINGLETON_SOURCE:
+            return f"{self.namespace}/pod/{self.name}"
+        return f"{self.namespace}/{self.name}"
+
+
+GroupLookup = Callable[[GroupKind, str, str], Mapping[str, Any] | None]
+"""(kind, namespace, name) -> the group object, or None when it is not (yet) in the cache."""
+
+
+def positive_int(value: Any) -> int | None:
+    """An int >= 1 from an int or a decimal string, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 1 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+        return number if number >= 1 else None
+    return None
+
+
+def seconds(value: Any) -> float | None:
+    number = positive_int(value)
+    return float(number) if number is not None else None

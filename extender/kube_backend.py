@@ -1,0 +1,260 @@
+"""The extender against a real cluster: a watch-based cache of Nodes, Pods and PodGroups.
+
+Start-up: list Nodes (-> topology), PodGroups and Pods, rebuild every allocation and
+reservation from the bound pods (``Planner.recover``), then watch all of them. Only then is the
+webhook ready. Node changes that matter to the topology (labels, the discovery annotation,
+allocatable, taints) are folded in by a refresher at most every ``topologyRefreshSeconds``;
+heartbeat-only updates are ignored.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+
+from extender.binding import Binder
+from extender.config import KubeConfig
+from extender.gangs import GROUP_KINDS, GroupKind
+from extender.kube_binder import KubeBinder
+from extender.planner import Planner
+from extender.podspec import namespace_of, uid_of
+from extender.reflector import HTTP_NOT_FOUND, Handlers, Reflector, list_objects
+from topology.discovery import ANNOTATION_GPU_TOPOLOGY
+from topology.kube import MalformedNodeError, cluster_from_nodes
+from topology.model import Cluster
+
+log = logging.getLogger(__name__)
+
+STARTUP_RETRY_S = 2.0
+
+
+def node_fingerprint(node: dict[str, Any]) -> tuple[Any, ...]:
+    """The parts of a Node the topology is built from."""
+    meta = node.get("metadata") or {}
+    spec = node.get("spec") or {}
+    status = node.get("status") or {}
+    return (
+        tuple(sorted((meta.get("labels") or {}).items())),
+        (meta.get("annotations") or {}).get(ANNOTATION_GPU_TOPOLOGY),
+        tuple(sorted((status.get("allocatable") or {}).items())),
+        tuple(sorted((status.get("capacity") or {}).items())),
+        repr(spec.get("taints")),
+    )
+
+
+class KubeBackend:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        settings: KubeConfig,
+        make_planner: Callable[[Cluster], Planner],
+    ) -> None:
+        self.api_client = api_client
+        self.settings = settings
+        self.make_planner = make_planner
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self._binder = KubeBinder(api_client)
+        self._planner: Planner | None = None
+        self._why = "listing Nodes, PodGroups and Pods"
+        self._stop = threading.Event()
+        self._nodes: dict[str, dict[str, Any]] = {}
+        self._prints: dict[str, tuple[Any, ...]] = {}
+        self._nodes_lock = threading.Lock()
+        self._dirty = threading.Event()
+        self.node_errors: list[str] = []
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ Backend protocol
+    @property
+    def planner(self) -> Planner | None:
+        return self._planner
+
+    @property
+    def binder(self) -> Binder:
+        return self._binder
+
+    def ready(self) -> tuple[bool, str]:
+        return (self._planner is not None, "synced" if self._planner else self._why)
+
+    def debug_extra(self) -> dict[str, Any]:
+        return {"mode": "kubernetes", "malformed_nodes": list(self.node_errors)}
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        starter = threading.Thread(target=self._start, name="extender-sync", daemon=True)
+        starter.start()
+        self._threads.append(starter)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._dirty.set()
+
+    def _start(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._sync()
+                return
+            except Exception as exc:  # keep trying: the apiserver may not be reachable yet
+                self._why = f"initial sync failed: {exc}"
+                log.warning("%s", self._why)
+                self._stop.wait(STARTUP_RETRY_S)
+
+    def _sync(self) -> None:
+        nodes, node_rv = list_objects(self.core.list_node)
+        self._replace_nodes(nodes)
+        planner = self.make_planner(self._build_cluster())
+        group_rvs: dict[str, str | None] = {}
+        for kind in GROUP_KINDS:
+            try:
+                groups, rv = list_objects(self._group_list(kind))
+            except client.ApiException as exc:
+                if exc.status != HTTP_NOT_FOUND:
+                    raise
+                groups, rv = [], None
+            for obj in groups:
+                planner.observe_group(kind, obj)
+            group_rvs[kind.source] = rv
+        pods, pod_rv = list_objects(self.core.list_pod_for_all_namespaces)
+        planner.recover(pods)
+        self._planner = planner
+        self._dirty.clear()
+        timeout = self.settings.watch_timeout_s
+        self._spawn(
+            Reflector(
+                "nodes",
+                self.core.list_node,
+                Handlers(self._replace_nodes, self._upsert_node, self._delete_node),
+                self._stop,
+                timeout,
+                node_rv,
+            )
+        )
+        self._spawn(
+            Reflector(
+                "pods",
+                self.core.list_pod_for_all_namespaces,
+                Handlers(self._replace_pods, planner.observe_pod, self._delete_pod),
+                self._stop,
+                timeout,
+                pod_rv,
+            )
+        )
+        for kind in GROUP_KINDS:
+            self._spawn(
+                Reflector(
+                    f"{kind.group}/{kind.plural}",
+                    self._group_list(kind),
+                    self._group_handlers(kind),
+                    self._stop,
+                    timeout,
+                    group_rvs[kind.source],
+                )
+            )
+        self._spawn(threading.Thread(target=self._refresh_topology, name="topology", daemon=True))
+
+    def _spawn(self, thread: threading.Thread) -> None:
+        thread.start()
+        self._threads.append(thread)
+
+    # ------------------------------------------------------------------ nodes
+    def _replace_nodes(self, items: list[dict[str, Any]]) -> None:
+        with self._nodes_lock:
+            self._nodes = {n["metadata"]["name"]: n for n in items}
+            prints = {name: node_fingerprint(n) for name, n in self._nodes.items()}
+            if prints != self._prints:
+                self._prints = prints
+                self._dirty.set()
+
+    def _upsert_node(self, node: dict[str, Any]) -> None:
+        name = node["metadata"]["name"]
+        fingerprint = node_fingerprint(node)
+        with self._nodes_lock:
+            self._nodes[name] = node
+            if self._prints.get(name) != fingerprint:
+                self._prints[name] = fingerprint
+                self._dirty.set()
+
+    def _delete_node(self, node: dict[str, Any]) -> None:
+        name = node["metadata"]["name"]
+        with self._nodes_lock:
+            self._nodes.pop(name, None)
+            self._prints.pop(name, None)
+        self._dirty.set()
+
+    def _build_cluster(self) -> Cluster:
+        with self._nodes_lock:
+            nodes = list(self._nodes.values())
+        errors: list[MalformedNodeError] = []
+        cluster = cluster_from_nodes(nodes, self.settings.topology_labels, errors=errors)
+        self.node_errors = [str(e) for e in errors]
+        return cluster
+
+    def refresh_topology(self) -> None:
+        """Fold pending node changes into the planner now."""
+        planner = self._planner
+        if planner is None:
+            return
+        self._dirty.clear()
+        try:
+            planner.set_cluster(self._build_cluster())
+        except ValueError as exc:
+            log.warning("topology not refreshed: %s", exc)
+
+    def _refresh_topology(self) -> None:
+        while not self._stop.is_set():
+            self._dirty.wait()
+            if self._stop.is_set():
+                return
+            self._stop.wait(self.settings.topology_refresh_s)
+            self.refresh_topology()
+
+    # ------------------------------------------------------------------ pods and groups
+    def _replace_pods(self, items: list[dict[str, Any]]) -> None:
+        planner = self._planner
+        if planner is None:
+            return
+        present = {f"{namespace_of(p)}/{p['metadata']['name']}" for p in items}
+        with planner.lock:
+            for key in [k for k in planner.pods if k not in present]:
+                namespace, _, name = key.partition("/")
+                planner.forget_pod(namespace, name)
+            for pod in items:
+                planner.observe_pod(pod)
+
+    def _delete_pod(self, pod: dict[str, Any]) -> None:
+        planner = self._planner
+        if planner is not None:
+            planner.forget_pod(namespace_of(pod), pod["metadata"]["name"], uid_of(pod))
+
+    def _group_list(self, kind: GroupKind) -> Callable[..., Any]:
+        return functools.partial(
+            self.custom.list_cluster_custom_object, kind.group, kind.version, kind.plural
+        )
+
+    def _group_handlers(self, kind: GroupKind) -> Handlers:
+        def replace(items: list[dict[str, Any]]) -> None:
+            planner = self._planner
+            if planner is None:
+                return
+            with planner.lock:
+                for _, namespace, name in [k for k in planner.groups if k[0] == kind.source]:
+                    planner.forget_group(kind, namespace, name)
+                for obj in items:
+                    planner.observe_group(kind, obj)
+
+        def upsert(obj: dict[str, Any]) -> None:
+            if self._planner is not None:
+                self._planner.observe_group(kind, obj)
+
+        def delete(obj: dict[str, Any]) -> None:
+            meta = obj.get("metadata") or {}
+            if self._planner is not None:
+                self._planner.forget_group(kind, meta.get("namespace") or "default", meta["name"])
+
+        return Handlers(replace, upsert, delete)

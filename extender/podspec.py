@@ -1,0 +1,177 @@
+"""What one pod asks for, read from its spec: the :class:`~scheduler.gang.MemberRequest` of a
+gang member, plus the pod facts the planner tracks (phase, node, priority, age)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from kubernetes.utils import parse_quantity
+
+from scheduler.gang import MemberRequest
+
+GPU_RESOURCE = "nvidia.com/gpu"
+"""The extended resource kube-scheduler routes to the extender (``managedResources``)."""
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+"""GPU Feature Discovery label; a nodeSelector or required affinity on it picks GPU models."""
+MILLI = 1000
+MIB = 1024 * 1024
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+class PodSpecError(ValueError):
+    """A pod whose spec cannot be read (bad quantity, wrong type); names the pod and field."""
+
+
+def pod_key(pod: Mapping[str, Any]) -> str:
+    meta = pod["metadata"]
+    return f"{meta.get('namespace') or 'default'}/{meta['name']}"
+
+
+def namespace_of(pod: Mapping[str, Any]) -> str:
+    return pod["metadata"].get("namespace") or "default"
+
+
+def uid_of(pod: Mapping[str, Any]) -> str:
+    return pod["metadata"].get("uid") or ""
+
+
+def node_of(pod: Mapping[str, Any]) -> str:
+    return (pod.get("spec") or {}).get("nodeName") or ""
+
+
+def labels_of(pod: Mapping[str, Any]) -> Mapping[str, str]:
+    return pod["metadata"].get("labels") or {}
+
+
+def annotations_of(pod: Mapping[str, Any]) -> Mapping[str, str]:
+    return pod["metadata"].get("annotations") or {}
+
+
+def is_terminal(pod: Mapping[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") in TERMINAL_PHASES
+
+
+def priority_of(pod: Mapping[str, Any]) -> int:
+    value = (pod.get("spec") or {}).get("priority")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def created_s(pod: Mapping[str, Any]) -> float:
+    """Creation time in Unix seconds (0 when absent), for FIFO order within a queue."""
+    stamp = pod["metadata"].get("creationTimestamp")
+    if not isinstance(stamp, str):
+        return 0.0
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def manages(pod: Mapping[str, Any]) -> bool:
+    """kube-scheduler's ``IsInterested``: a container or init container names the GPU
+    resource in its requests or limits."""
+    spec = pod.get("spec") or {}
+    for key in ("containers", "initContainers"):
+        for c in spec.get(key) or ():
+            res = (c or {}).get("resources") or {}
+            if GPU_RESOURCE in (res.get("requests") or {}) or GPU_RESOURCE in (
+                res.get("limits") or {}
+            ):
+                return True
+    return False
+
+
+def member_request(pod: Mapping[str, Any], taint_keys: Iterable[str] = ()) -> MemberRequest:
+    """Effective requests as Kubernetes computes them: the larger of the sum over containers and
+    the largest init container; an extended resource with only a limit requests the limit.
+
+    Node selectors, affinity and tolerations are left to kube-scheduler's own filters: the
+    planner only uses nodes kube-scheduler offered, so they are enforced through that list.
+    The GPU model and tolerations are the exceptions, as they decide which domains can hold
+    the gang: ``taint_keys`` are the cluster's taint keys, which a toleration of every taint
+    (``operator: Exists`` without a key) stands for."""
+    where = f"pod {pod_key(pod)}"
+    spec = pod.get("spec") or {}
+    totals = _effective(spec, where)
+    gpus_decimal = totals.get(GPU_RESOURCE, Decimal(0))
+    if gpus_decimal != gpus_decimal.to_integral_value():
+        raise PodSpecError(f"{where}: {GPU_RESOURCE} must be a whole number, got {gpus_decimal}")
+    return MemberRequest(
+        gpus=int(gpus_decimal),
+        cpu_milli=math.ceil(totals.get("cpu", Decimal(0)) * MILLI),
+        memory_mib=math.ceil(totals.get("memory", Decimal(0)) / MIB),
+        gpu_products=_gpu_products(spec),
+        tolerations=tolerated_taints(spec, taint_keys),
+    )
+
+
+def _effective(spec: Mapping[str, Any], where: str) -> dict[str, Decimal]:
+    total: dict[str, Decimal] = {}
+    for i, c in enumerate(spec.get("containers") or ()):
+        for name, qty in _container_requests(c, f"{where} containers[{i}]").items():
+            total[name] = total.get(name, Decimal(0)) + qty
+    for i, c in enumerate(spec.get("initContainers") or ()):
+        for name, qty in _container_requests(c, f"{where} initContainers[{i}]").items():
+            total[name] = max(total.get(name, Decimal(0)), qty)
+    return total
+
+
+def _container_requests(container: Any, where: str) -> dict[str, Decimal]:
+    if not isinstance(container, dict):
+        raise PodSpecError(f"{where} must be an object")
+    res = container.get("resources") or {}
+    if not isinstance(res, dict):
+        raise PodSpecError(f"{where}.resources must be an object")
+    limits = _quantities(res.get("limits"), f"{where}.resources.limits")
+    requests = _quantities(res.get("requests"), f"{where}.resources.requests")
+    for name, qty in limits.items():
+        requests.setdefault(name, qty)
+    return requests
+
+
+def _quantities(value: Any, where: str) -> dict[str, Decimal]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PodSpecError(f"{where} must be an object")
+    out = {}
+    for name, text in value.items():
+        try:
+            qty = parse_quantity(text)
+        except (ValueError, TypeError, InvalidOperation):
+            raise PodSpecError(f"{where}[{name!r}]: {text!r} is not a quantity") from None
+        if qty < 0:
+            raise PodSpecError(f"{where}[{name!r}]: {text!r} is negative")
+        out[name] = qty
+    return out
+
+
+def tolerated_taints(spec: Mapping[str, Any], taint_keys: Iterable[str]) -> tuple[str, ...]:
+    keys: set[str] = set()
+    for t in spec.get("tolerations") or ():
+        if not isinstance(t, dict):
+            continue
+        if t.get("key"):
+            keys.add(t["key"])
+        elif t.get("operator") == "Exists":
+            keys.update(taint_keys)
+    return tuple(sorted(keys))
+
+
+def _gpu_products(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    selected = (spec.get("nodeSelector") or {}).get(GPU_PRODUCT_LABEL)
+    if selected:
+        return (selected,)
+    affinity = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    products: set[str] = set()
+    for term in affinity.get("nodeSelectorTerms") or ():
+        for expr in term.get("matchExpressions") or ():
+            if expr.get("key") == GPU_PRODUCT_LABEL and expr.get("operator") == "In":
+                products.update(expr.get("values") or ())
+    return tuple(sorted(products))

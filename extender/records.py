@@ -1,0 +1,72 @@
+"""The planner's bookkeeping: what it knows about each pod and each gang."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from extender.gangs import GangRef
+from extender.hints import GangHints
+from scheduler.gang import Gang, MemberRequest
+
+
+@dataclass
+class PodRecord:
+    key: str
+    namespace: str
+    name: str
+    uid: str
+    gang_key: str
+    pod: dict[str, Any]
+    request: MemberRequest | None
+    spec_error: str = ""
+    """Why ``request`` could not be read, shown to the user instead of placing the pod."""
+    node: str = ""
+    """The node the pod is bound to, '' while pending."""
+
+
+@dataclass
+class GangRecord:
+    """One gang and the ledger entries that hold its members' resources.
+
+    The ledger (``scheduler.state.ClusterState``) is keyed by *plan*: the gang's first plan has
+    the gang's key; members placed later (late arrivals, re-planned members) get plans of their
+    own, ``<key>#<n>``, released together with the gang.
+    """
+
+    ref: GangRef
+    members: dict[str, PodRecord] = field(default_factory=dict)
+    slots: dict[str, str] = field(default_factory=dict)
+    """Pod name -> ledger key of the plan holding its place."""
+    plans: set[str] = field(default_factory=set)
+    binding: set[str] = field(default_factory=set)
+    """Pods whose Binding is being posted right now."""
+    waiting: str = ""
+    """Why the gang is not placed, as users see it in pod events."""
+    unresolvable: bool = False
+    """The gang can never be placed as specified (bad level, too large for any node)."""
+    next_extra: int = 1
+    started_s: float | None = None
+    """When its first member bound (for runtime estimates)."""
+    hints: GangHints | None = None
+    """Constraints and facts as of its last plan."""
+    pending_object: Gang | None = None
+    """The gang as last put to the cycle; dropped whenever a member or the group changes."""
+
+    @property
+    def key(self) -> str:
+        return self.ref.key
+
+    def new_extra_key(self) -> str:
+        key = f"{self.key}#{self.next_extra}"
+        self.next_extra += 1
+        return key
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple[Any, ...]:
+    """``w-2`` before ``w-10``: ranks follow the numbers in pod names."""
+    return tuple(int(part) if part.isdigit() else part for part in _DIGITS.split(name))

@@ -1,0 +1,81 @@
+"""Assembling a planner from settings, and the dry-run backend (a cluster from a file or a
+preset, binds recorded instead of sent)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from extender.binding import Binder, RecordingBinder
+from extender.config import PolicyConfig, ServeConfig
+from extender.planner import Planner, PlannerConfig
+from policies.registry import get_preemption_policy, get_queue_policy, get_scorer
+from scheduler.interfaces import PlacementScorer, PreemptionPolicy, QueuePolicy
+from topology.model import Cluster
+
+RECENT_BINDS_SHOWN = 100
+"""Dry-run binds listed in /debug/state (the newest)."""
+
+
+def build_policies(
+    cfg: PolicyConfig,
+) -> tuple[QueuePolicy, PlacementScorer | None, PreemptionPolicy | None]:
+    """The named policies from the registry; unknown names raise ``UnknownPolicyError``."""
+    queue = get_queue_policy(cfg.queue, **cfg.queue_options)
+    scorer = get_scorer(cfg.scorer, **cfg.scorer_options) if cfg.scorer else None
+    preemption = (
+        get_preemption_policy(cfg.preemption, **cfg.preemption_options) if cfg.preemption else None
+    )
+    return queue, scorer, preemption
+
+
+def planner_factory(
+    config: ServeConfig, clock: Callable[[], float] = time.time
+) -> Callable[[Cluster], Planner]:
+    """Builds the policies once (so a bad name fails at start) and returns a factory."""
+    queue, scorer, preemption = build_policies(config.policies)
+    planner_config = PlannerConfig(
+        reservation_ttl_s=config.reservation_ttl_s,
+        solver=config.solver,
+        time_limit_s=config.solver_time_limit_s,
+    )
+
+    def make(cluster: Cluster) -> Planner:
+        return Planner(
+            cluster,
+            queue,
+            scorer=scorer,
+            preemption=preemption,
+            config=planner_config,
+            clock=clock,
+        )
+
+    return make
+
+
+class DryRunBackend:
+    """The webhook against a described cluster: pods are known from the requests themselves
+    and binds are recorded (and listed in /debug/state) instead of sent."""
+
+    def __init__(self, planner: Planner) -> None:
+        self._planner = planner
+        self.recorder = RecordingBinder()
+
+    @property
+    def planner(self) -> Planner:
+        return self._planner
+
+    @property
+    def binder(self) -> Binder:
+        return self.recorder
+
+    def ready(self) -> tuple[bool, str]:
+        return True, "dry-run"
+
+    def debug_extra(self) -> dict[str, Any]:
+        return {
+            "mode": "dry-run",
+            "binds_recorded": len(self.recorder.records),
+            "recent_binds": self.recorder.records[-RECENT_BINDS_SHOWN:],
+        }

@@ -1,0 +1,28 @@
+"""``phalanx policies``: every registered policy, one line each."""
+
+from __future__ import annotations
+
+import click
+
+from policies.registry import KINDS, list_policies
+
+
+@click.command(name="policies")
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default=None,
+    help="Only policies of this kind.",
+)
+def command(kind: str | None) -> None:
+    """List the registered queue, scorer and preemption policies.
+
+    Scorers combine by name with weights, e.g. "0.7*topology+0.3*fgd"; preemption policies
+    chain, e.g. "priority+reclaim".
+    """
+    rows = [row for row in list_policies() if kind is None or row[0] == kind]
+    kind_width = max(len(r[0]) for r in rows)
+    name_width = max(len(r[1]) for r in rows)
+    click.echo(f"{'KIND':<{kind_width}}  {'NAME':<{name_width}}  DESCRIPTION")
+    for k, name, description in rows:
+        click.echo(f"{k:<{kind_width}}  {name:<{name_width}}  {description}")

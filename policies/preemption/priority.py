@@ -1,0 +1,92 @@
+"""Priority preemption: a gang may evict whole gangs of strictly lower rank.
+
+Rank is the gang's priority unless a ``rank`` function is given (Tiresias LAS passes
+:meth:`policies.queue.las.LasPolicy.rank`, so gangs with little attained service evict gangs
+with a lot). Victims are taken cheapest first: lower rank, then gangs of queues running on
+borrowed quota (when a quota tree is given), then least work lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from policies.preemption.guards import (
+    DEFAULT_MIN_RUNTIME_S,
+    EvictionHistory,
+    lost_work_gpu_s,
+    protected,
+)
+from policies.preemption.search import find_victims
+from policies.queue.quota import as_tree, tree_usage
+from scheduler.gang import Gang
+from scheduler.interfaces import PlaceFunction, PreemptionDecision, QueueContext, RunningGang
+
+Rank = Callable[[Gang, QueueContext], float]
+
+
+def by_priority(gang: Gang, ctx: QueueContext) -> float:
+    return float(gang.priority)
+
+
+class PriorityPreemption:
+    name = "priority"
+    description = (
+        "Gang-aware: evict whole lower-priority gangs, cheapest set, only if it then fits."
+    )
+
+    def __init__(
+        self,
+        min_runtime_s: float = DEFAULT_MIN_RUNTIME_S,
+        quotas: Any = None,
+        rank: Rank | None = None,
+        history: EvictionHistory | None = None,
+    ) -> None:
+        if min_runtime_s < 0:
+            raise ValueError(f"min_runtime_s must not be negative, got {min_runtime_s}")
+        self.min_runtime_s = min_runtime_s
+        self.tree = as_tree(quotas) if quotas is not None else None
+        self.rank = rank or by_priority
+        self.history = history or EvictionHistory()
+
+    def select_victims(
+        self, preemptor: Gang, ctx: QueueContext, place: PlaceFunction
+    ) -> PreemptionDecision | None:
+        mine = self.rank(preemptor, ctx)
+        borrowing = self._borrowing_queues(ctx)
+        candidates = [
+            r
+            for r in ctx.running
+            if r.gang.name != preemptor.name
+            and self.rank(r.gang, ctx) < mine
+            and not protected(r, ctx.now_s, self.min_runtime_s)
+            and not self.history.forbids(preemptor.name, r.gang.name)
+        ]
+
+        def cost(r: RunningGang) -> tuple[float, int, float, str]:
+            on_loan = 0 if r.gang.queue in borrowing else 1
+            return (self.rank(r.gang, ctx), on_loan, lost_work_gpu_s(r, ctx.now_s), r.gang.name)
+
+        found = find_victims(preemptor, ctx.state, place, sorted(candidates, key=cost))
+        if found is None:
+            return None
+        victims, placement = found
+        names = tuple(r.gang.name for r in victims)
+        self.history.record(preemptor.name, names)
+        lost = sum(lost_work_gpu_s(r, ctx.now_s) for r in victims)
+        ranks = ", ".join(f"{r.gang.name}={self.rank(r.gang, ctx):g}" for r in victims)
+        reason = (
+            f"priority preemption: {preemptor.name!r} (rank {mine:g}) evicts {len(names)} "
+            f"gang(s) of lower rank ({ranks}), losing {lost:.0f} GPU-s of work"
+        )
+        return PreemptionDecision(preemptor.name, names, placement, reason)
+
+    def _borrowing_queues(self, ctx: QueueContext) -> set[str]:
+        if self.tree is None:
+            return set()
+        usage = tree_usage(self.tree, ctx)
+        return {
+            q
+            for q, used in usage.items()
+            if self.tree.is_leaf(q) and not used.fits_within(self.tree.queues[q].guaranteed)
+        }

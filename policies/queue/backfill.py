@@ -1,0 +1,135 @@
+"""EASY backfill: a reservation for the blocked head gang, and only harmless overtaking.
+
+When the head of the queue cannot be placed, the policy plans when it could start: running
+gangs are released in the order they are expected to end (see :mod:`policies.estimates`)
+until the head fits. That time and the cluster as it will then be (the *shadow* state) make
+the reservation. A later gang may start now only if it is expected to end before the reserved
+start, or if the head still fits in the shadow state with the newcomer added to it. So no
+stream of small gangs can push a large gang's start back (Slurm's backfill, Mu'alem and
+Feitelson's EASY), which is the usual answer to large gangs starving behind small jobs.
+
+Only the first blocked gang gets a reservation (EASY, not conservative backfill); the plan is
+remade every cycle. Without a
+planner (``ctx.place`` is None) the policy cannot tell harmless overtaking from harmful, so it
+blocks behind the head instead. A head that would not fit even with every running gang gone
+(it needs preemption, or capacity the running gangs do not hold) gets no reservation: waiting
+cannot help it, so there is nothing to protect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from policies.estimates import DEFAULT_RUNTIME_ESTIMATE_S, RuntimeEstimator
+from policies.queue.base import OrderedQueuePolicy, fifo_key, priority_fifo_key
+from scheduler.gang import Gang
+from scheduler.interfaces import PlaceFunction, QueueContext
+from scheduler.placement import Placement, PlacementResult
+from scheduler.state import ClusterState
+
+ORDERS = ("priority", "fifo")
+
+
+@dataclass
+class Reservation:
+    head: Gang
+    start_s: float
+    shadow: ClusterState
+    """The cluster as expected at ``start_s``, including backfilled gangs still running then."""
+    placement: Placement
+    """Where the head is expected to go at ``start_s``."""
+
+
+class BackfillPolicy(OrderedQueuePolicy):
+    name = "backfill"
+    description = (
+        "EASY backfill: overtake a blocked head gang only without delaying its reservation."
+    )
+
+    def __init__(
+        self, order: str = "priority", default_runtime_s: float = DEFAULT_RUNTIME_ESTIMATE_S
+    ) -> None:
+        super().__init__(strict=False)
+        if order not in ORDERS:
+            raise ValueError(f"backfill order must be one of {ORDERS}, got {order!r}")
+        self.order_by = order
+        self.estimator = RuntimeEstimator(default_runtime_s)
+        self.reservation: Reservation | None = None
+        self._planned = False
+        self._cycle: QueueContext | None = None
+
+    def sort_key(self, gang: Gang, ctx: QueueContext) -> Any:
+        return priority_fifo_key(gang) if self.order_by == "priority" else fifo_key(gang)
+
+    def order(self, pending: Sequence[Gang], ctx: QueueContext) -> list[Gang]:
+        self._reset(ctx)
+        return super().order(pending, ctx)
+
+    def _reset(self, ctx: QueueContext) -> None:
+        """A new cycle: forget the last reservation (EASY re-plans every cycle)."""
+        self.reservation, self._planned, self._cycle = None, False, ctx
+
+    def record_completion(self, gang: Gang, runtime_s: float) -> None:
+        self.estimator.record_completion(gang, runtime_s)
+
+    def after_blocked(self, gang: Gang, result: PlacementResult, ctx: QueueContext) -> bool:
+        if self._cycle is not ctx:
+            self._reset(ctx)
+        if self._planned:
+            return True
+        if ctx.place is None:
+            return False
+        self._planned = True
+        self.reservation = plan_reservation(gang, ctx, ctx.place, self.estimator)
+        return True
+
+    def accept(self, gang: Gang, placement: Placement, ctx: QueueContext) -> str | None:
+        reservation = self.reservation
+        if reservation is None or self._cycle is not ctx or gang.name == reservation.head.name:
+            return None
+        if ctx.now_s + self.estimator.estimate_s(gang) <= reservation.start_s:
+            return None
+        assert ctx.place is not None  # a reservation exists only where a planner does
+        trial = reservation.shadow.copy()
+        trial.assign(placement, ctx.now_s)
+        head = ctx.place(reservation.head, trial)
+        if isinstance(head, Placement):
+            reservation.shadow, reservation.placement = trial, head
+            return None
+        return (
+            f"backfill: would delay gang {reservation.head.name!r}, reserved to start at "
+            f"t={reservation.start_s:.0f}s"
+        )
+
+
+def plan_reservation(
+    head: Gang, ctx: QueueContext, place: PlaceFunction, estimator: RuntimeEstimator
+) -> Reservation | None:
+    """Earliest expected time at which ``head`` fits once running gangs end, found by binary
+    search over the distinct end times (releasing more never makes a gang fit worse)."""
+    running = [r for r in ctx.running if r.gang.name in ctx.state.holdings]
+    by_end = sorted(running, key=lambda r: estimator.expected_end_s(r, ctx.now_s))
+    ends = [estimator.expected_end_s(r, ctx.now_s) for r in by_end]
+    times = sorted(set(ends))
+
+    def shadow_at(t: float) -> ClusterState:
+        shadow = ctx.state.copy()
+        for r, end in zip(by_end, ends, strict=True):
+            if end <= t:
+                shadow.release(r.gang.name)
+        return shadow
+
+    found: Reservation | None = None
+    lo, hi = 0, len(times) - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        shadow = shadow_at(times[mid])
+        result = place(head, shadow)
+        if isinstance(result, Placement):
+            found = Reservation(head, times[mid], shadow, result)
+            hi = mid - 1
+        else:
+            lo = mid + 1
+    return found

@@ -1,0 +1,163 @@
+"""Fragmentation gradient descent (Weng et al., "Beware of Fragmentation", USENIX ATC '23).
+
+Fragmentation of a node for one task type m (the paper's section 3, the artifact's
+``NodeGpuShareFragAmount``): if m cannot run on the node at all (too little cpu or memory, not
+enough GPUs with room for its per-GPU share, a GPU model it does not accept, or m needs no GPU)
+every free GPU milli of the node is fragmented for m; otherwise only the free milli of GPUs with
+less room than m's per-GPU share is. A node's fragmentation for the workload is the
+popularity-weighted expectation over task types. FGD puts each task where that expectation
+grows least: score = -(fragmentation after - fragmentation before), in GPUs; a share goes to
+the GPU of the node that minimises it.
+
+Every candidate node (and, for a share, every GPU of every candidate) is evaluated in one numba
+pass (:mod:`.fgd_kernels`): the per-task test only needs, for each distinct per-GPU share s of
+the workload, how many GPUs have at least s free and how much free milli sits on GPUs with
+less than s.
+
+``artifact_scores=True`` reproduces the artifact's integer scores
+``int(100 * sigmoid(delta_milli / 1000))`` with random tie-breaking among equal scores, as
+kube-scheduler does; the default keeps the exact float delta.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from policies.scoring.fgd_kernels import best_share, expected_fragmentation
+from policies.scoring.fgd_workload import Workload
+from policies.scoring.tie_break import TieBreaker
+from scheduler.gang import MemberRequest
+from topology.compiled import NO_PRODUCT, CompiledCluster
+from topology.model import MILLI_PER_GPU
+
+ARTIFACT_MAX_SCORE = 100
+"""kube-scheduler's ``MaxNodeScore``."""
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """The workload compiled against one cluster's GPU models."""
+
+    shares: np.ndarray  # int64 [S]: distinct per-GPU shares of the GPU task types
+    share_index: np.ndarray  # int64 [T]: each GPU task type's share, as an index into shares
+    gpus: np.ndarray  # int64 [T]
+    cpu_milli: np.ndarray  # int64 [T]
+    memory_mib: np.ndarray  # int64 [T]
+    popularity: np.ndarray  # float64 [T]
+    access: np.ndarray  # bool [products + 1, T]; last row: nodes without GPUs
+    cpu_task_popularity: float  # total popularity of CPU-only task types
+
+    def kernel_args(self) -> tuple[np.ndarray | float, ...]:
+        return (
+            self.shares,
+            self.share_index,
+            self.gpus,
+            self.cpu_milli,
+            self.memory_mib,
+            self.popularity,
+            self.access,
+            self.cpu_task_popularity,
+        )
+
+
+def compile_workload(workload: Workload, products: list[str]) -> _Tables:
+    gpu_tasks = [(t, p) for t, p in zip(workload.tasks, workload.popularity, strict=True) if t.gpus]
+    shares = np.array(sorted({t.gpu_milli for t, _ in gpu_tasks}), dtype=np.int64)
+    access = np.zeros((len(products) + 1, len(gpu_tasks)), dtype=bool)
+    for j, (t, _) in enumerate(gpu_tasks):
+        for i, product in enumerate(products):
+            access[i, j] = not t.products or product in t.products
+    return _Tables(
+        shares=shares,
+        share_index=np.searchsorted(shares, [t.gpu_milli for t, _ in gpu_tasks]).astype(np.int64),
+        gpus=np.array([t.gpus for t, _ in gpu_tasks], dtype=np.int64),
+        cpu_milli=np.array([t.cpu_milli for t, _ in gpu_tasks], dtype=np.int64),
+        memory_mib=np.array([t.memory_mib for t, _ in gpu_tasks], dtype=np.int64),
+        popularity=np.array([p for _, p in gpu_tasks], dtype=np.float64),
+        access=access,
+        cpu_task_popularity=float(
+            sum(p for t, p in zip(workload.tasks, workload.popularity, strict=True) if not t.gpus)
+        ),
+    )
+
+
+class FgdScorer:
+    name = "fgd"
+    description = "Fragmentation gradient descent (ATC'23): least growth of expected fragmentation."
+
+    def __init__(
+        self, workload: Workload | None = None, artifact_scores: bool = False, seed: int = 0
+    ) -> None:
+        self.workload = workload if workload is not None else Workload.default()
+        self.artifact_scores = artifact_scores
+        self.tie_breaker = TieBreaker(seed)
+        self._tables: _Tables | None = None
+        self._tables_for: list[str] | None = None
+
+    def tables(self, compiled: CompiledCluster) -> _Tables:
+        if self._tables is None or self._tables_for is not compiled.products:
+            self._tables = compile_workload(self.workload, compiled.products)
+            self._tables_for = compiled.products
+        return self._tables
+
+    def node_fragmentation(self, compiled: CompiledCluster, nodes: np.ndarray) -> np.ndarray:
+        """Expected fragmented milli-GPU of ``nodes`` as they are now."""
+        free, cpu, mem, row = _node_arrays(compiled, np.asarray(nodes, dtype=np.int64))
+        return expected_fragmentation(free, cpu, mem, row, *self.tables(compiled).kernel_args())
+
+    def score(
+        self, compiled: CompiledCluster, request: MemberRequest, nodes: np.ndarray
+    ) -> np.ndarray:
+        args = self.tables(compiled).kernel_args()
+        free, cpu, mem, row = _node_arrays(compiled, np.asarray(nodes, dtype=np.int64))
+        before = expected_fragmentation(free, cpu, mem, row, *args)
+        cpu, mem = cpu - request.cpu_milli, mem - request.memory_mib
+        if request.is_fractional:
+            after = best_share(free, cpu, mem, row, request.gpu_milli, *args)[0]
+        else:
+            after = expected_fragmentation(_take_whole(free, request.gpus), cpu, mem, row, *args)
+        delta_milli = before - after
+        if not self.artifact_scores:
+            return delta_milli / MILLI_PER_GPU
+        sigmoid = 1.0 / (1.0 + np.exp(-delta_milli / MILLI_PER_GPU))
+        return self.tie_breaker.integer_scores(np.floor(ARTIFACT_MAX_SCORE * sigmoid))
+
+    def pick_gpu(self, compiled: CompiledCluster, request: MemberRequest, node: int) -> int | None:
+        if not request.is_fractional:
+            return None
+        free, cpu, mem, row = _node_arrays(compiled, np.array([node], dtype=np.int64))
+        _, gpu = best_share(
+            free,
+            cpu - request.cpu_milli,
+            mem - request.memory_mib,
+            row,
+            request.gpu_milli,
+            *self.tables(compiled).kernel_args(),
+        )
+        return int(gpu[0]) if gpu[0] >= 0 else None
+
+
+def _node_arrays(
+    compiled: CompiledCluster, nodes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    free = MILLI_PER_GPU - compiled.gpu_used_milli[nodes].astype(np.int64)
+    product = compiled.node_product[nodes].astype(np.int64)
+    row = np.where(product == NO_PRODUCT, len(compiled.products), product)
+    return (
+        free,
+        compiled.cpu_free_milli[nodes].astype(np.int64),
+        compiled.memory_free_mib[nodes].astype(np.int64),
+        row,
+    )
+
+
+def _take_whole(free: np.ndarray, count: int) -> np.ndarray:
+    """Free milli after taking ``count`` wholly free GPUs of each row (which ones does not
+    matter: fragmentation depends only on the multiset of free amounts)."""
+    if count == 0:
+        return free
+    whole = free == MILLI_PER_GPU
+    taken = whole & (np.cumsum(whole, axis=1) <= count)
+    return np.where(taken, 0, free)

@@ -1,0 +1,203 @@
+"""One scheduling cycle: order the pending gangs, then admit, place, accept, start or preempt.
+
+The cycle is the only place where the queue policy, the placement engine and the preemption
+policy meet, and it is the same code for the simulator and the extender. Per gang, in the
+queue policy's order:
+
+1. ``admit`` (quota, fairness): a refusal only makes this gang wait;
+2. place it against the live state (the engine never mutates it);
+3. ``accept`` with the placement in hand (backfill's reservation check), then take it in the
+   state: ``assign``, or ``reserve`` with a TTL while the extender binds the pods;
+4. if it does not fit, ask the preemption policy for a set of whole gangs to evict. The plan is
+   checked on a copy of the state before anything is released, so no gang is ever evicted
+   unless the preemptor then fits; victims are released here and reported for requeueing;
+5. if it still waits, ``after_blocked`` says whether later gangs may try (strict FIFO says no,
+   backfill plans a reservation and says yes).
+
+Every gang that does not start gets a reason in :attr:`CycleOutcome.waiting`. Expiring
+reservations is the caller's job (``ClusterState.expire``), so that it can requeue them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from scheduler import engine
+from scheduler.gang import Gang, GangSpecError
+from scheduler.interfaces import (
+    PlaceFunction,
+    PlacementScorer,
+    PreemptionDecision,
+    PreemptionPolicy,
+    QueueContext,
+    QueuePolicy,
+    RunningGang,
+    StateObserver,
+)
+from scheduler.placement import Placement, PlacementResult
+from scheduler.state import ClusterState, LedgerError
+from topology.compiled import CapacityError
+
+
+@dataclass
+class CycleOutcome:
+    started: list[tuple[Gang, Placement]] = field(default_factory=list)
+    preempted: list[PreemptionDecision] = field(default_factory=list)
+    """Executed decisions; their victims were released from the state and must be requeued."""
+    waiting: dict[str, str] = field(default_factory=dict)
+    """Gang name -> why it did not start this cycle."""
+
+    @property
+    def evicted(self) -> list[str]:
+        return [v for d in self.preempted for v in d.victims]
+
+
+class SchedulingCycle:
+    def __init__(
+        self,
+        state: ClusterState,
+        queue: QueuePolicy,
+        preemption: PreemptionPolicy | None = None,
+        scorer: PlacementScorer | None = None,
+        solver: str = "fast",
+        *,
+        place: PlaceFunction | None = None,
+    ) -> None:
+        """``place`` replaces the placement engine (what-if tools and tests); by default the
+        cycle calls :func:`scheduler.engine.place` with ``solver`` and ``scorer``."""
+        self.state = state
+        self.queue = queue
+        self.preemption = preemption
+        self.scorer = scorer
+        self.solver = solver
+        self._place = place if place is not None else self._engine_place
+
+    def _engine_place(self, gang: Gang, state: ClusterState) -> PlacementResult:
+        return engine.place(gang, state, solver=self.solver, scorer=self.scorer)
+
+    def place(self, gang: Gang, state: ClusterState) -> PlacementResult:
+        return self._place(gang, state)
+
+    def run(
+        self,
+        pending: Sequence[Gang],
+        running: Sequence[RunningGang],
+        now_s: float,
+        attained_gpu_s: dict[str, float] | None = None,
+        reserve_ttl_s: float | None = None,
+    ) -> CycleOutcome:
+        if isinstance(self.scorer, StateObserver):
+            self.scorer.bind_state(self.state)
+        live = list(running)
+        ctx = QueueContext(
+            now_s=now_s,
+            state=self.state,
+            running=live,
+            attained_gpu_s=dict(attained_gpu_s or {}),
+            pending=list(pending),
+            place=self.place,
+        )
+        outcome = CycleOutcome()
+        ordered = self.queue.order(pending, ctx)
+        for i, gang in enumerate(ordered):
+            blocked = self._try(gang, ctx, live, outcome, reserve_ttl_s)
+            if blocked is not None and not self.queue.after_blocked(gang, blocked, ctx):
+                for later in ordered[i + 1 :]:
+                    outcome.waiting[later.name] = f"waiting behind blocked gang {gang.name!r}"
+                break
+        return outcome
+
+    # ------------------------------------------------------------------ one gang
+    def _try(
+        self,
+        gang: Gang,
+        ctx: QueueContext,
+        live: list[RunningGang],
+        outcome: CycleOutcome,
+        ttl_s: float | None,
+    ) -> PlacementResult | None:
+        """Start ``gang`` if possible; returns the failed placement when it is blocked for
+        lack of room (the case ``after_blocked`` is about), else None."""
+        waiting = outcome.waiting
+        if gang.name in self.state.holdings:
+            waiting[gang.name] = "already holds a placement"
+            return None
+        refusal = self.queue.admit(gang, ctx)
+        if refusal is not None:
+            waiting[gang.name] = refusal
+            return None
+        try:
+            result = self.place(gang, self.state)
+        except GangSpecError as err:
+            waiting[gang.name] = f"invalid gang: {err}"
+            return None
+        if isinstance(result, Placement):
+            refusal = self.queue.accept(gang, result, ctx)
+            if refusal is None:
+                self._start(gang, result, ctx.now_s, live, outcome, ttl_s)
+            else:
+                waiting[gang.name] = refusal
+            return None
+        waiting[gang.name] = result.reason
+        if self.preemption is None:
+            return result
+        decision = self.preemption.select_victims(gang, ctx, self.place)
+        if decision is None:
+            return result
+        problem = self._check_plan(gang, decision, ctx)
+        if problem is None:
+            problem = self.queue.accept(gang, decision.placement, ctx)
+        if problem is not None:
+            waiting[gang.name] = f"{result.reason}; preemption not taken: {problem}"
+            return result
+        for victim in decision.victims:
+            self.state.release(victim)
+        live[:] = [r for r in live if r.gang.name not in decision.victims]
+        outcome.preempted.append(decision)
+        self._start(gang, decision.placement, ctx.now_s, live, outcome, ttl_s)
+        return None
+
+    def _check_plan(
+        self, gang: Gang, decision: PreemptionDecision, ctx: QueueContext
+    ) -> str | None:
+        """Why ``decision`` must not be executed, or None: it evicts running gangs only,
+        never the preemptor, and the placement fits once the victims are gone."""
+        running = {r.gang.name for r in ctx.running}
+        if decision.preemptor != gang.name or decision.placement.gang != gang.name:
+            return f"the plan is for gang {decision.preemptor!r}"
+        strangers = [v for v in decision.victims if v not in running or v == gang.name]
+        if strangers or not decision.victims:
+            return f"victims {strangers or '(none)'} are not running gangs"
+        what_if = self.state.copy()
+        try:
+            for victim in decision.victims:
+                what_if.release(victim)
+            what_if.reserve(decision.placement, ctx.now_s)
+        except (CapacityError, LedgerError) as err:
+            return f"the placement does not fit after the evictions ({err})"
+        return None
+
+    def _start(
+        self,
+        gang: Gang,
+        placement: Placement,
+        now_s: float,
+        live: list[RunningGang],
+        outcome: CycleOutcome,
+        ttl_s: float | None,
+    ) -> None:
+        try:
+            if ttl_s is None:
+                self.state.assign(placement, now_s)
+            else:
+                self.state.reserve(placement, now_s, ttl_s)
+        except (CapacityError, LedgerError) as err:
+            outcome.waiting[gang.name] = f"placement could not be taken: {err}"
+            return
+        estimate = gang.runtime_estimate_s
+        end_s = now_s + estimate if estimate is not None else math.inf
+        live.append(RunningGang(gang, placement, now_s, end_s))
+        outcome.waiting.pop(gang.name, None)
+        outcome.started.append((gang, placement))

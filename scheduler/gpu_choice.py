@@ -1,0 +1,198 @@
+"""Which GPUs of a node a member gets.
+
+Whole GPUs: among the free sets of the requested size, the set whose worst internal link is
+lowest (the member's own collectives), then the one that leaves the node's remaining free GPUs
+best connected and keeps the member on one NUMA socket and, for multi-node gangs, on the rails
+the gang already uses. This is go-gpuallocator's ``besteffort`` idea (score the leftover, not
+only the chosen set) on the normalised pair-cost matrix, so NVSwitch nodes, where every pair
+is equal, fall through to the NUMA and rail terms instead of looking unconnected.
+
+The penalties are the terms of :mod:`scheduler.cost` for one member on one node, so the choice
+minimises the shared cost function rather than a private score. For nodes of up to
+``TABLE_MAX_GPUS`` GPUs the best set for every free mask is tabulated once per node shape and
+GPU count, which also lets the node-scoring kernel price a node by a table lookup.
+
+Fractional shares go to the best-fitting GPU: the busiest one that still has room, so whole
+GPUs stay whole.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from scheduler.cluster_index import ChoiceShape, ClusterIndex
+from scheduler.cost import LEFTOVER_LINK_WEIGHT, NUMA_SPLIT_PENALTY
+from topology.model import MILLI_PER_GPU
+
+TABLE_MAX_GPUS = 8
+"""Nodes up to this many GPUs get a table over all 2**gpus free masks (256 rows for 8)."""
+TABLE_WIDTH = 1 << TABLE_MAX_GPUS
+ENUMERATION_LIMIT = 1024
+"""Larger nodes enumerate every free set up to this many; beyond it, one greedy set per seed."""
+
+ChoiceTable = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""(best set mask uint64, its worst link float64, its penalty float64), indexed by free mask;
+a mask with too few free GPUs holds 0 / inf / inf."""
+
+_SHAPE_TABLES: dict[tuple[bytes, int], ChoiceTable] = {}
+"""Tables by node shape content and GPU count, shared by every cluster with that node type."""
+
+
+def gpus_of(mask: int) -> list[int]:
+    """Indices of the set bits of a GPU mask, lowest first."""
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
+def rail_mask(shape: ChoiceShape, gpus: tuple[int, ...] | list[int]) -> int:
+    """The rails (NICs) a GPU set uses, as a bitmask (bit 0 for GPUs without a NIC)."""
+    mask = 0
+    for g in gpus:
+        mask |= 1 << (int(shape.rail[g]) + 1)
+    return mask
+
+
+def _score_sets(
+    shape: ChoiceShape,
+    free: np.ndarray,
+    sets: np.ndarray,
+    target_rails: int,
+    rail_penalty: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Worst internal link and penalty (NUMA split, leftover links, rails) of each candidate
+    set (rows of ``sets``, GPU indices drawn from ``free``)."""
+    pair = shape.pair_cost
+    n_sets, k = sets.shape
+    worst = np.zeros(n_sets)
+    penalty = np.zeros(n_sets)
+    if k >= 2:
+        worst = pair[sets[:, :, None], sets[:, None, :]].max(axis=(1, 2))
+        numa = shape.numa[sets]
+        if k <= shape.socket_gpus:
+            penalty += NUMA_SPLIT_PENALTY * (numa.min(axis=1) != numa.max(axis=1))
+    left_count = free.size - k
+    if left_count >= 2 and shape.worst_link > 0:
+        chosen = (free[None, :] == sets[:, :, None]).any(axis=1)
+        left = np.broadcast_to(free, chosen.shape)[~chosen].reshape(n_sets, left_count)
+        left_worst = pair[left[:, :, None], left[:, None, :]].max(axis=(1, 2))
+        ideal = shape.ideal_leftover[left_count]
+        with np.errstate(invalid="ignore"):
+            excess = left_worst - ideal
+        # inf - inf: a leftover holding a MIG GPU, a mask that never occurs (MIG is never free)
+        penalty += LEFTOVER_LINK_WEIGHT * np.where(np.isnan(excess), np.inf, excess) / shape.worst_link
+    if target_rails:
+        rails = np.bitwise_or.reduce(np.left_shift(1, shape.rail[sets].astype(np.int64) + 1), axis=1)
+        penalty += rail_penalty * (rails != target_rails)
+    return worst, penalty
+
+
+def _candidate_sets(shape: ChoiceShape, free: np.ndarray, k: int) -> np.ndarray:
+    if math.comb(free.size, k) <= ENUMERATION_LIMIT:
+        return np.array(list(itertools.combinations(free.tolist(), k)), dtype=np.int64)
+    pair = shape.pair_cost
+    seeds = []
+    for seed in free.tolist():
+        chosen = [seed]
+        rest = [g for g in free.tolist() if g != seed]
+        while len(chosen) < k:
+            link = pair[np.ix_(rest, chosen)].max(axis=1)
+            other_socket = shape.numa[rest] != shape.numa[seed]
+            pick = int(np.lexsort((rest, other_socket, link))[0])
+            chosen.append(rest.pop(pick))
+        seeds.append(sorted(chosen))
+    return np.unique(np.array(seeds, dtype=np.int64), axis=0)
+
+
+def best_set(
+    shape: ChoiceShape,
+    free_mask: int,
+    k: int,
+    target_rails: int = 0,
+    rail_penalty: float = 0.0,
+) -> tuple[tuple[int, ...], float, float]:
+    """The best ``k``-set of the free GPUs: lowest worst link, then lowest penalty, then
+    lowest indices; with its worst link and penalty. Requires ``k <= popcount(free_mask)``."""
+    free = np.array(gpus_of(free_mask), dtype=np.int64)
+    sets = _candidate_sets(shape, free, k)
+    worst, penalty = _score_sets(shape, free, sets, target_rails, rail_penalty)
+    pick = int(np.lexsort((np.arange(len(sets)), penalty, worst))[0])
+    return tuple(int(g) for g in sets[pick]), float(worst[pick]), float(penalty[pick])
+
+
+def shape_table(shape: ChoiceShape, k: int) -> ChoiceTable:
+    """Best ``k``-set for every free mask of a node of this shape (``TABLE_MAX_GPUS`` or
+    fewer GPUs), cached by the shape's content."""
+    key = (
+        shape.pair_cost.tobytes() + shape.numa.tobytes() + shape.rail.tobytes(),
+        k,
+    )
+    table = _SHAPE_TABLES.get(key)
+    if table is None:
+        best = np.zeros(TABLE_WIDTH, dtype=np.uint64)
+        worst = np.full(TABLE_WIDTH, np.inf)
+        penalty = np.full(TABLE_WIDTH, np.inf)
+        for mask in range(1 << shape.gpu_count):
+            if mask.bit_count() < k or k == 0:
+                continue
+            gpus, worst[mask], penalty[mask] = best_set(shape, mask, k)
+            best[mask] = np.uint64(sum(1 << g for g in gpus))
+        table = (best, worst, penalty)
+        _SHAPE_TABLES[key] = table
+    return table
+
+
+def stacked_tables(index: ClusterIndex, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(worst [shapes, TABLE_WIDTH], penalty [shapes, TABLE_WIDTH], has_table [shapes]) for
+    ``k``-GPU sets, the arrays :func:`scheduler.kernels.single_node_costs` reads."""
+    cached = index.choice_tables.get((-1, k))
+    if cached is None:
+        n_shapes = max(1, len(index.choice_shapes))
+        worst = np.zeros((n_shapes, TABLE_WIDTH))
+        penalty = np.zeros((n_shapes, TABLE_WIDTH))
+        has = np.zeros(n_shapes, dtype=bool)
+        for s, shape in enumerate(index.choice_shapes):
+            if shape.gpu_count <= TABLE_MAX_GPUS and 0 < k <= shape.gpu_count:
+                _, worst[s], penalty[s] = shape_table(shape, k)
+                has[s] = True
+        cached = (worst, penalty, has)
+        index.choice_tables[(-1, k)] = cached
+    return cached
+
+
+def choose_whole_gpus(
+    index: ClusterIndex,
+    node_shape: int,
+    free_mask: int,
+    k: int,
+    target_rails: int = 0,
+    rail_penalty: float = 0.0,
+) -> tuple[int, ...]:
+    """``k`` GPUs out of ``free_mask`` on a node of choice shape ``node_shape``."""
+    if free_mask.bit_count() == k:
+        return tuple(gpus_of(free_mask))
+    shape = index.choice_shapes[node_shape]
+    if not target_rails and shape.gpu_count <= TABLE_MAX_GPUS:
+        best, _, _ = shape_table(shape, k)
+        return tuple(gpus_of(int(best[free_mask])))
+    key = (node_shape, free_mask, k, target_rails, rail_penalty)
+    chosen = index.choice_memo.get(key)
+    if chosen is None:
+        chosen, _, _ = best_set(shape, free_mask, k, target_rails, rail_penalty)
+        index.choice_memo[key] = chosen
+    return chosen
+
+
+def choose_fractional_gpu(used_milli: np.ndarray, usable: np.ndarray, gpu_milli: int) -> int:
+    """The busiest usable GPU that still has ``gpu_milli`` free (lowest index on ties), or
+    -1 if none has."""
+    fits = usable & (used_milli + gpu_milli <= MILLI_PER_GPU)
+    if not fits.any():
+        return -1
+    return int(np.argmax(np.where(fits, used_milli, -1)))

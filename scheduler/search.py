@@ -1,0 +1,627 @@
+"""The fast path: hierarchical best-fit search for a gang's placement.
+
+1. Members are grouped into *units*: ``nvlink_group`` consecutive members that must share an
+   NVLink domain (one member each without NVLink groups), and units of equal request and size
+   into *classes*.
+2. Every node's capacity in members (and units) comes from one kernel pass over the free
+   arrays; summing it up the domain tree gives every domain's capacity in member-sized chunks.
+3. Levels are tried finest first (node, then NVLink clique, scalable unit, ...). The first
+   level with a domain that holds the whole gang wins: ``required_level`` stops the climb there,
+   ``preferred_level`` needs nothing extra because the climb already starts below it and widens
+   one level at a time (Kueue's semantics).
+4. Among that level's candidates, best fit: the least capacity left over (so large domains stay
+   whole for large jobs), busier domains first on ties. The first ``CANDIDATES_SCORED`` are
+   filled and priced with :func:`scheduler.cost.placement_cost`, and the cheapest wins.
+5. Inside a domain, children are filled touching the fewest of them: the largest first until
+   the remainder fits in one child, which is then the best-fitting one; recursively down to
+   nodes, where :mod:`scheduler.gpu_choice` picks the GPUs.
+
+With a scorer, node choice follows the scorer (kube-scheduler's score phase): single-node
+candidates are ranked by its score and nodes inside a domain are filled in its order; domain
+choice above the node stays with the topology search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from scheduler.cluster_index import ClusterIndex, cluster_index
+from scheduler.cost import FRAGMENTATION_WEIGHT, RAIL_MISALIGN_PENALTY, lowest_common_domain, placement_cost
+from scheduler.eligibility import (
+    FreeArrays,
+    explain_no_node,
+    member_capacity,
+    request_key,
+    static_mask,
+)
+from scheduler.gang import Gang, Member, MemberRequest
+from scheduler.gpu_choice import (
+    TABLE_MAX_GPUS,
+    choose_fractional_gpu,
+    choose_whole_gpus,
+    gpus_of,
+    rail_mask,
+    stacked_tables,
+)
+from scheduler.interfaces import PlacementScorer
+from scheduler.kernels import domain_totals, nvlink_unit_capacity, single_node_costs
+from scheduler.placement import MemberPlacement, Placement, PlacementResult, Unplaceable
+from topology.compiled import CompiledCluster
+from topology.model import MILLI_PER_GPU
+
+CANDIDATES_SCORED = 3
+"""Candidate domains (or nodes) at the winning level that are filled and priced in full."""
+CANDIDATES_TRIED = 16
+"""Most candidates tried at one level when fills fail (classes of a mixed gang competing for
+the same nodes); a single-class fill never fails once the capacity check passed."""
+
+
+# ---------------------------------------------------------------------------- units and classes
+@dataclass(frozen=True)
+class UnitClass:
+    """Units of one request and size; ``members`` are positions in the placed member list."""
+
+    request: MemberRequest
+    unit_members: int
+    members: tuple[int, ...]
+    nvlink: bool
+    """Each unit's GPUs must share one NVLink domain."""
+
+    @property
+    def units(self) -> int:
+        return len(self.members) // self.unit_members
+
+    @property
+    def unit_gpus(self) -> int:
+        return self.request.gpus * self.unit_members
+
+    @property
+    def unit_milli(self) -> int:
+        return self.request.gpu_milli_total * self.unit_members
+
+
+def unit_classes(members: Sequence[Member], nvlink_group: int) -> list[UnitClass]:
+    """Split members into units and classes, biggest units first (they are hardest to fit)."""
+    size = max(1, nvlink_group)
+    groups: dict[tuple, list[int]] = {}
+    requests: dict[tuple, MemberRequest] = {}
+    for start in range(0, len(members), size):
+        unit = list(range(start, min(start + size, len(members))))
+        request = members[start].request
+        key = (request_key(request), len(unit))
+        groups.setdefault(key, []).extend(unit)
+        requests[key] = request
+    classes = [
+        UnitClass(
+            requests[key],
+            key[1],
+            tuple(positions),
+            nvlink_group > 0 and requests[key].gpus * key[1] >= 2,
+        )
+        for key, positions in groups.items()
+    ]
+    classes.sort(key=lambda c: -c.unit_milli)
+    return classes
+
+
+@dataclass
+class ClassCapacity:
+    """Capacity of every node and domain for one class, under one free state."""
+
+    member_cap: np.ndarray  # int64 [nodes]
+    unit_cap: np.ndarray  # int64 [domains], units each domain can hold
+    member_total: np.ndarray | None  # int64 [domains], members (clique-spanning units only)
+    container_level: int
+    """Units may spread over the nodes of one domain of this level (an NVLink clique); 0 when a
+    unit stays on one node."""
+
+
+def class_capacity(
+    compiled: CompiledCluster, index: ClusterIndex, cls: UnitClass, free: FreeArrays
+) -> ClassCapacity:
+    eligible = static_mask(compiled, index, cls.request)
+    mcap = member_capacity(compiled, cls.request, eligible, free)
+    n_domains = len(compiled.domain_names)
+    g = cls.unit_members
+    if cls.nvlink and g > 1 and index.nvlink_level:
+        mcap = mcap * index.nvlink_node
+        total = domain_totals(compiled.node_domain, mcap, n_domains)
+        ucap = total // g
+        c = index.nvlink_level
+        lo, hi = compiled.level_domain_range[c]
+        per_clique = total[lo:hi] // g
+        for level in range(c + 1, compiled.n_levels):
+            first, end = compiled.level_domain_range[level]
+            parent = compiled.node_domain[level, index.rep_node[lo:hi]] - first
+            ucap[first:end] = np.bincount(
+                parent, weights=per_clique, minlength=end - first
+            ).astype(np.int64)
+        return ClassCapacity(mcap, ucap, total, c)
+    if cls.nvlink:
+        unode = nvlink_unit_capacity(mcap, free.free_gpu_mask, index.nvlink_masks, cls.unit_gpus, g)
+    else:
+        unode = mcap
+    return ClassCapacity(mcap, domain_totals(compiled.node_domain, unode, n_domains), None, 0)
+
+
+# ---------------------------------------------------------------------------- scratch state
+class Scratch:
+    """Free capacity as the gang's own earlier members leave it, layered over the untouched
+    compiled arrays (the search never writes to the cluster state)."""
+
+    def __init__(self, compiled: CompiledCluster) -> None:
+        self.compiled = compiled
+        self.used: dict[int, np.ndarray] = {}
+        self.cpu: dict[int, int] = {}
+        self.memory: dict[int, int] = {}
+
+    def used_row(self, node: int) -> np.ndarray:
+        row = self.used.get(node)
+        return self.compiled.gpu_used_milli[node] if row is None else row
+
+    def free_mask(self, node: int) -> int:
+        row = self.used.get(node)
+        if row is None:
+            return int(self.compiled.free_gpu_mask[node])
+        free = np.flatnonzero((row == 0) & self.compiled.gpu_usable[node])
+        return sum(1 << int(g) for g in free)
+
+    def take(self, node: int, gpus: tuple[int, ...], gpu_milli: int, request: MemberRequest) -> None:
+        row = self.used.get(node)
+        if row is None:
+            row = self.used[node] = self.compiled.gpu_used_milli[node].copy()
+        row[list(gpus)] += gpu_milli
+        c = self.compiled
+        self.cpu[node] = self.cpu.get(node, int(c.cpu_free_milli[node])) - request.cpu_milli
+        self.memory[node] = self.memory.get(node, int(c.memory_free_mib[node])) - request.memory_mib
+
+    def arrays(self) -> FreeArrays:
+        c = self.compiled
+        if not (self.used or self.cpu):
+            return FreeArrays.of(c)
+        used = c.gpu_used_milli.copy()
+        mask = c.free_gpu_mask.copy()
+        count = c.free_gpu_count.copy()
+        cpu = c.cpu_free_milli.copy()
+        memory = c.memory_free_mib.copy()
+        for node, row in self.used.items():
+            used[node] = row
+            node_mask = self.free_mask(node)
+            mask[node] = np.uint64(node_mask)
+            count[node] = node_mask.bit_count()
+        for node, value in self.cpu.items():
+            cpu[node] = value
+        for node, value in self.memory.items():
+            memory[node] = value
+        return FreeArrays(used, mask, count, cpu, memory)
+
+
+# ---------------------------------------------------------------------------- the search
+@dataclass
+class _Search:
+    compiled: CompiledCluster
+    index: ClusterIndex
+    gang: Gang
+    members: Sequence[Member]
+    classes: list[UnitClass]
+    scorer: PlacementScorer | None
+
+    def run(self) -> PlacementResult:
+        c = self.compiled
+        caps = [class_capacity(c, self.index, cls, FreeArrays.of(c)) for cls in self.classes]
+        top = c.n_levels - 1
+        stop = c.level_index(self.gang.required_level) if self.gang.required_level else top
+        for level in range(stop + 1):
+            lo, hi = c.level_domain_range[level]
+            fits = np.ones(hi - lo, dtype=bool)
+            for cls, cap in zip(self.classes, caps, strict=True):
+                fits &= cap.unit_cap[lo:hi] >= cls.units
+            candidates = lo + np.flatnonzero(fits)
+            if candidates.size == 0:
+                continue
+            best = self._best_of(level, self._rank(level, candidates, caps), caps)
+            if best is not None:
+                return best
+        return self._explain(caps, stop)
+
+    # -------------------------------------------------------------- ranking candidates
+    def _rank(self, level: int, candidates: np.ndarray, caps: list[ClassCapacity]) -> np.ndarray:
+        c = self.compiled
+        if level == 0:
+            return self._rank_nodes(candidates)
+        leftover = np.zeros(candidates.size, dtype=np.int64)
+        for cls, cap in zip(self.classes, caps, strict=True):
+            weight = max(cls.unit_milli, 1)
+            leftover += (cap.unit_cap[candidates] - cls.units) * weight
+        order = np.lexsort((candidates, c.domain_free_gpus[candidates], leftover))
+        return candidates[order]
+
+    def _rank_nodes(self, nodes: np.ndarray) -> np.ndarray:
+        """The best ``CANDIDATES_TRIED`` fitting nodes, best first: by the scorer's score when
+        there is one, else by the single-node proxy cost, then by node index."""
+        c = self.compiled
+        proxy = single_node_costs(
+            nodes,
+            sum(cls.unit_milli * cls.units for cls in self.classes),
+            c.gpu_used_milli,
+            c.gpu_usable,
+            FRAGMENTATION_WEIGHT,
+            self.index.choice_shape,
+            c.free_gpu_mask,
+            *self._single_node_tables(),
+            self.gang.comm_intensity,
+        )
+        if self.scorer is None:
+            key = proxy
+        else:
+            score = self.scorer.score(c, self.classes[0].request, nodes)
+            key = -np.asarray(score, dtype=np.float64)
+        keep = _smallest(key, CANDIDATES_TRIED)
+        order = np.lexsort((nodes[keep], proxy[keep], key[keep]))
+        return nodes[keep[order]]
+
+    def _single_node_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """GPU-choice tables for the whole gang on one node, when the gang is one class of
+        whole GPUs small enough to be tabulated; otherwise no node has a table."""
+        only = self.classes[0]
+        total = only.request.gpus * len(only.members)
+        if len(self.classes) == 1 and not only.request.is_fractional and 0 < total <= TABLE_MAX_GPUS:
+            return stacked_tables(self.index, total)
+        n_shapes = max(1, len(self.index.choice_shapes))
+        empty = np.zeros((n_shapes, 1))
+        return empty, empty, np.zeros(n_shapes, dtype=bool)
+
+    # -------------------------------------------------------------- filling and pricing
+    def _best_of(
+        self, level: int, ranked: np.ndarray, caps: list[ClassCapacity]
+    ) -> Placement | None:
+        """Fill the best-ranked candidates and keep the cheapest by :func:`placement_cost`.
+        A single member on one node is priced exactly by the ranking proxy, and a scorer's
+        order is the policy's choice, so those take the first candidate that fills."""
+        exact_rank = level == 0 and (len(self.members) == 1 or self.scorer is not None)
+        wanted = 1 if exact_rank else CANDIDATES_SCORED
+        best: Placement | None = None
+        filled = 0
+        for domain in ranked[:CANDIDATES_TRIED].tolist():
+            members = self._fill(domain, level, caps)
+            if members is None:
+                continue
+            placement = self._placement(members)
+            if best is None or placement.cost.total < best.cost.total:
+                best = placement
+            filled += 1
+            if filled == wanted:
+                break
+        return best
+
+    def _placement(self, members: list[MemberPlacement]) -> Placement:
+        c = self.compiled
+        level, domain = lowest_common_domain(c, [m.node_index for m in members])
+        return Placement(
+            gang=self.gang.name,
+            members=tuple(members),
+            level=c.level_names[level],
+            domain=c.domain_names[domain],
+            cost=placement_cost(c, self.gang, members),
+            solver="fast",
+        )
+
+    def _fill(
+        self, domain: int, level: int, caps: list[ClassCapacity]
+    ) -> list[MemberPlacement] | None:
+        scratch = Scratch(self.compiled)
+        slots: dict[int, MemberPlacement] = {}
+        multi_node = level > 0
+        for i, cls in enumerate(self.classes):
+            cap = caps[i] if i == 0 else class_capacity(
+                self.compiled, self.index, cls, scratch.arrays()
+            )
+            if cap.unit_cap[domain] < cls.units:
+                return None
+            parts = self._parts(domain, level, cls, cap)
+            self._place_parts(parts, cls, cap, scratch, slots, multi_node)
+        return [slots[pos] for pos in range(len(self.members))]
+
+    def _parts(
+        self, domain: int, level: int, cls: UnitClass, cap: ClassCapacity
+    ) -> list[tuple[int, int]]:
+        """(node, count) in rank order: units per node, or members per node for units that
+        span the nodes of an NVLink clique."""
+        g = cls.unit_members
+        if cap.member_total is None:
+            return self._spread(domain, level, cls.units, cap.unit_cap, 0, cls.request)
+        c_level = cap.container_level
+        if level <= c_level:
+            return self._spread(domain, level, cls.units * g, cap.member_total, 0, cls.request)
+        parts: list[tuple[int, int]] = []
+        for clique, units in self._spread(
+            domain, level, cls.units, cap.unit_cap, c_level, cls.request
+        ):
+            parts.extend(
+                self._spread(clique, c_level, units * g, cap.member_total, 0, cls.request)
+            )
+        return parts
+
+    def _spread(
+        self,
+        domain: int,
+        level: int,
+        need: int,
+        caps: np.ndarray,
+        stop_level: int,
+        request: MemberRequest,
+    ) -> list[tuple[int, int]]:
+        """Split ``need`` over ``domain``'s descendants at ``stop_level``."""
+        if level == stop_level:
+            return [(domain, need)]
+        kids = self.index.children(domain)
+        kid_caps = caps[kids]
+        if self.scorer is not None and level == 1:
+            fitting = np.flatnonzero(kid_caps > 0)
+            score = np.asarray(
+                self.scorer.score(self.compiled, request, kids[fitting]), dtype=np.float64
+            )
+            order = fitting[np.lexsort((kids[fitting], -kid_caps[fitting], -score))]
+            picks = _take_in_order(kid_caps, order, need)
+        else:
+            busy = self.compiled.domain_free_gpus[kids]
+            picks = _fewest_children(kid_caps, busy, kids, need)
+        out: list[tuple[int, int]] = []
+        for pos, count in picks:
+            out.extend(self._spread(int(kids[pos]), level - 1, count, caps, stop_level, request))
+        return out
+
+    def _place_parts(
+        self,
+        parts: list[tuple[int, int]],
+        cls: UnitClass,
+        cap: ClassCapacity,
+        scratch: Scratch,
+        slots: dict[int, MemberPlacement],
+        multi_node: bool,
+    ) -> None:
+        members_per_part = cls.unit_members if cap.member_total is None else 1
+        positions = iter(cls.members)
+        target = 0
+        rail_penalty = RAIL_MISALIGN_PENALTY / len(self.members) if multi_node else 0.0
+        for node, count in parts:
+            for _ in range(count):
+                restrict = self._nvlink_domain(node, cls, scratch, cap)
+                for _ in range(members_per_part):
+                    pos = next(positions)
+                    placed = self._place_member(
+                        pos, node, cls.request, scratch, restrict, target, rail_penalty
+                    )
+                    if not target and placed.gpus and cls.request.gpus:
+                        shape = self.index.choice_shapes[self.index.choice_shape[node]]
+                        target = rail_mask(shape, placed.gpus)
+                    slots[pos] = placed
+
+    def _nvlink_domain(
+        self, node: int, cls: UnitClass, scratch: Scratch, cap: ClassCapacity
+    ) -> int:
+        """GPU mask a node-local unit must stay inside: the best-fitting NVLink domain of the
+        node with room for it (all GPUs when the unit has no NVLink constraint)."""
+        if not cls.nvlink or cap.member_total is not None:
+            return -1
+        free = scratch.free_mask(node)
+        best, best_free = 0, 0
+        for dom in self.index.nvlink_masks[node].tolist():
+            room = (free & dom).bit_count()
+            if room >= cls.unit_gpus and (not best or room < best_free):
+                best, best_free = dom, room
+        return best
+
+    def _place_member(
+        self,
+        pos: int,
+        node: int,
+        request: MemberRequest,
+        scratch: Scratch,
+        restrict: int,
+        target_rails: int,
+        rail_penalty: float,
+    ) -> MemberPlacement:
+        c = self.compiled
+        if request.gpus:
+            free = scratch.free_mask(node) & restrict
+            gpus = choose_whole_gpus(
+                self.index,
+                int(self.index.choice_shape[node]),
+                free,
+                request.gpus,
+                target_rails,
+                rail_penalty,
+            )
+            milli = MILLI_PER_GPU
+        elif request.gpu_milli:
+            gpus = (self._fractional_gpu(node, request, scratch),)
+            milli = request.gpu_milli
+        else:
+            gpus, milli = (), 0
+        scratch.take(node, gpus, milli, request)
+        member = self.members[pos]
+        return MemberPlacement(
+            member=member.name,
+            node=c.node_names[node],
+            node_index=node,
+            gpus=gpus,
+            gpu_milli=milli,
+            cpu_milli=request.cpu_milli,
+            memory_mib=request.memory_mib,
+            rank=pos,
+        )
+
+    def _fractional_gpu(self, node: int, request: MemberRequest, scratch: Scratch) -> int:
+        used = scratch.used_row(node)
+        usable = self.compiled.gpu_usable[node]
+        if self.scorer is not None:
+            pick = self.scorer.pick_gpu(self.compiled, request, node)
+            if (
+                pick is not None
+                and 0 <= pick < used.size
+                and usable[pick]
+                and used[pick] + request.gpu_milli <= MILLI_PER_GPU
+            ):
+                return int(pick)
+        return choose_fractional_gpu(used, usable, request.gpu_milli)
+
+    # -------------------------------------------------------------- why not
+    def _explain(self, caps: list[ClassCapacity], stop: int) -> Unplaceable:
+        c = self.compiled
+        top = c.n_levels - 1
+        for cls, cap in zip(self.classes, caps, strict=True):
+            if not static_mask(c, self.index, cls.request).any():
+                constraint, why = explain_no_node(c, self.index, cls.request)
+                return self._unplaceable(f"{_describe(cls, c)}: {why}", constraint, None)
+        for cls, cap in zip(self.classes, caps, strict=True):
+            lo, hi = c.level_domain_range[top]
+            room = int(cap.unit_cap[lo:hi].max())
+            if room < cls.units:
+                return self._short_everywhere(cls, cap, room)
+        for cls, cap in zip(self.classes, caps, strict=True):
+            lo, hi = c.level_domain_range[stop]
+            room = int(cap.unit_cap[lo:hi].max())
+            if room < cls.units:
+                level = c.level_names[stop]
+                return self._unplaceable(
+                    f"required_level {level}: no {level} domain has {_amount(cls, cls.units, c)}; "
+                    f"best {level} has {_amount(cls, room, c, short=True)}",
+                    "required_level",
+                    level,
+                )
+        level = c.level_names[stop]
+        return self._unplaceable(
+            f"the member classes ({'; '.join(_describe(k, c) for k in self.classes)}) each fit "
+            f"but not together in any {level} domain tried",
+            "capacity",
+            level,
+        )
+
+    def _short_everywhere(self, cls: UnitClass, cap: ClassCapacity, room: int) -> Unplaceable:
+        """The whole cluster lacks room for a class: say whether NVLink grouping, cpu/memory
+        or GPUs are what is short."""
+        c = self.compiled
+        root = c.level_names[-1]
+        members = int(cap.member_cap.sum())
+        need_members = len(cls.members)
+        if cls.nvlink and members >= need_members:
+            where = c.level_names[cap.container_level] if cap.container_level else "node"
+            return self._unplaceable(
+                f"nvlink_group {cls.unit_members}: the cluster has room for {members} members of "
+                f"{_describe(cls, c)} but only {room} of the {cls.units} NVLink groups fit inside "
+                f"one NVLink domain ({where})",
+                "nvlink_group",
+                where,
+            )
+        request = cls.request
+        if request.cpu_milli or request.memory_mib:
+            gpu_only = MemberRequest(
+                gpus=request.gpus,
+                gpu_milli=request.gpu_milli,
+                gpu_products=request.gpu_products,
+                node_selector=request.node_selector,
+                tolerations=request.tolerations,
+            )
+            eligible = static_mask(c, self.index, request)
+            gpu_room = int(member_capacity(c, gpu_only, eligible, FreeArrays.of(c)).sum())
+            if gpu_room >= need_members and request.gpu_milli_total:
+                return self._unplaceable(
+                    f"cpu/memory: nodes have free GPUs for {gpu_room} members of "
+                    f"{_describe(cls, c)} but cpu or memory for only {members}",
+                    "cpu_memory",
+                    root,
+                )
+        return self._unplaceable(
+            f"capacity: the cluster has {_amount(cls, room, c, short=True)}; the gang needs "
+            f"{_amount(cls, cls.units, c)}",
+            "capacity",
+            root,
+        )
+
+    def _unplaceable(self, reason: str, constraint: str, level: str | None) -> Unplaceable:
+        return Unplaceable(self.gang.name, reason, constraint, level)
+
+
+def _smallest(key: np.ndarray, count: int) -> np.ndarray:
+    """Positions of the ``count`` smallest keys (lowest positions among equal keys), in
+    position order; linear time, unlike sorting every fitting node."""
+    if key.size <= count:
+        return np.arange(key.size)
+    cut = np.partition(key, count - 1)[count - 1]
+    below = np.flatnonzero(key < cut)
+    equal = np.flatnonzero(key == cut)[: count - below.size]
+    return np.sort(np.concatenate([below, equal]))
+
+
+def _fewest_children(
+    caps: np.ndarray, busy: np.ndarray, ids: np.ndarray, need: int
+) -> list[tuple[int, int]]:
+    """Positions and counts covering ``need`` with the fewest children: the largest first
+    until the rest fits in one, then the best-fitting child for the rest (busier ones first
+    on ties, then lower ids). Vectorised: flat domains may have thousands of children."""
+    order = np.lexsort((ids, busy, -caps))
+    ranked = caps[order]
+    before = np.concatenate(([0], np.cumsum(ranked)[:-1]))
+    remaining = need - before
+    stop = int(np.flatnonzero(ranked >= remaining)[0])
+    rest = remaining[stop]
+    tail = -ranked[stop:]
+    fitting_end = stop + int(np.searchsorted(tail, -rest, side="right"))
+    tightest = ranked[fitting_end - 1]
+    pick = stop + int(np.searchsorted(tail, -tightest, side="left"))
+    picks = [(int(order[i]), int(ranked[i])) for i in range(stop)]
+    picks.append((int(order[pick]), int(rest)))
+    return picks
+
+
+def _take_in_order(caps: np.ndarray, order: np.ndarray, need: int) -> list[tuple[int, int]]:
+    """Fill children in the given order, each as far as it goes."""
+    ranked = caps[order]
+    before = np.concatenate(([0], np.cumsum(ranked)[:-1]))
+    take = np.clip(np.minimum(ranked, need - before), 0, None)
+    return [(int(order[i]), int(take[i])) for i in np.flatnonzero(take)]
+
+
+def _describe(cls: UnitClass, compiled: CompiledCluster) -> str:
+    r = cls.request
+    products = f" {'/'.join(r.gpu_products)}" if r.gpu_products else ""
+    if r.gpus:
+        what = f"{r.gpus}{products} GPU{'s' if r.gpus > 1 else ''}"
+    elif r.gpu_milli:
+        what = f"{r.gpu_milli} milli-GPU{products}"
+    else:
+        what = f"cpu {r.cpu_milli}m, memory {r.memory_mib}Mi"
+    return what
+
+
+def _amount(cls: UnitClass, units: int, compiled: CompiledCluster, short: bool = False) -> str:
+    """"16 free nodes of 8 H100 GPUs" / "room for 3 NVLink groups of 2 x 4 GPUs"."""
+    r = cls.request
+    if cls.unit_members > 1:
+        return f"room for {units} NVLink groups of {cls.unit_members} x {_describe(cls, compiled)}"
+    eligible_gpus = compiled.gpu_count[compiled.gpu_count > 0]
+    whole_node = r.gpus and eligible_gpus.size and r.gpus == int(eligible_gpus.max())
+    if whole_node:
+        return f"{units} free nodes" if short else f"{units} free nodes of {_describe(cls, compiled)}"
+    if short:
+        return f"room for {units}"
+    return f"room for {units} members of {_describe(cls, compiled)}"
+
+
+def search_placement(
+    gang: Gang,
+    members: Sequence[Member],
+    compiled: CompiledCluster,
+    scorer: PlacementScorer | None = None,
+) -> PlacementResult:
+    """Place ``members`` (the whole gang, or its quorum) by hierarchical best fit."""
+    index = cluster_index(compiled)
+    classes = unit_classes(members, gang.nvlink_group)
+    return _Search(compiled, index, gang, members, classes, scorer).run()
+
+
+__all__ = ["Scratch", "UnitClass", "class_capacity", "search_placement", "unit_classes"]

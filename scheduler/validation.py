@@ -1,0 +1,92 @@
+"""Gang specs that can never be placed on a cluster, whatever its state: caught before search so
+that they get a :class:`~scheduler.gang.GangSpecError` naming the field, never a silent
+"does not fit now"."""
+
+from __future__ import annotations
+
+from scheduler.cluster_index import cluster_index
+from scheduler.gang import Gang, GangSpecError, MemberRequest
+from topology.compiled import NO_PRODUCT, CompiledCluster
+
+
+def validate_gang_for_cluster(gang: Gang, compiled: CompiledCluster) -> None:
+    """Raise :class:`GangSpecError` for: :meth:`Gang.validate` errors, unknown level names,
+    unknown GPU products, a member larger than every node it may use (GPUs, cpu, memory), and
+    NVLink groups that are mixed, not whole-GPU, or larger than every NVLink domain."""
+    gang.validate()
+    where = f"gang {gang.name!r}"
+    levels = compiled.level_names
+    for field_name in ("required_level", "preferred_level"):
+        value = getattr(gang, field_name)
+        if value is not None and value not in levels:
+            raise GangSpecError(
+                f"{where}: {field_name} {value!r} is not a level of cluster "
+                f"{compiled.cluster.name!r}; its levels are {', '.join(levels)}"
+            )
+    if gang.required_level and gang.preferred_level:
+        if levels.index(gang.preferred_level) > levels.index(gang.required_level):
+            raise GangSpecError(
+                f"{where}: preferred_level {gang.preferred_level!r} is above required_level "
+                f"{gang.required_level!r}"
+            )
+    checked: set[int] = set()
+    for member in gang.members:
+        if id(member.request) not in checked:
+            checked.add(id(member.request))
+            _check_request(member.request, f"{where} member {member.name!r}", compiled)
+    if gang.nvlink_group:
+        _check_nvlink_groups(gang, compiled)
+
+
+def _check_request(request: MemberRequest, where: str, compiled: CompiledCluster) -> None:
+    unknown = [p for p in request.gpu_products if p not in compiled.products]
+    if unknown:
+        known = ", ".join(compiled.products) or "none"
+        raise GangSpecError(
+            f"{where}: unknown GPU product {', '.join(map(repr, unknown))}; "
+            f"cluster {compiled.cluster.name!r} has {known}"
+        )
+    largest = cluster_index(compiled).largest_node
+    if not request.gpu_milli_total:
+        limits = [largest[NO_PRODUCT]]
+    elif not compiled.products:
+        raise GangSpecError(f"{where}: asks for a GPU but cluster has no GPU node")
+    else:
+        products = request.gpu_products or compiled.products
+        limits = [largest[compiled.products.index(p)] for p in products]
+    for pos, (name, asked) in enumerate(
+        (("gpus", request.gpus), ("cpu_milli", request.cpu_milli), ("memory_mib", request.memory_mib))
+    ):
+        most = max(limit[pos] for limit in limits)
+        if asked > most:
+            raise GangSpecError(
+                f"{where}: asks for {name} {asked} but the largest node it may use has {most}"
+            )
+
+
+def _check_nvlink_groups(gang: Gang, compiled: CompiledCluster) -> None:
+    where = f"gang {gang.name!r}"
+    size = gang.nvlink_group
+    largest = cluster_index(compiled).max_nvlink_gpus
+    for start in range(0, len(gang.members), size):
+        group = gang.members[start : start + size]
+        first = group[0].request
+        if any(m.request != first for m in group[1:]):
+            raise GangSpecError(
+                f"{where}: NVLink group starting at member {group[0].name!r} mixes requests; "
+                "the members of one nvlink_group must ask for the same resources"
+            )
+        if first.gpu_milli or not first.gpus:
+            raise GangSpecError(
+                f"{where}: nvlink_group needs members with whole GPUs; member "
+                f"{group[0].name!r} asks for {first.gpus} GPUs and {first.gpu_milli} milli-GPU"
+            )
+        need = first.gpus * len(group)
+        if need >= 2 and need > largest:
+            raise GangSpecError(
+                f"{where}: an NVLink group of {len(group)} member{'s' if len(group) > 1 else ''} "
+                f"x {first.gpus} GPUs needs "
+                f"{need} GPUs in one NVLink domain; the largest in cluster "
+                f"{compiled.cluster.name!r} has {largest}"
+            )
+

@@ -1,0 +1,168 @@
+"""``phalanx simulate``: replay a trace through the scheduler and print its metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from simulator.data import SAMPLE_CLUSTER, SAMPLE_TRACE
+from simulator.engine import SimulationConfig
+from simulator.fill import FGD_DEMAND
+from simulator.options import parse_options, progress_bar, reported_errors
+from simulator.slowdown import DEFAULT_INTENSITY, SlowdownModel
+from simulator.traces import FORMATS, TraceOptions, load_trace, split_spec
+
+
+@click.command(
+    "simulate",
+    epilog=(
+        "Formats: " + ", ".join(FORMATS) + ". With no --trace the bundled Philly sample runs "
+        f"on {SAMPLE_CLUSTER}. See docs/simulator.md."
+    ),
+)
+@click.option("--trace", "trace_spec", metavar="FORMAT:PATH", help="Trace to replay.")
+@click.option(
+    "--cluster",
+    metavar="PRESET|FILE",
+    help="Preset (dgx-h100:64, philly:352...), cluster file (.yaml/.json) or openb node list "
+    "(.csv); default: the trace's own cluster.",
+)
+@click.option(
+    "--policy",
+    default="fifo",
+    show_default=True,
+    help="Queue policy. Under the fill protocol (openb, --demand) a scorer name is accepted "
+    "here, since one pod at a time leaves nothing to order.",
+)
+@click.option("--scorer", help="Placement scorer, e.g. fgd, topology, 0.7*topology+0.3*fgd.")
+@click.option("--preemption", help="Preemption policy, e.g. priority, reclaim, priority+reclaim.")
+@click.option("--policy-option", multiple=True, metavar="KEY=VALUE", help="Queue policy option.")
+@click.option("--scorer-option", multiple=True, metavar="KEY=VALUE", help="Scorer option.")
+@click.option(
+    "--preemption-option", multiple=True, metavar="KEY=VALUE", help="Preemption policy option."
+)
+@click.option(
+    "--solver", type=click.Choice(["fast", "exact", "auto"]), default="fast", show_default=True
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--demand",
+    type=float,
+    help=f"Fill protocol: sample jobs until arrived GPU demand is F x capacity, no departures "
+    f"(FGD; openb default {FGD_DEMAND}).",
+)
+@click.option("--replay", is_flag=True, help="openb: replay creation/deletion times instead.")
+@click.option("--pod-list", help="openb: pod list name (default, cpu050, gpushare40...).")
+@click.option("--node-list", help="openb: node list name (gpu_node, all_node).")
+@click.option("--interval", type=float, help="Scheduling interval in s (default: event-driven).")
+@click.option("--reserve-ttl", type=float, help="Reserve started gangs for this many s.")
+@click.option("--bind-delay", type=float, default=0.0, help="Seconds from reservation to bind.")
+@click.option("--slowdown/--no-slowdown", default=False, help="Stretch run times by placement.")
+@click.option(
+    "--default-intensity",
+    type=float,
+    default=DEFAULT_INTENSITY,
+    show_default=True,
+    help="Communication intensity of job classes the slowdown model does not know.",
+)
+@click.option("--oracle-estimates", is_flag=True, help="Tell the scheduler true run times.")
+@click.option("--strict", is_flag=True, help="Fail on the first bad trace row.")
+@click.option("--worker-type", help="gavel: GPU type of the throughput table (v100, p100, k80).")
+@click.option("--gpu-profile", default="", help="sia: profile suffix (aws, rtx, dgx, quad).")
+@click.option("--check-invariants", is_flag=True, help="Check the ledger after every cycle.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object of metrics.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write reports here.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a TTY).")
+def command(
+    trace_spec: str | None,
+    cluster: str | None,
+    policy: str,
+    scorer: str | None,
+    preemption: str | None,
+    policy_option: tuple[str, ...],
+    scorer_option: tuple[str, ...],
+    preemption_option: tuple[str, ...],
+    solver: str,
+    seed: int,
+    demand: float | None,
+    replay: bool,
+    pod_list: str | None,
+    node_list: str | None,
+    interval: float | None,
+    reserve_ttl: float | None,
+    bind_delay: float,
+    slowdown: bool,
+    default_intensity: float,
+    oracle_estimates: bool,
+    strict: bool,
+    worker_type: str | None,
+    gpu_profile: str,
+    check_invariants: bool,
+    as_json: bool,
+    out: Path | None,
+    progress: bool | None,
+) -> None:
+    """Replay a GPU-cluster trace through the scheduler and report what happened."""
+    from simulator.clusters import resolve_cluster
+    from simulator.metrics import summarize
+    from simulator.report import metrics_table, write_outputs
+    from simulator.run import simulate
+
+    with reported_errors():
+        if trace_spec is None:
+            trace_spec = SAMPLE_TRACE
+            cluster = cluster or SAMPLE_CLUSTER
+        fmt, _ = split_spec(trace_spec)
+        if fmt == "openb" and demand is None and not replay:
+            demand = FGD_DEMAND
+        if replay and demand is not None:
+            raise click.UsageError("--replay and --demand exclude each other")
+        if not 0.0 <= default_intensity <= 1.0:
+            raise click.BadParameter("must be within 0..1", param_hint="--default-intensity")
+        config = SimulationConfig(
+            policy=policy,
+            policy_options=parse_options(policy_option, "--policy-option"),
+            scorer=scorer,
+            scorer_options=parse_options(scorer_option, "--scorer-option"),
+            preemption=preemption,
+            preemption_options=parse_options(preemption_option, "--preemption-option"),
+            solver=solver,
+            seed=seed,
+            scheduling_interval_s=interval,
+            reserve_ttl_s=reserve_ttl,
+            bind_delay_s=bind_delay,
+            slowdown=SlowdownModel(enabled=slowdown, default_intensity=default_intensity),
+            oracle_estimates=oracle_estimates,
+            check_invariants=check_invariants,
+        )
+        config.check()
+        options = TraceOptions(
+            strict=strict,
+            seed=seed,
+            pod_list=pod_list,
+            node_list=node_list,
+            replay=replay,
+            worker_type=worker_type,
+            gpu_profile=gpu_profile,
+        )
+        workload = load_trace(trace_spec, options)
+        resolved = resolve_cluster(cluster, workload)
+        expected = len(workload.jobs) if demand is None else None
+        update, close = progress_bar(expected or 0, "simulating", progress)
+        try:
+            result = simulate(workload, resolved, config, demand=demand, progress=update)
+        finally:
+            close()
+        summary = summarize(result)
+        if as_json:
+            click.echo(json.dumps(summary, sort_keys=True))
+        else:
+            click.echo(metrics_table(summary))
+            for line in result.skipped.lines():
+                click.echo(f"note: {line}", err=True)
+        if out is not None:
+            written = write_outputs(result, summary, out)
+            if not as_json:
+                click.echo(f"wrote {len(written)} files to {out}")

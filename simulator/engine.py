@@ -1,0 +1,565 @@
+"""The discrete-event engine: trace jobs through the shared scheduling cycle.
+
+Every placement decision is made by :class:`scheduler.cycle.SchedulingCycle` with policies
+from :mod:`policies.registry`, exactly as the extender makes them; the engine only keeps the
+clock, turns jobs into gangs, and books starts, completions, preemptions and reservations.
+
+Events (see :mod:`simulator.events`): arrivals, completions, reservation binds and expiries,
+and scheduling ticks when a scheduling interval is set. Event-driven by default: one cycle
+after the events of each distinct time, when something changed and gangs are waiting.
+A run depends only on its inputs and seed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from scheduler.cost import communication_cost, lowest_common_domain
+from scheduler.gang import Gang, GangSpecError
+from scheduler.interfaces import PlacementScorer, RunningGang, RuntimeObserver
+from scheduler.placement import Placement, Unplaceable
+from scheduler.state import ClusterState
+from simulator.events import EventKind, EventQueue
+from simulator.fragmentation import FragmentationMeter
+from simulator.gangs import GangFactory
+from simulator.job import Job, SkipSummary, TraceWorkload
+from simulator.slowdown import SlowdownModel
+from simulator.timeline import Timeline
+from topology.model import MILLI_PER_GPU, Cluster
+
+DEFAULT_SAMPLES = 500
+"""Time-series points over the trace's arrival span (replay)."""
+MIN_SAMPLE_STEP_S = 60.0
+PERCENT = 100
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RESERVED = "reserved"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    """Can never run on this cluster (too big, unknown GPU model...)."""
+    UNPLACED = "unplaced"
+    """Did not fit on arrival under the fill protocol, which does not retry."""
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    policy: str = "fifo"
+    """Queue policy (``policies.registry``); under the fill protocol a scorer name here is
+    taken as the scorer, since one pod at a time leaves nothing to order."""
+    policy_options: dict[str, object] = field(default_factory=dict)
+    scorer: str | None = None
+    scorer_options: dict[str, object] = field(default_factory=dict)
+    preemption: str | None = None
+    preemption_options: dict[str, object] = field(default_factory=dict)
+    solver: str = "fast"
+    seed: int = 0
+    scheduling_interval_s: float | None = None
+    """None: a cycle after every batch of same-time events; else only every interval."""
+    reserve_ttl_s: float | None = None
+    """Started gangs are reserved for this long and bind ``bind_delay_s`` later."""
+    bind_delay_s: float = 0.0
+    slowdown: SlowdownModel = field(default_factory=SlowdownModel)
+    oracle_estimates: bool = False
+    drop_unplaced: bool = False
+    """Fill protocol: a gang that does not start on arrival is dropped, not retried."""
+    check_invariants: bool = False
+    """Check the ledger after every cycle (tests; slow)."""
+    samples: int = DEFAULT_SAMPLES
+
+    def check(self) -> None:
+        if self.scheduling_interval_s is not None and not self.scheduling_interval_s > 0:
+            raise ValueError("scheduling interval must be positive")
+        if self.reserve_ttl_s is not None:
+            if not self.reserve_ttl_s > 0:
+                raise ValueError("reservation TTL must be positive")
+            if not 0 <= self.bind_delay_s < self.reserve_ttl_s:
+                raise ValueError("bind delay must be >= 0 and shorter than the reservation TTL")
+        elif self.bind_delay_s:
+            raise ValueError("a bind delay needs a reservation TTL (reserve_ttl_s)")
+
+
+@dataclass(slots=True)
+class JobRun:
+    """One job's life in the simulation (the per-job output row)."""
+
+    index: int
+    job: Job
+    gang: Gang
+    status: JobStatus = JobStatus.QUEUED
+    reason: str = ""
+    first_start_s: float = math.nan
+    start_s: float = math.nan
+    end_s: float = math.nan
+    remaining_s: float = 0.0
+    """Work left, in seconds at full speed."""
+    stretch: float = 1.0
+    preemptions: int = 0
+    attained_gpu_s: float = 0.0
+    version: int = 0
+    placement_cost: float = math.nan
+    comm_cost: float = math.nan
+    cost_ratio: float = math.nan
+    nodes: int = 0
+
+    @property
+    def gpus(self) -> float:
+        return self.gang.gpu_milli_total / MILLI_PER_GPU
+
+    @property
+    def wait_s(self) -> float:
+        return self.first_start_s - self.job.submit_time_s
+
+    @property
+    def jct_s(self) -> float:
+        return self.end_s - self.job.submit_time_s
+
+
+class _RunningSet:
+    """Running gangs as one list the cycle reads, with O(1) add and remove."""
+
+    def __init__(self) -> None:
+        self.items: list[RunningGang] = []
+        self._pos: dict[str, int] = {}
+
+    def add(self, running: RunningGang) -> None:
+        self._pos[running.gang.name] = len(self.items)
+        self.items.append(running)
+
+    def remove(self, name: str) -> None:
+        i = self._pos.pop(name)
+        last = self.items.pop()
+        if i < len(self.items):
+            self.items[i] = last
+            self._pos[last.gang.name] = i
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass
+class SimulationResult:
+    workload: str
+    cluster: str
+    config: SimulationConfig
+    runs: list[JobRun]
+    timeline: Timeline
+    skipped: SkipSummary
+    tenant_guarantees: dict[str, float]
+    cluster_gpus: int
+    wall_s: float
+    events: int
+    cycles: int
+    preemption_events: int
+    fill_demand: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+ProgressHook = Callable[[int], None]
+
+
+class Simulation:
+    """One run of one workload on one cluster under one configuration."""
+
+    def __init__(
+        self,
+        workload: TraceWorkload,
+        cluster: Cluster,
+        config: SimulationConfig,
+        *,
+        fill_demand: float | None = None,
+        progress: ProgressHook | None = None,
+    ) -> None:
+        from policies.registry import get_preemption_policy, get_queue_policy
+        from scheduler.cycle import SchedulingCycle
+
+        config.check()
+        self.workload = workload
+        self.cluster = cluster
+        self.config = config
+        self.fill_demand = fill_demand
+        self.progress = progress
+        self.compiled = cluster.compile()
+        self.pristine = ClusterState(self.compiled.copy())
+        self.state = ClusterState(self.compiled)
+        policy_name, scorer_name = config.policy, config.scorer
+        if fill_demand is not None and scorer_name is None and _is_scorer(policy_name):
+            policy_name, scorer_name = "fifo", config.policy
+        self.runs = [
+            JobRun(i, job, self.factory_for(config).gang(job), remaining_s=job.duration_s)
+            for i, job in enumerate(workload.jobs)
+        ]
+        gangs = [r.gang for r in self.runs]
+        self.queue = get_queue_policy(policy_name, **config.policy_options)
+        self.scorer = (
+            build_scorer(scorer_name, config.scorer_options, config.seed, gangs)
+            if scorer_name
+            else None
+        )
+        preemption = (
+            get_preemption_policy(config.preemption, **config.preemption_options)
+            if config.preemption
+            else None
+        )
+        self.cycle = SchedulingCycle(
+            self.state, self.queue, preemption, scorer=self.scorer, solver=config.solver
+        )
+        self.observer = self.queue if isinstance(self.queue, RuntimeObserver) else None
+        self.by_name = {run.gang.name: run for run in self.runs}
+        self.events = EventQueue()
+        self.pending: dict[str, Gang] = {}
+        self.running = _RunningSet()
+        self.timeline = Timeline(
+            capacity_milli=float(self.compiled.gpu_usable.sum() * MILLI_PER_GPU),
+            meter=FragmentationMeter(self.compiled, gangs),
+            sample_step_s=self._sample_step(),
+        )
+        self._best_cost: dict[tuple, float | str] = {}
+        self._cycles = 0
+        self._events = 0
+        self._preemption_events = 0
+        self._next_percent = 0
+        self._dirty = False
+
+    def factory_for(self, config: SimulationConfig) -> GangFactory:
+        """Jobs are split into pods no larger than the cluster's largest node."""
+        return GangFactory(
+            int(self.compiled.gpu_count.max()), config.slowdown, config.oracle_estimates
+        )
+
+    # ------------------------------------------------------------------ driving
+    def run(self) -> SimulationResult:
+        started = time.perf_counter()
+        runs = self.runs
+        next_arrival = 0
+        interval = self.config.scheduling_interval_s
+        tick_armed = False
+        while True:
+            t_arrival = runs[next_arrival].job.submit_time_s if next_arrival < len(runs) else math.inf
+            t_event = self.events.peek_time() if self.events else math.inf
+            now = min(t_arrival, t_event)
+            if not math.isfinite(now):
+                break
+            self.timeline.advance(now, len(self.running), len(self.pending))
+            ticked = self._drain(now, below=EventKind.ARRIVAL)
+            while next_arrival < len(runs) and runs[next_arrival].job.submit_time_s <= now:
+                self._arrive(runs[next_arrival], now)
+                next_arrival += 1
+                if self.progress:
+                    self.progress(1)
+                if self.config.drop_unplaced:
+                    self._schedule(now)
+            ticked = self._drain(now, below=EventKind.SCHEDULE_TICK + 1) or ticked
+            if interval is None:
+                self._schedule(now)
+            else:
+                if ticked:
+                    tick_armed = False
+                    self._schedule(now)
+                more = next_arrival < len(runs) or self.events or self.pending
+                if not tick_armed and self._dirty and more:
+                    self.events.push(_next_tick(now, interval, ticked), EventKind.SCHEDULE_TICK)
+                    tick_armed = True
+        self._finish()
+        return SimulationResult(
+            workload=self.workload.name,
+            cluster=self.cluster.name,
+            config=self.config,
+            runs=self.runs,
+            timeline=self.timeline,
+            skipped=self.workload.skipped,
+            tenant_guarantees=dict(self.workload.tenant_guarantees),
+            cluster_gpus=int(self.compiled.gpu_usable.sum()),
+            wall_s=time.perf_counter() - started,
+            events=self._events,
+            cycles=self._cycles,
+            preemption_events=self._preemption_events,
+            fill_demand=self.fill_demand,
+            notes=list(self.workload.notes),
+        )
+
+    def _drain(self, now: float, below: int) -> bool:
+        """Handle queued events at ``now`` whose kind sorts below ``below``; True if a
+        scheduling tick was among them."""
+        ticked = False
+        while self.events and self.events.peek_time() <= now:
+            if self.events.peek().kind >= below:
+                break
+            event = self.events.pop()
+            self._events += 1
+            if event.kind is EventKind.SCHEDULE_TICK:
+                ticked = True
+                continue
+            run = self.runs[event.job]
+            if event.version != run.version:
+                continue
+            if event.kind is EventKind.COMPLETION:
+                self._complete(run, now)
+            elif event.kind is EventKind.BIND:
+                self._bind(run, now)
+            elif event.kind is EventKind.RESERVATION_EXPIRY:
+                self._expire(now)
+        return ticked
+
+    # ------------------------------------------------------------------ transitions
+    def _arrive(self, run: JobRun, now: float) -> None:
+        self._events += 1
+        self.timeline.in_system += 1
+        self.timeline.arrived_milli += run.gang.gpu_milli_total
+        never = self._never_fits(run.gang)
+        if never is not None:
+            self._retire(run, JobStatus.REJECTED, never, now)
+            return
+        self.pending[run.gang.name] = run.gang
+        self._dirty = True
+
+    def _schedule(self, now: float) -> None:
+        if not self.pending or not self._dirty:
+            if self.config.drop_unplaced:
+                self._sample_fill(now)
+            return
+        self._dirty = False
+        self._cycles += 1
+        outcome = self.cycle.run(
+            list(self.pending.values()),
+            self.running.items,
+            now,
+            attained_gpu_s=self._attained(now),
+            reserve_ttl_s=self.config.reserve_ttl_s,
+        )
+        for decision in outcome.preempted:
+            self._preemption_events += 1
+            for victim in decision.victims:
+                self._evict(self.by_name[victim], now, decision.preemptor)
+        for gang, placement in outcome.started:
+            run = self.by_name[gang.name]
+            del self.pending[gang.name]
+            if self.config.reserve_ttl_s is None:
+                self._start(run, placement, now)
+            else:
+                self._reserve(run, placement, now)
+        for name, reason in outcome.waiting.items():
+            run = self.by_name.get(name)
+            if run is None or run.status is not JobStatus.QUEUED:
+                continue
+            run.reason = reason
+            if self.config.drop_unplaced:
+                del self.pending[name]
+                self._retire(run, JobStatus.UNPLACED, reason, now)
+        if self.config.drop_unplaced:
+            for name in list(self.pending):
+                run = self.by_name[name]
+                del self.pending[name]
+                self._retire(run, JobStatus.UNPLACED, run.reason or "not tried", now)
+            self._sample_fill(now)
+        if self.config.check_invariants:
+            self.state.check_invariants()
+
+    def _start(self, run: JobRun, placement: Placement, now: float) -> None:
+        self._occupy(run, placement, now)
+        self._begin(run, now)
+
+    def _occupy(self, run: JobRun, placement: Placement, now: float) -> None:
+        """Book the placement: the gang now holds resources (running or reserved)."""
+        self._book_placement(run, placement)
+        estimate = run.gang.runtime_estimate_s
+        expected_end = now + estimate if estimate is not None else math.inf
+        self.running.add(RunningGang(run.gang, placement, now, expected_end))
+        self.timeline.allocate(run.gang.tenant, run.gang.gpu_milli_total)
+
+    def _begin(self, run: JobRun, now: float) -> None:
+        """The gang's pods are bound: its work starts now."""
+        run.status = JobStatus.RUNNING
+        run.reason = ""
+        run.start_s = now
+        if math.isnan(run.first_start_s):
+            run.first_start_s = now
+        run.stretch = self.config.slowdown.stretch(run.gang.comm_intensity, run.cost_ratio)
+        end = now + run.remaining_s * run.stretch
+        if math.isfinite(end):
+            self.events.push(end, EventKind.COMPLETION, run.index, run.version)
+
+    def _reserve(self, run: JobRun, placement: Placement, now: float) -> None:
+        run.status = JobStatus.RESERVED
+        run.reason = ""
+        self._occupy(run, placement, now)
+        ttl = self.config.reserve_ttl_s or math.inf
+        self.events.push(now + self.config.bind_delay_s, EventKind.BIND, run.index, run.version)
+        self.events.push(now + ttl, EventKind.RESERVATION_EXPIRY, run.index, run.version)
+
+    def _bind(self, run: JobRun, now: float) -> None:
+        if run.status is not JobStatus.RESERVED:
+            return
+        self.state.commit(run.gang.name)
+        self._begin(run, now)
+
+    def _expire(self, now: float) -> None:
+        for name in self.state.expire(now):
+            run = self.by_name[name]
+            run.version += 1
+            run.status = JobStatus.QUEUED
+            run.reason = "reservation expired before binding"
+            self.running.remove(name)
+            self.timeline.release(run.gang.tenant, run.gang.gpu_milli_total)
+            self.pending[name] = run.gang
+            self._dirty = True
+
+    def _complete(self, run: JobRun, now: float) -> None:
+        self.state.release(run.gang.name)
+        self.running.remove(run.gang.name)
+        self.timeline.release(run.gang.tenant, run.gang.gpu_milli_total)
+        run.attained_gpu_s += run.gpus * (now - run.start_s)
+        run.remaining_s = 0.0
+        if self.observer is not None:
+            self.observer.record_completion(run.gang, now - run.first_start_s)
+        self._retire(run, JobStatus.COMPLETED, "", now)
+        self._dirty = True
+
+    def _evict(self, run: JobRun, now: float, preemptor: str) -> None:
+        """The cycle already released the victim from the ledger."""
+        if run.status is JobStatus.RUNNING:
+            elapsed = now - run.start_s
+            run.remaining_s = max(0.0, run.remaining_s - elapsed / run.stretch)
+            run.attained_gpu_s += run.gpus * elapsed
+        self.running.remove(run.gang.name)
+        self.timeline.release(run.gang.tenant, run.gang.gpu_milli_total)
+        run.version += 1
+        run.preemptions += 1
+        run.status = JobStatus.QUEUED
+        run.reason = f"preempted by {preemptor}"
+        self.pending[run.gang.name] = run.gang
+        self._dirty = True
+
+    def _retire(self, run: JobRun, status: JobStatus, reason: str, now: float) -> None:
+        run.status = status
+        run.reason = reason
+        run.end_s = now
+        self.timeline.in_system -= 1
+
+    def _finish(self) -> None:
+        if self.fill_demand is not None:
+            self.timeline.sample(self.timeline.last_s, len(self.running), len(self.pending))
+        for run in self.runs:
+            if run.status is JobStatus.QUEUED and not run.reason:
+                run.reason = "never tried: the queue policy stopped before it"
+
+    # ------------------------------------------------------------------ helpers
+    def _attained(self, now: float) -> dict[str, float]:
+        """GPU-seconds of service so far: of waiting gangs that ran before, and of running
+        gangs when a preemption policy may weigh them."""
+        attained = {}
+        for name in self.pending:
+            run = self.by_name[name]
+            if run.attained_gpu_s:
+                attained[name] = run.attained_gpu_s
+        if self.config.preemption:
+            for running in self.running.items:
+                run = self.by_name[running.gang.name]
+                attained[run.gang.name] = run.attained_gpu_s + run.gpus * (now - run.start_s)
+        return attained
+
+    def _shape(self, gang: Gang) -> tuple:
+        return (
+            tuple(
+                (r.gpus, r.gpu_milli, r.cpu_milli, r.memory_mib, r.gpu_products)
+                for r in (m.request for m in gang.members)
+            ),
+            gang.nvlink_group,
+            gang.required_level,
+            gang.preferred_level,
+        )
+
+    def _never_fits(self, gang: Gang) -> str | None:
+        """Why ``gang`` cannot run even on the empty cluster, or None; remembers the best
+        placement's link cost per gang shape for the slowdown model."""
+        from scheduler.engine import place
+
+        key = self._shape(gang)
+        if key not in self._best_cost:
+            try:
+                result = place(gang, self.pristine)
+            except GangSpecError as err:
+                self._best_cost[key] = f"invalid on this cluster: {err}"
+            else:
+                if isinstance(result, Unplaceable):
+                    self._best_cost[key] = f"does not fit even on the empty cluster: {result.reason}"
+                else:
+                    self._best_cost[key] = self._comm_cost(result, self.pristine)
+        best = self._best_cost[key]
+        return best if isinstance(best, str) else None
+
+    def _comm_cost(self, placement: Placement, state: ClusterState) -> float:
+        members = placement.members
+        if len({(m.node_index, g) for m in members for g in m.gpus}) < 2:
+            return 0.0
+        level, _ = lowest_common_domain(state.compiled, [m.node_index for m in members])
+        return communication_cost(state.compiled, members, level)
+
+    def _book_placement(self, run: JobRun, placement: Placement) -> None:
+        run.placement_cost = placement.cost.total
+        run.nodes = len({m.node_index for m in placement.members})
+        run.comm_cost = self._comm_cost(placement, self.state)
+        best = self._best_cost.get(self._shape(run.gang), 0.0)
+        best = best if isinstance(best, float) else 0.0
+        run.cost_ratio = run.comm_cost / best if best > 0 else 1.0
+
+    def _sample_step(self) -> float:
+        if self.fill_demand is not None or not self.runs:
+            return math.inf
+        span = self.runs[-1].job.submit_time_s - self.runs[0].job.submit_time_s
+        return max(MIN_SAMPLE_STEP_S, span / max(1, self.config.samples))
+
+    def _sample_fill(self, now: float) -> None:
+        """Fill protocol: one sample each time arrived demand passes a whole percent."""
+        timeline = self.timeline
+        reached = timeline.arrived_milli * PERCENT / timeline.capacity_milli
+        while self._next_percent <= reached:
+            timeline.sample(now, len(self.running), len(self.pending))
+            self._next_percent += 1
+
+
+def _next_tick(now: float, interval: float, ticked: bool) -> float:
+    """The first multiple of ``interval`` at or after ``now``, past ``now`` if a tick just
+    ran at it."""
+    slot = math.ceil(now / interval) * interval
+    if ticked and slot <= now:
+        slot += interval
+    return slot
+
+
+def build_scorer(
+    name: str, options: dict[str, object], seed: int, gangs: list[Gang]
+) -> PlacementScorer:
+    """A scorer by name; the run's seed and workload go to the parts that take them (the
+    FGD scorers' tie-breaking, FGD's target workload), the user's options to all."""
+    from policies.registry import PolicyOptionError, get_scorer
+    from policies.scoring.fgd_workload import Workload
+
+    requests = [m.request for g in gangs for m in g.members]
+    workload = Workload.from_requests(requests) if requests else Workload.default()
+    for extra in ({"seed": seed, "workload": workload}, {"seed": seed}, {"workload": workload}):
+        try:
+            return get_scorer(name, **{**extra, **options})
+        except PolicyOptionError:
+            continue
+    return get_scorer(name, **options)
+
+
+def _is_scorer(name: str) -> bool:
+    from policies.registry import UnknownPolicyError, get_queue_policy, get_scorer
+
+    try:
+        get_queue_policy(name)
+    except UnknownPolicyError:
+        try:
+            get_scorer(name)
+        except UnknownPolicyError:
+            return False
+        return True
+    return False

@@ -1,0 +1,72 @@
+"""Command-line plumbing shared by ``phalanx simulate`` and ``phalanx sweep``: option values,
+user-facing errors, and the progress bar."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+import yaml
+
+from simulator.job import TraceError
+
+EXIT_USAGE = 2
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input, reported as ``error: ...`` with exit status 2."""
+    from policies.registry import PolicyOptionError, UnknownPolicyError
+    from scheduler.gang import GangSpecError
+    from simulator.clusters import ClusterChoiceError
+    from simulator.sweep import RayMissingError
+    from topology.clusterfile import ClusterFileError
+
+    return (
+        TraceError,
+        ClusterChoiceError,
+        ClusterFileError,
+        UnknownPolicyError,
+        PolicyOptionError,
+        GangSpecError,
+        RayMissingError,
+        ValueError,
+        OSError,
+    )
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    try:
+        yield
+    except user_errors() as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def parse_options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs, values read as YAML scalars (numbers, booleans, lists)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=flag)
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            options[key.strip()] = value
+    return options
+
+
+def progress_bar(total: int, label: str, enabled: bool | None) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+    """A tqdm bar on stderr (shown only on a terminal unless forced) as an (update, close)
+    pair; (None, no-op) when off."""
+    show = sys.stderr.isatty() if enabled is None else enabled
+    if not show:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=label, unit="job", file=sys.stderr, leave=False)
+    return bar.update, bar.close

@@ -1,0 +1,119 @@
+"""``phalanx sweep``: policies x traces x seeds x cluster variants, one comparison table."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from simulator.data import SAMPLE_CLUSTER, SAMPLE_TRACE
+from simulator.engine import SimulationConfig
+from simulator.fill import FGD_DEMAND
+from simulator.options import parse_options, reported_errors
+from simulator.slowdown import SlowdownModel
+from simulator.traces import TraceOptions, split_spec
+
+
+@click.command("sweep")
+@click.option("--trace", "traces", multiple=True, metavar="FORMAT:PATH", help="Repeatable.")
+@click.option("--policy", "policies", multiple=True, help="Queue policy (repeatable).")
+@click.option("--scorer", "scorers", multiple=True, help="Placement scorer (repeatable).")
+@click.option(
+    "--cluster",
+    "clusters",
+    multiple=True,
+    metavar="[LABEL=]PRESET|FILE",
+    help="Cluster variant (repeatable); default: each trace's own.",
+)
+@click.option("--seeds", default="0", show_default=True, help="e.g. 42-51 or 1,2,3.")
+@click.option("--demand", type=float, help="Fill protocol target (openb default 1.3).")
+@click.option("--pod-list", "pod_lists", multiple=True, help="openb pod lists (repeatable).")
+@click.option("--policy-option", multiple=True, metavar="KEY=VALUE")
+@click.option("--slowdown/--no-slowdown", default=False)
+@click.option("--interval", type=float, help="Scheduling interval in s.")
+@click.option("--strict", is_flag=True, help="Fail on the first bad trace row.")
+@click.option("--workers", type=int, help="Local processes (default: all cores).")
+@click.option("--ray", "ray_address", metavar="ADDRESS", help="Run on this Ray cluster instead.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("sweep-out"),
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison table as JSON.")
+def command(
+    traces: tuple[str, ...],
+    policies: tuple[str, ...],
+    scorers: tuple[str, ...],
+    clusters: tuple[str, ...],
+    seeds: str,
+    demand: float | None,
+    pod_lists: tuple[str, ...],
+    policy_option: tuple[str, ...],
+    slowdown: bool,
+    interval: float | None,
+    strict: bool,
+    workers: int | None,
+    ray_address: str | None,
+    out: Path,
+    as_json: bool,
+) -> None:
+    """Run every combination and write runs.csv, comparison.csv/.md and plots to --out."""
+    from simulator.sweep import (
+        aggregate,
+        comparison_markdown,
+        expand,
+        parse_seeds,
+        run_local,
+        run_ray,
+        write_sweep,
+    )
+
+    with reported_errors():
+        if not traces:
+            traces = (SAMPLE_TRACE,)
+            clusters = clusters or (SAMPLE_CLUSTER,)
+        formats = {split_spec(t)[0] for t in traces}
+        if demand is None and formats == {"openb"}:
+            demand = FGD_DEMAND
+        base = SimulationConfig(
+            policy_options=parse_options(policy_option, "--policy-option"),
+            scheduling_interval_s=interval,
+            slowdown=SlowdownModel(enabled=slowdown),
+        )
+        base.check()
+        specs = expand(
+            traces,
+            policies or ("fifo",),
+            parse_seeds(seeds),
+            clusters or (None,),
+            base=base,
+            trace_options=TraceOptions(strict=strict),
+            scorers=scorers or (None,),
+            demand=demand,
+            pod_lists=pod_lists or (None,),
+        )
+        done = 0
+
+        def report(row: dict) -> None:
+            nonlocal done
+            done += 1
+            click.echo(
+                f"[{done}/{len(specs)}] {row['trace']} {row['cluster']} {row['policy']} "
+                f"{row['scorer']} seed {row['seed']}: {row['wall_s']:.1f} s",
+                err=True,
+            )
+
+        if ray_address:
+            rows = run_ray(specs, ray_address, on_done=report)
+        else:
+            rows = run_local(specs, workers, on_done=report if sys.stderr.isatty() else None)
+        table = aggregate(rows)
+        write_sweep(rows, table, out)
+        if as_json:
+            click.echo(json.dumps(table, sort_keys=True))
+        else:
+            click.echo(comparison_markdown(table))
+            click.echo(f"wrote runs.csv, comparison.csv, comparison.md and plots to {out}")

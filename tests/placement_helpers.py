@@ -1,0 +1,85 @@
+"""Helpers shared by the placement tests: occupying GPUs before a placement, and checking that
+a placement honours every hard constraint of its gang, independently of the engine's code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from scheduler.gang import Gang
+from scheduler.placement import CostBreakdown, MemberPlacement, Placement
+from scheduler.state import ClusterState
+from topology.model import MILLI_PER_GPU
+
+
+def occupy(
+    state: ClusterState,
+    node: int,
+    gpus: Sequence[int],
+    gpu_milli: int = MILLI_PER_GPU,
+    cpu_milli: int = 0,
+    memory_mib: int = 0,
+) -> str:
+    """Hold ``gpus`` of ``node`` under a background gang; returns the gang's name."""
+    c = state.compiled
+    name = f"bg{len(state.holdings)}"
+    member = MemberPlacement(
+        f"{name}-0", c.node_names[node], node, tuple(gpus), gpu_milli, cpu_milli, memory_mib
+    )
+    state.assign(Placement(name, (member,), "node", c.domain_names[node], CostBreakdown()), 0.0)
+    return name
+
+
+def fill_nodes(state: ClusterState, nodes: Sequence[int]) -> None:
+    """Take every usable GPU of ``nodes``."""
+    for node in nodes:
+        occupy(state, node, state.compiled.free_gpus(node))
+
+
+def nvlink_domain_of(state: ClusterState, node: int, gpu: int) -> tuple:
+    """An identifier of the NVLink domain a GPU belongs to (node-local or a multi-node clique)."""
+    c = state.compiled
+    nvlink_levels = [lvl for lvl in range(c.n_levels) if c.level_is_nvlink[lvl]]
+    if nvlink_levels:
+        return ("clique", int(c.node_domain[max(nvlink_levels), node]))
+    group = c.cluster.nodes[node].gpus[gpu].nvlink_group
+    return ("node", node, group if group >= 0 else f"alone{gpu}")
+
+
+def assert_valid_placement(gang: Gang, placement: Placement, state: ClusterState) -> None:
+    """Every hard constraint of ``gang`` holds, and the placement can be reserved."""
+    c = state.compiled
+    by_name = {m.name: (i, m) for i, m in enumerate(gang.members)}
+    placed = placement.members
+    assert len(placed) in (len(gang.members), gang.quorum)
+    assert [m.member for m in placed] == [m.name for m in gang.members[: len(placed)]]
+    for m in placed:
+        rank, member = by_name[m.member]
+        request = member.request
+        node = c.cluster.nodes[m.node_index]
+        assert m.node == node.name and m.rank == rank
+        if request.gpus:
+            assert len(m.gpus) == request.gpus and m.gpu_milli == MILLI_PER_GPU
+        elif request.gpu_milli:
+            assert len(m.gpus) == 1 and m.gpu_milli == request.gpu_milli
+        else:
+            assert m.gpus == ()
+        assert (m.cpu_milli, m.memory_mib) == (request.cpu_milli, request.memory_mib)
+        if request.gpu_products and request.gpu_milli_total:
+            assert node.product in request.gpu_products
+        for key, value in request.node_selector.items():
+            assert node.labels.get(key) == value
+        assert set(node.taints) <= set(request.tolerations)
+    if gang.required_level:
+        level = c.level_index(gang.required_level)
+        domains = {int(c.node_domain[level, m.node_index]) for m in placed}
+        assert len(domains) == 1, f"members span {len(domains)} {gang.required_level} domains"
+    if gang.nvlink_group:
+        for start in range(0, len(placed), gang.nvlink_group):
+            group = placed[start : start + gang.nvlink_group]
+            gpus = [(m.node_index, g) for m in group for g in m.gpus]
+            if len(gpus) >= 2:
+                domains = {nvlink_domain_of(state, n, g) for n, g in gpus}
+                assert len(domains) == 1, f"NVLink group at {start} spans {domains}"
+    trial = state.copy()
+    trial.reserve(placement, now_s=0.0, ttl_s=1.0)
+    trial.check_invariants()

@@ -1,0 +1,135 @@
+"""``phalanx topology show|validate|discover``."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from topology.clusterfile import ClusterFileError, load_cluster_file
+from topology.discovery import discover as discover_document
+from topology.discovery import publish_annotation
+from topology.kube import AUTO, LEVEL_LABEL_SETS
+from topology.nvml_backend import DiscoveryError, PynvmlBackend, RecordedBackend, record
+from topology.report import cluster_summary, format_summary
+from topology.sources import load_cluster
+
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str) -> NoReturn:
+    """Report bad input the way every phalanx command does: ``error: ...``, exit status 2."""
+    for line in message.splitlines():
+        click.echo(f"error: {line.strip()}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _fail_cluster_file(exc: ClusterFileError) -> NoReturn:
+    noun = "problem" if len(exc.problems) == 1 else "problems"
+    fail("\n".join([f"{exc.source}: {len(exc.problems)} {noun}", *exc.problems]))
+
+
+@click.group("topology")
+def command() -> None:
+    """Inspect, validate and discover cluster topologies."""
+
+
+@command.command()
+@click.argument("spec")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--labels",
+    type=click.Choice([AUTO, *LEVEL_LABEL_SETS]),
+    default=AUTO,
+    show_default=True,
+    help="Topology labels of a Node list file.",
+)
+def show(spec: str, as_json: bool, labels: str) -> None:
+    """Summarise a cluster: SPEC is a preset (superpod-h100:256), a cluster file, or a
+    Kubernetes NodeList saved with ``kubectl get nodes -o json``."""
+    try:
+        cluster = load_cluster(spec, labels)
+        summary = cluster_summary(cluster.compile())
+    except ClusterFileError as exc:
+        _fail_cluster_file(exc)
+    except ValueError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(format_summary(summary))
+
+
+@command.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def validate(file: str) -> None:
+    """Check a cluster file and report every problem with its line and field."""
+    try:
+        cluster = load_cluster_file(file)
+        cluster.compile()
+    except ClusterFileError as exc:
+        _fail_cluster_file(exc)
+    except ValueError as exc:
+        fail(f"{file}: {exc}")
+    levels = ", ".join(cluster.level_names)
+    click.echo(f"{file}: ok: {len(cluster.nodes)} nodes, {cluster.gpu_count} GPUs, levels {levels}")
+
+
+@command.command()
+@click.option(
+    "--replay",
+    type=click.Path(dir_okay=False),
+    help="Replay recorded NVML answers (e.g. topology/fixtures/nvml-dgx-h100.json) instead of "
+    "asking the local driver.",
+)
+@click.option(
+    "--record",
+    "record_to",
+    type=click.Path(dir_okay=False),
+    help="Also save the raw NVML answers to this file, for --replay.",
+)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False), help="Write the document to this file."
+)
+@click.option(
+    "--publish",
+    is_flag=True,
+    help="Write the document to this node's phalanx.io/gpu-topology annotation.",
+)
+@click.option("--node-name", envvar="NODE_NAME", help="Node to annotate (default: $NODE_NAME).")
+def discover(
+    replay: str | None,
+    record_to: str | None,
+    output: str | None,
+    publish: bool,
+    node_name: str | None,
+) -> None:
+    """Read this node's GPUs, NVLinks, PCIe tree, NUMA nodes and NICs (NVML and sysfs) and print
+    the discovery document. Meant to run on each GPU node, e.g. as a DaemonSet."""
+    if publish and not node_name:
+        fail("--publish needs --node-name or the NODE_NAME environment variable")
+    try:
+        backend = RecordedBackend.load(replay) if replay else PynvmlBackend()
+        try:
+            doc = discover_document(backend)
+            if record_to:
+                host = node_name or platform.node()
+                recording = record(backend, description=f"recorded by phalanx on {host}")
+                Path(record_to).write_text(json.dumps(recording, indent=1) + "\n")
+        finally:
+            backend.close()
+        text = json.dumps(doc, indent=2)
+        if output:
+            Path(output).write_text(text + "\n")
+        else:
+            click.echo(text)
+        if publish:
+            publish_annotation(doc, node_name)
+    except DiscoveryError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc.filename}: {exc.strerror}")
