@@ -15,6 +15,7 @@ from bench.placement_report import (
     BIG_GANG_GPUS,
     BIG_GANG_MEMBERS,
     FULL_NODES,
+    PARTIAL_NODE_GANGS,
     QUICK_NODES,
     SCALING_NODES,
     big_gang,
@@ -23,6 +24,7 @@ from bench.placement_report import (
     single_member_gang,
 )
 from scheduler.engine import place
+from scheduler.gang import Gang, MemberRequest
 from scheduler.placement import Placement
 from scheduler.state import ClusterState
 from tests.placement_helpers import assert_valid_placement
@@ -58,9 +60,17 @@ def test_one_member_small(benchmark, solver, gpus):
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize(("members", "gpus"), PARTIAL_NODE_GANGS)
+def test_partial_node_gang_small(benchmark, solver, members, gpus):
+    benchmark.group = f"{members} x {gpus} GPUs, {QUICK_NODES} nodes"
+    gang = Gang.uniform(f"g{members}x{gpus}", members, MemberRequest(gpus=gpus))
+    check(benchmark, solver, gang, state_of(QUICK_NODES))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
 def test_big_gang_small(benchmark, solver):
-    benchmark.group = f"{BIG_GANG_MEMBERS} x {BIG_GANG_GPUS} GPUs, {QUICK_NODES * 2} nodes"
-    check(benchmark, solver, big_gang(), state_of(QUICK_NODES * 2))
+    benchmark.group = f"{BIG_GANG_MEMBERS} x {BIG_GANG_GPUS} GPUs, {QUICK_NODES} nodes"
+    check(benchmark, solver, big_gang(), state_of(QUICK_NODES))
 
 
 @pytest.mark.benchmark_heavy

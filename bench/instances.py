@@ -67,6 +67,9 @@ P_QUORUM = 0.1
 P_PRODUCT_FILTER = 0.3
 P_SELECTOR = 0.1
 P_TAINTS = 0.15
+TAINTED_SHARE = 0.25
+"""Of the nodes of a cluster with taints, the share that is tainted."""
+MAX_FRACTIONAL_MEMBERS = 8
 P_UNHEALTHY = 0.1
 P_SHUFFLE = 0.5
 
@@ -133,7 +136,7 @@ def _cluster(rng: np.random.Generator, family: str, name: str) -> Cluster:
     for node in nodes:
         node.labels[POOL_LABEL] = POOLS[int(rng.integers(len(POOLS)))]
     if rng.random() < P_TAINTS:
-        tainted = rng.random(n_nodes) < 0.25
+        tainted = rng.random(n_nodes) < TAINTED_SHARE
         nodes = [
             dataclasses.replace(n, taints=(DEDICATED_TAINT,)) if t else n
             for n, t in zip(nodes, tainted, strict=True)
@@ -208,7 +211,7 @@ def _gang(rng: np.random.Generator, state: ClusterState, name: str) -> Gang:
 
     base = _base_request(rng, node_gpus)
     if base.gpu_milli:
-        count = int(rng.integers(1, 9))
+        count = int(rng.integers(1, MAX_FRACTIONAL_MEMBERS + 1))
     else:
         count = int(rng.choice(MEMBER_COUNTS))
         if rng.random() < P_SIZED_TO_FIT:

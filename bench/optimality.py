@@ -42,7 +42,7 @@ from scheduler.exact import ExactResult, solve_detailed
 from scheduler.placement import Placement, PlacementResult
 
 DEFAULT_TIME_LIMIT_S = 5.0
-DEFAULT_JSON = "optimality.json"
+DEFAULT_JSON = "out/optimality.json"
 COST_FLOOR = LATENCY_COST_PER_LEVEL
 """Denominator for a gap when the best cost is 0: the smallest step of the cost scale."""
 GAP_TOLERANCE = 1e-6
@@ -50,6 +50,7 @@ GAP_TOLERANCE = 1e-6
 GAP_TARGET = 0.03
 PERCENTILES = (50, 90, 95, 99)
 LARGEST_SHOWN = 15
+HISTOGRAM_EDGES = (0.0, 0.01, GAP_TARGET, 0.1, 0.3, 1.0, math.inf)
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,7 @@ def summarise(records: Sequence[InstanceRecord]) -> dict[str, Any]:
             r.fast_members > 0 and r.exact_members > r.fast_members for r in records
         ),
         "both_fail": sum(r.exact_members == 0 and r.fast_members == 0 for r in records),
+        "placed": sum(r.exact_members > 0 or r.fast_members > 0 for r in records),
         "restricted_models": sum(r.restricted for r in records),
         "violations": sum(bool(r.violations) for r in records),
         "fast_median_s": statistics.median(fast_times) if fast_times else 0.0,
@@ -240,9 +242,8 @@ def summarise(records: Sequence[InstanceRecord]) -> dict[str, Any]:
 
 
 def _histogram(gaps: Sequence[float]) -> dict[str, int]:
-    edges = [0.0, 0.01, 0.03, 0.1, 0.3, 1.0, math.inf]
     out = {"0": sum(1 for g in gaps if g <= 0.0)}
-    for lo, hi in itertools.pairwise(edges):
+    for lo, hi in itertools.pairwise(HISTOGRAM_EDGES):
         label = f"({lo:g}, {hi:g}]" if math.isfinite(hi) else f"> {lo:g}"
         out[label] = sum(1 for g in gaps if lo < g <= hi)
     return out
@@ -282,7 +283,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         "  gap percentiles                   " + "  ".join(f"{k} {v:.4f}" for k, v in pct.items()),
         f"  max gap                           {summary['max_gap']:.4f}",
         f"  fast path optimal                 {summary['fast_optimal']}",
-        f"  proven optimal (CP-SAT)           {summary['proven_optimal']}",
+        f"  proven optimal (CP-SAT)           {summary['proven_optimal']} of {summary['placed']} "
+        "placeable",
         f"  proven infeasible                 {summary['proven_infeasible']}",
         f"  fast places, proven infeasible    {summary['fast_places_proven_infeasible']}",
         f"  exact places, fast fails          {summary['exact_places_fast_fails']}",
@@ -323,7 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "summary": summary,
         "instances": [asdict(r) for r in records],
     }
-    Path(args.json).write_text(json.dumps(_finite(payload), indent=1))
+    target = Path(args.json)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(_finite(payload), indent=1))
     print(f"wrote {args.json}")
     return 0
 

@@ -18,6 +18,10 @@ from extender import annotations as keys
 from scheduler.placement import MemberPlacement, Placement
 from topology.compiled import CompiledCluster
 
+MAX_PLAN_ANNOTATION_BYTES = 64 * 1024
+"""Annotations of one object may total 256 KiB; a larger gang's plan (about 100 bytes a rank)
+is cut down to the member's own part, and a restart then re-reserves only bound ranks."""
+
 
 @dataclass(frozen=True)
 class BindRequest:
@@ -81,6 +85,9 @@ def bind_annotations(
     rank, and the whole plan so that a restarted extender can re-reserve the unbound ranks."""
     node = compiled.cluster.nodes[member.node_index]
     ranked = sorted(placement.members, key=lambda m: m.rank)
+    plan = encode_plan(placement.gang, ranked)
+    if len(plan) > MAX_PLAN_ANNOTATION_BYTES:
+        plan = encode_plan(placement.gang, [member])
     return {
         keys.GPU_IDS: ",".join(str(g) for g in member.gpus),
         keys.GPU_UUIDS: ",".join(node.gpus[g].uuid for g in member.gpus),
@@ -88,7 +95,7 @@ def bind_annotations(
         keys.GANG_KEY: gang_key,
         keys.RANK: str(member.rank),
         keys.GANG_NODES: ",".join(m.node for m in ranked),
-        keys.GANG_PLAN: encode_plan(placement.gang, ranked),
+        keys.GANG_PLAN: plan,
     }
 
 

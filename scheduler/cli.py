@@ -34,15 +34,35 @@ def _fail(message: str) -> NoReturn:
 
 
 @click.command("place")
-@click.option("--cluster", "cluster_spec", required=True, metavar="PRESET|FILE",
-              help="A cluster preset (superpod-h100:256) or a cluster file.")
-@click.option("--gang", "gang_file", required=True, metavar="GANG.json",
-              help="The gang spec (JSON or YAML; see docs/gang-spec.md).")
-@click.option("--state", "state_file", metavar="STATE.json",
-              help="Allocations to apply first (see docs/gang-spec.md).")
+@click.option(
+    "--cluster",
+    "cluster_spec",
+    required=True,
+    metavar="PRESET|FILE",
+    help="A cluster preset (superpod-h100:256) or a cluster file.",
+)
+@click.option(
+    "--gang",
+    "gang_file",
+    required=True,
+    metavar="GANG.json",
+    help="The gang spec (JSON or YAML; see docs/gang-spec.md).",
+)
+@click.option(
+    "--state",
+    "state_file",
+    metavar="STATE.json",
+    help="Allocations to apply first (see docs/gang-spec.md).",
+)
 @click.option("--solver", type=click.Choice(SOLVERS), default="fast", show_default=True)
-@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True),
-              default=2.0, show_default=True, help="Exact solver time limit, seconds.")
+@click.option(
+    "--time-limit",
+    "time_limit_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Exact solver time limit, seconds.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def command(
     cluster_spec: str,

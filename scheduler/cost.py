@@ -144,10 +144,13 @@ def misalignment_cost(
         socket_size = np.bincount(numa[compiled.gpu_usable[m.node_index]]).max()
         if len(m.gpus) <= socket_size and len(set(numa[list(m.gpus)].tolist())) > 1:
             penalty += NUMA_SPLIT_PENALTY
-    if level > 0 and len(members) > 1:
-        rails = [frozenset(compiled.gpu_rail[m.node_index, list(m.gpus)].tolist()) for m in members]
+    gpu_members = [m for m in members if m.gpus]  # CPU-only members use no GPU rail
+    if level > 0 and len(gpu_members) > 1:
+        rails = [
+            frozenset(compiled.gpu_rail[m.node_index, list(m.gpus)].tolist()) for m in gpu_members
+        ]
         main_count = Counter(rails).most_common(1)[0][1]
-        penalty += RAIL_MISALIGN_PENALTY * (len(members) - main_count) / len(members)
+        penalty += RAIL_MISALIGN_PENALTY * (len(gpu_members) - main_count) / len(gpu_members)
     return penalty
 
 

@@ -18,6 +18,8 @@ from topology.compiled import CompiledCluster
 
 UNBOUNDED_MEMBERS = 1 << 20
 """Capacity of a node for a member that asks for nothing it could run out of."""
+STATIC_MASK_LIMIT = 4096
+"""Cached masks (one per distinct model/selector/toleration set) kept before starting over."""
 
 
 def static_key(request: MemberRequest) -> tuple:
@@ -41,13 +43,17 @@ def request_key(request: MemberRequest) -> tuple:
     )
 
 
-def static_mask(compiled: CompiledCluster, index: ClusterIndex, request: MemberRequest) -> np.ndarray:
+def static_mask(
+    compiled: CompiledCluster, index: ClusterIndex, request: MemberRequest
+) -> np.ndarray:
     """Nodes that pass the GPU-model, node-selector and taint filters (read-only array)."""
     key = static_key(request)
     mask = index.static_masks.get(key)
     if mask is None:
         mask = _filters(compiled, index, request)[-1][1]
         mask.flags.writeable = False
+        if len(index.static_masks) >= STATIC_MASK_LIMIT:
+            index.static_masks.clear()
         index.static_masks[key] = mask
     return mask
 
@@ -124,7 +130,9 @@ def member_capacity(
     )
 
 
-def explain_no_node(compiled: CompiledCluster, index: ClusterIndex, request: MemberRequest) -> tuple[str, str]:
+def explain_no_node(
+    compiled: CompiledCluster, index: ClusterIndex, request: MemberRequest
+) -> tuple[str, str]:
     """(constraint, sentence) saying which static filter left no node for ``request``."""
     total = compiled.n_nodes
     counts = []
@@ -133,7 +141,10 @@ def explain_no_node(compiled: CompiledCluster, index: ClusterIndex, request: Mem
         counts.append(f"{passed} {_FILTER_WORDS[name]}")
         if passed == 0:
             detail = _FILTER_DETAIL[name](request)
-            return name, f"no node passes the {name} filter{detail} (of {total} nodes: {', '.join(counts)})"
+            return (
+                name,
+                f"no node passes the {name} filter{detail} (of {total} nodes: {', '.join(counts)})",
+            )
     return "capacity", "every filter leaves some node"
 
 

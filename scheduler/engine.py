@@ -34,7 +34,9 @@ from topology.model import MILLI_PER_GPU
 SOLVERS = ("fast", "exact", "auto")
 AUTO_EXACT_MIN_GPUS = 64
 """``auto`` calls the exact solver for gangs of at least this many GPUs."""
-DEFINITIVE_CONSTRAINTS = frozenset({"capacity", "cpu_memory", "gpu", "gpu_product", "node_selector", "taints"})
+DEFINITIVE_CONSTRAINTS = frozenset(
+    {"capacity", "cpu_memory", "gpu", "gpu_product", "node_selector", "taints"}
+)
 """Fast-path failures that hold for any solver when they concern the whole cluster."""
 
 
@@ -78,8 +80,7 @@ def place_fast(
         return quorum
     return Unplaceable(
         gang.name,
-        f"{whole.reason}; the quorum of {gang.quorum} members does not fit either: "
-        f"{quorum.reason}",
+        f"{whole.reason}; the quorum of {gang.quorum} members does not fit either: {quorum.reason}",
         quorum.constraint,
         quorum.level,
     )

@@ -17,20 +17,27 @@ The answer's cost is always recomputed with :func:`scheduler.cost.placement_cost
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
-
-import numpy as np
+from dataclasses import dataclass
 
 from scheduler.cost import lowest_common_domain, placement_cost
+from scheduler.exact_bounds import prune_by_bound, restrict_to_budget, valid_hint_cost
 from scheduler.exact_model import (
     DEFAULT_NUM_WORKERS,
-    HINT_COMPLETION_SHARE,
+    HINT_EVALUATION_SHARE,
+    HINT_STATUS,
     ModelSolution,
     PlacementModel,
 )
-from scheduler.exact_problem import ExactProblem, NoCandidate, build_problem, groups_of_prefix
+from scheduler.exact_problem import (
+    ExactProblem,
+    NoCandidate,
+    add_gpu_sets,
+    build_problem,
+    groups_of_prefix,
+)
 from scheduler.gang import Gang
 from scheduler.interfaces import PlacementScorer
 from scheduler.placement import MemberPlacement, Placement, PlacementResult, Unplaceable
@@ -40,8 +47,6 @@ from topology.model import MILLI_PER_GPU
 
 MIN_SOLVE_S = 0.01
 """Solver time left even when building the model used up the limit."""
-TIE_BREAK_STEPS = 100
-"""Resolution of a scorer's node preference, used only between equal-cost placements."""
 SOLVER = "exact"
 
 
@@ -51,13 +56,19 @@ class ExactResult:
 
     result: PlacementResult
     status: str
-    """CP-SAT status, or ``PRUNED`` when the sound reductions alone proved infeasibility."""
+    """CP-SAT status; ``PRUNED`` when the sound reductions alone proved infeasibility;
+    ``HINT`` when CP-SAT found nothing better than the hint within the limit (the answer is
+    then the hint's GPU sets)."""
     cost: float | None
     """``placement_cost(...).total`` of the answer, None without a placement."""
     bound: float
     """Lower bound on the cost of a placement with as many members (and, with a preferred
     level, no wider container), ``-inf`` when unknown."""
     restricted: bool
+    model_cost: float = float("nan")
+    """The CP-SAT objective's cost part for the answer: equal to ``cost`` up to the integer
+    rounding when the solution is optimal, never below it otherwise (auxiliary variables
+    may still have slack)."""
     notes: tuple[str, ...] = ()
     build_s: float = 0.0
     solve_s: float = 0.0
@@ -65,7 +76,6 @@ class ExactResult:
     candidate_nodes: int = 0
     model_nodes: int = 0
     gpu_sets: int = 0
-    stats: dict[str, float] = field(default_factory=dict)
 
     @property
     def optimal(self) -> bool:
@@ -114,24 +124,38 @@ def solve_detailed(
     compiled = state.compiled
     validate_gang_for_cluster(gang, compiled)
     try:
-        problem = build_problem(gang, state, hint)
+        problem = build_problem(gang, state, hint, scorer)
+        prune_by_bound(problem, state, hint, strict=scorer is not None)
+        restrict_to_budget(problem, hint)
+        add_gpu_sets(problem)
     except NoCandidate as why:
         wall = time.perf_counter() - start
         result = Unplaceable(gang.name, why.reason, why.constraint, None, proven=True)
         return ExactResult(result, "PRUNED", None, float("inf"), False, wall_s=wall, build_s=wall)
-    tie = _tie_break(problem, scorer) if scorer is not None else None
-    model = PlacementModel(problem, tie)
+    model = PlacementModel(problem)
+    incumbent = None
     if hint is not None:
-        model.add_hint(*_hint_values(problem, hint), HINT_COMPLETION_SHARE * time_limit_s)
+        incumbent = model.evaluate(
+            _hint_counts(problem, hint), HINT_EVALUATION_SHARE * time_limit_s
+        )
     build_s = time.perf_counter() - start
-    solution = model.solve(max(time_limit_s - build_s, MIN_SOLVE_S), num_workers)
+    solution = model.solve(max(time_limit_s - build_s, MIN_SOLVE_S), num_workers, incumbent)
     result = _result(problem, solution, time_limit_s)
+    status = solution.status
+    if (
+        solution.domain < 0
+        and hint is not None
+        and valid_hint_cost(problem, state, hint) is not None
+    ):
+        result = _as_exact(problem, hint)
+        status = HINT_STATUS
     cost = result.cost.total if isinstance(result, Placement) else None
     return ExactResult(
         result=result,
-        status=solution.status,
+        status=status,
         cost=cost,
         bound=solution.bound_cost if cost is not None else _infeasible_bound(solution),
+        model_cost=solution.objective_cost if status != HINT_STATUS else float("nan"),
         restricted=problem.restricted,
         notes=tuple(problem.notes),
         build_s=build_s,
@@ -160,7 +184,7 @@ def _result(problem: ExactProblem, solution: ModelSolution, time_limit_s: float)
             gang.required_level,
             proven=proven,
         )
-    if solution.status not in ("OPTIMAL", "FEASIBLE"):
+    if solution.domain < 0:
         return Unplaceable(
             gang.name,
             f"CP-SAT found no placement within {time_limit_s:g} s ({solution.status})",
@@ -178,6 +202,12 @@ def _result(problem: ExactProblem, solution: ModelSolution, time_limit_s: float)
         solver=SOLVER,
         optimal=solution.status == "OPTIMAL" and not problem.restricted,
     )
+
+
+def _as_exact(problem: ExactProblem, hint: Placement) -> Placement:
+    """The hint as this solver's answer, when the model could not even be evaluated in time."""
+    cost = placement_cost(problem.compiled, problem.gang, hint.members)
+    return dataclasses.replace(hint, cost=cost, solver=SOLVER, optimal=False)
 
 
 def _infeasible_constraint(gang: Gang) -> str:
@@ -248,9 +278,9 @@ def _member_placement(problem: ExactProblem, member: int, pattern: int) -> Membe
 
 
 # ---------------------------------------------------------------------------- inputs
-def _hint_values(problem: ExactProblem, hint: Placement) -> tuple[dict[int, int], int | None, int]:
-    """Pattern counts, lowest common domain and member count of a hint placement, its nodes
-    permuted among twins into the order the model imposes."""
+def _hint_counts(problem: ExactProblem, hint: Placement) -> dict[int, int]:
+    """GPU-set counts of a hint placement, its nodes permuted among twins into the order the
+    model imposes."""
     index = {(pat.member_class, pat.node, pat.gpus): i for i, pat in enumerate(problem.patterns)}
     by_name = {m.name: i for i, m in enumerate(problem.gang.members)}
     on_node: dict[int, list[tuple[int, tuple[int, ...]]]] = defaultdict(list)
@@ -272,28 +302,8 @@ def _hint_values(problem: ExactProblem, hint: Placement) -> tuple[dict[int, int]
             key = (cls, node, gpus)
             if key in index:
                 counts[index[key]] += 1
-    domain = None
-    if hint.members:
-        _, domain = lowest_common_domain(problem.compiled, [m.node_index for m in hint.members])
-    return dict(counts), domain, len(hint.members)
+    return dict(counts)
 
 
 def _milli_of(problem: ExactProblem, cls: int, gpus: tuple[int, ...]) -> int:
     return problem.classes[cls].milli_per_gpu * len(gpus)
-
-
-def _tie_break(problem: ExactProblem, scorer: PlacementScorer) -> dict[tuple[int, int], int]:
-    """Per (member class, node): 0 for the scorer's best node up to ``TIE_BREAK_STEPS``."""
-    nodes = np.asarray(problem.nodes, dtype=np.int64)
-    out: dict[tuple[int, int], int] = {}
-    if nodes.size == 0:
-        return out
-    for c, cls in enumerate(problem.classes):
-        score = np.asarray(scorer.score(problem.compiled, cls.request, nodes), dtype=np.float64)
-        span = float(score.max() - score.min())
-        if span <= 0:
-            continue
-        steps = np.rint((score.max() - score) / span * TIE_BREAK_STEPS).astype(np.int64)
-        for n, s in zip(nodes.tolist(), steps.tolist(), strict=True):
-            out[(c, n)] = s
-    return out

@@ -13,14 +13,17 @@ and GPU sets, in integer units of ``1 / COST_SCALE``:
 - **fragmentation**: for every touched node, the GPU capacity it is left with partly free, and
   the leftover-link term from the exact set of GPUs still wholly free (its worst pair against
   the tabulated ideal for that count);
-- **misalignment**: NUMA splits per GPU set, and the share of members off the most common
-  rail set (the most common set is a chosen variable; the quorum's member count is exact).
+- **misalignment**: NUMA splits per GPU set, and the share of GPU members off the most common
+  rail set (the most common set is a chosen variable; the member count of the whole gang and
+  of its quorum are both exact).
 
 Every constraint of the fast path holds: GPU milli per GPU, cpu and memory per node, static
-eligibility (by construction of the GPU sets), all-or-nothing with the quorum as a prefix of
-the members, ``required_level`` (candidate domains), ``preferred_level`` (lexicographic: the
-smallest feasible container level at or above it first) and ``nvlink_group`` (groups counted
-per NVLink domain). When not every member can start, more members placed beats any cost.
+eligibility (by construction of the GPU sets), all-or-nothing with the engine's quorum rule
+(the whole gang, else exactly its first ``min_members``; the whole gang wins over any cost),
+``required_level`` (candidate domains), ``preferred_level`` (lexicographic: the smallest
+feasible container level at or above it first) and ``nvlink_group`` (binding groups counted
+per NVLink domain). Interchangeable sibling nodes are ordered by use, which removes their
+symmetric copies from the search.
 
 Float costs are rounded to integers per coefficient, and quotients (fragmentation, rail share)
 are rounded up; a solution reported optimal is optimal to within that rounding, a few units of
@@ -29,6 +32,7 @@ are rounded up; a solution reported optimal is optimal to within that rounding, 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections import defaultdict
@@ -46,7 +50,7 @@ from scheduler.cost import (
     RAIL_MISALIGN_PENALTY,
     ideal_leftover_table,
 )
-from scheduler.exact_problem import CandidateDomain, ExactProblem
+from scheduler.exact_problem import CandidateDomain, ExactProblem, Prefix
 from topology.model import MILLI_PER_GPU
 
 COST_SCALE = 100_000
@@ -60,8 +64,10 @@ RANK_COST = 1
 RANK_LEVEL = 2
 RANK_MEMBERS = 3
 
-HINT_COMPLETION_SHARE = 0.25
-"""Share of the time limit that completing a hint may take."""
+HINT_EVALUATION_SHARE = 0.25
+"""Share of the time limit that evaluating a hint in the model may take."""
+HINT_STATUS = "HINT"
+"""Status of an answer that is the hint itself: CP-SAT found nothing better in time."""
 
 STATUS_NAMES = {
     cp_model.OPTIMAL: "OPTIMAL",
@@ -88,25 +94,27 @@ class ModelSolution:
     groups: dict[object, dict[tuple[int, ...], int]]
     """NVLink domain -> binding group composition -> groups it holds."""
     objective_cost: float
-    """The model's cost of the solution (objective less its lexicographic parts)."""
+    """The model's cost of the solution (objective less its lexicographic parts), NaN
+    without one."""
     bound_cost: float
     """Lower bound on the cost of any placement of the same member count and level
     preference, valid for the model (``-inf`` when unknown)."""
+    objective_units: int
+    """The full objective (lexicographic parts included) in model units."""
     solve_s: float
 
 
 class PlacementModel:
     """Builds the model once; :meth:`solve` may be called with a hint."""
 
-    def __init__(
-        self, problem: ExactProblem, tie_break: dict[tuple[int, int], int] | None = None
-    ) -> None:
+    def __init__(self, problem: ExactProblem) -> None:
         self.problem = problem
         self.model = cp_model.CpModel()
         self._lexicographic: list[tuple[int, cp_model.LinearExprT, int]] = []
         """(rank, expression, its largest value): higher ranks dominate lower ones."""
         self._cost_terms: list[cp_model.LinearExprT] = []
-        self._cost_ub = 0
+        self._cost_span = 0
+        """Largest minus smallest value the cost part can take (weights the ranks above)."""
         self._index_patterns()
         self._pattern_vars()
         self._prefix_vars()
@@ -117,8 +125,8 @@ class PlacementModel:
         self._communication()
         self._fragmentation()
         self._misalignment()
-        if tie_break:
-            self._tie_break(tie_break)
+        if problem.tie_penalty:
+            self._tie_break(problem.tie_penalty)
         self._objective()
 
     # ------------------------------------------------------------------ structure
@@ -127,9 +135,12 @@ class PlacementModel:
         self.by_node: dict[int, list[int]] = defaultdict(list)
         self.by_class: dict[int, list[int]] = defaultdict(list)
         self.by_gpu: dict[tuple[int, int], list[int]] = defaultdict(list)
+        self.touchable: dict[int, set[int]] = defaultdict(set)
+        """GPUs of each node that some GPU set uses."""
         for i, pat in enumerate(p.patterns):
             self.by_node[pat.node].append(i)
             self.by_class[pat.member_class].append(i)
+            self.touchable[pat.node].update(pat.gpus)
             for g in pat.gpus:
                 self.by_gpu[(pat.node, g)].append(i)
 
@@ -312,9 +323,10 @@ class PlacementModel:
             m.add(sum(per_kind[kind]) == self._by_prefix(wanted))
 
     # ------------------------------------------------------------------ cost terms
-    def _add_cost(self, expr: cp_model.LinearExprT, upper: int) -> None:
+    def _add_cost(self, expr: cp_model.LinearExprT, upper: int, lower: int = 0) -> None:
+        """Add a cost term whose values lie within ``lower..upper``."""
         self._cost_terms.append(expr)
-        self._cost_ub += max(0, upper)
+        self._cost_span += max(0, upper) - min(0, lower)
 
     def _communication(self) -> None:
         p = self.problem
@@ -352,7 +364,7 @@ class PlacementModel:
         self._add_cost(comm, upper)
 
     def _touchable_gpus(self, n: int) -> list[int]:
-        return sorted(g for (node, g) in self.by_gpu if node == n)
+        return sorted(self.touchable[n])
 
     def _pair_upper(self, n: int, intensity: float) -> int:
         gpus = self._touchable_gpus(n)
@@ -427,9 +439,7 @@ class PlacementModel:
         reachable[0] = True
         for c in classes:
             k = p.classes[c].request.gpus
-            copies = min(
-                max(pre.class_counts[c] for pre in p.prefixes), int(p.classes[c].room[n])
-            )
+            copies = min(max(pre.class_counts[c] for pre in p.prefixes), int(p.classes[c].room[n]))
             for _ in range(copies):
                 shifted = np.zeros_like(reachable)
                 shifted[k:] = reachable[:-k] if k else reachable
@@ -459,12 +469,12 @@ class PlacementModel:
         table = [scaled(scale * float(ideal[k])) if k >= 2 else 0 for k in range(len(free) + 1)]
         if len(set(q.values())) == 1 and all(v == next(iter(q.values())) for v in table[2:]):
             return
-        touchable = {g for (node, g) in self.by_gpu if node == n}
+        touchable = self.touchable[n]
         stays = {g: (1 - self.taken(n, g)) if g in touchable else 1 for g in free}
         if all(isinstance(v, int) for v in stays.values()):
             constant = max(q.values()) - table[len(free)]
             if constant:
-                self._add_cost(constant * self.used[n], constant)
+                self._add_cost(constant * self.used[n], constant, constant)
             return
         top = max(q.values())
         left = m.new_int_var(0, top, f"left{n}")
@@ -477,7 +487,7 @@ class PlacementModel:
         term = m.new_int_var(-max(table), top, f"leftover{n}")
         m.add(term == left - best).only_enforce_if(self.used[n])
         m.add(term == 0).only_enforce_if(self.used[n].Not())
-        self._add_cost(term, top)
+        self._add_cost(term, top, -max(table))
 
     def _misalignment(self) -> None:
         p = self.problem
@@ -487,14 +497,15 @@ class PlacementModel:
         if split:
             most = max(pre.placed for pre in p.prefixes)
             self._add_cost(sum(numa * self.y[i] for i in split), numa * most)
-        multi = [pre for pre in p.prefixes if pre.placed > 1]
-        if not multi or not any(dom.level > 0 for dom in p.domains):
+        gpu_members = [self._gpu_members(pre) for pre in p.prefixes]
+        if max(gpu_members) < 2 or not any(dom.level > 0 for dom in p.domains):
             return
         rail_weight = scaled(RAIL_MISALIGN_PENALTY)
         by_rails: dict[frozenset[int], list[int]] = defaultdict(list)
         for i, pat in enumerate(p.patterns):
-            by_rails[pat.rails].append(i)
-        most = max(pre.placed for pre in p.prefixes)
+            if pat.gpus:
+                by_rails[pat.rails].append(i)
+        most = max(gpu_members)
         pick, shares = [], []
         for r, pats in enumerate(by_rails.values()):
             chosen = m.new_bool_var(f"rails{r}")
@@ -508,12 +519,21 @@ class PlacementModel:
         rail = m.new_int_var(0, rail_weight, "rail")
         spread = m.new_bool_var("multi_node")
         m.add(spread + self.single_node == 1)
-        for j, pre in enumerate(p.prefixes):
-            if pre.placed < 2:
+        for j, members in enumerate(gpu_members):
+            if members < 2:
                 continue
             lits = [spread] if self.z is None else [spread, self.z[j]]
-            m.add(pre.placed * rail >= rail_weight * (pre.placed - main)).only_enforce_if(lits)
+            m.add(members * rail >= rail_weight * (members - main)).only_enforce_if(lits)
         self._add_cost(rail, rail_weight)
+
+    def _gpu_members(self, prefix: Prefix) -> int:
+        """Members of the prefix that use a GPU: only they count for rail alignment."""
+        classes = self.problem.classes
+        return sum(
+            n
+            for n, cls in zip(prefix.class_counts, classes, strict=True)
+            if cls.request.gpu_milli_total
+        )
 
     def _tie_break(self, penalties: dict[tuple[int, int], int]) -> None:
         """Below every cost difference: prefer the nodes a scorer ranks higher."""
@@ -532,7 +552,7 @@ class PlacementModel:
         left out."""
         self._cost_expr = sum(self._cost_terms)
         ranked = sorted(
-            [*self._lexicographic, (RANK_COST, self._cost_expr, self._cost_ub)],
+            [*self._lexicographic, (RANK_COST, self._cost_expr, self._cost_span)],
             key=lambda t: t[0],
         )
         objective: cp_model.LinearExprT = 0
@@ -546,48 +566,54 @@ class PlacementModel:
                 self._below_cost += weight * largest
             weight *= largest + 1
         self._ranked = ranked
+        self._objective_expr = objective
         self.model.minimize(objective)
 
     # ------------------------------------------------------------------ solving
-    def add_hint(
-        self, counts: dict[int, int], domain: int | None, placed: int, time_limit_s: float
-    ) -> None:
-        """Hint a known placement (pattern counts). The model's other variables are first
-        completed by a solve with the placement fixed, so that CP-SAT starts from a complete,
-        feasible solution; if that fails, only the given values are hinted."""
+    def evaluate(self, counts: dict[int, int], time_limit_s: float) -> ModelSolution | None:
+        """The model's solution with the GPU-set counts fixed to ``counts`` (a hint's), or None
+        when they are infeasible in the model or time runs out."""
         trial = self.model.clone()
         for i, var in enumerate(self.y):
             trial.add(trial.get_int_var_from_proto_index(var.index) == counts.get(i, 0))
-        solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = time_limit_s
-        solver.parameters.num_workers = 1
-        status = solver.solve(trial)
-        m = self.model
-        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            for i in range(len(m.proto.variables)):
-                var = m.get_int_var_from_proto_index(i)
-                m.add_hint(var, solver.value(trial.get_int_var_from_proto_index(i)))
-            return
-        for i, var in enumerate(self.y):
-            m.add_hint(var, counts.get(i, 0))
-        if domain is not None and domain in self.d:
-            for dom_id, var in self.d.items():
-                m.add_hint(var, int(dom_id == domain))
-        if self.z is not None:
-            for z, pre in zip(self.z, self.problem.prefixes, strict=True):
-                m.add_hint(z, int(pre.placed == placed))
-
-    def solve(self, time_limit_s: float, num_workers: int) -> ModelSolution:
-        solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = max(time_limit_s, 0.0)
-        solver.parameters.num_workers = num_workers
-        solver.parameters.random_seed = SOLVER_SEED
+        solver = _solver(time_limit_s, 1)
         start = time.perf_counter()
-        status = solver.solve(self.model)
+        status = solver.solve(trial)
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return None
+        return self._read(solver, HINT_STATUS, time.perf_counter() - start)
+
+    def solve(
+        self, time_limit_s: float, num_workers: int, incumbent: ModelSolution | None = None
+    ) -> ModelSolution:
+        """Minimise within ``time_limit_s``. With an ``incumbent`` (an evaluated hint) the
+        search is told its GPU sets (hinting the domain choice as well slows CP-SAT's presolve
+        by seconds on large models) and the incumbent is the answer unless something at least
+        as good is found."""
+        m = self.model
+        if incumbent is not None:
+            for i, var in enumerate(self.y):
+                m.add_hint(var, incumbent.counts.get(i, 0))
+            if self.z is not None:
+                for z, pre in zip(self.z, self.problem.prefixes, strict=True):
+                    m.add_hint(z, int(pre.placed == incumbent.placed))
+        solver = _solver(time_limit_s, num_workers)
+        start = time.perf_counter()
+        status = solver.solve(m)
         elapsed = time.perf_counter() - start
         name = STATUS_NAMES.get(status, "UNKNOWN")
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return ModelSolution(name, {}, 0, -1, {}, float("nan"), -float("inf"), elapsed)
+        found = None
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            found = self._read(solver, name, elapsed)
+        if incumbent is not None and (
+            found is None or found.objective_units > incumbent.objective_units
+        ):
+            return dataclasses.replace(incumbent, solve_s=elapsed)
+        if found is not None:
+            return found
+        return ModelSolution(name, {}, 0, -1, {}, float("nan"), -float("inf"), 0, elapsed)
+
+    def _read(self, solver: cp_model.CpSolver, status: str, elapsed: float) -> ModelSolution:
         counts = {i: v for i, var in enumerate(self.y) if (v := int(solver.value(var)))}
         placed = self.problem.prefixes[0].placed
         if self.z is not None:
@@ -605,14 +631,26 @@ class PlacementModel:
             for rank, expr, _ in self._ranked
             if rank > RANK_COST
         )
-        bound_units = (solver.best_objective_bound - above - self._below_cost) / cost_weight
+        bound = -float("inf")
+        if status != HINT_STATUS:
+            bound_units = (solver.best_objective_bound - above - self._below_cost) / cost_weight
+            bound = bound_units / COST_SCALE
         return ModelSolution(
-            status=name,
+            status=status,
             counts=counts,
             placed=placed,
             domain=domain,
             groups=groups,
             objective_cost=int(solver.value(self._cost_expr)) / COST_SCALE,
-            bound_cost=bound_units / COST_SCALE,
+            bound_cost=bound,
+            objective_units=int(solver.value(self._objective_expr)),
             solve_s=elapsed,
         )
+
+
+def _solver(time_limit_s: float, num_workers: int) -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(time_limit_s, 0.0)
+    solver.parameters.num_workers = num_workers
+    solver.parameters.random_seed = SOLVER_SEED
+    return solver

@@ -15,10 +15,10 @@
   at least two modelled children (else the domain cannot be *lowest*) and enough free GPUs,
   milli-GPU, cpu, memory and per-class member room. These are necessary conditions, so the
   pruning is sound.
-- If the reduced problem is still larger than ``MAX_MODEL_PATTERNS`` GPU-set variables (a
-  large, busy cluster), the model is **restricted** to the candidate domains that look best
-  (the hint's domain first, then lowest level cost and tightest fit); a restriction can only
-  return feasible placements, but it proves neither optimality nor infeasibility.
+
+:mod:`scheduler.exact_bounds` then drops domains that cannot beat a known placement (sound)
+and, past a size budget, restricts the candidates (not exact, and said so); only after that
+are the GPU sets of the remaining nodes enumerated (:func:`add_gpu_sets`).
 """
 
 from __future__ import annotations
@@ -32,19 +32,25 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scheduler.cluster_index import ClusterIndex, cluster_index
-from scheduler.cost import lowest_common_domain
-from scheduler.eligibility import FreeArrays, member_capacity, request_key, static_mask
+from scheduler.eligibility import (
+    FreeArrays,
+    explain_no_node,
+    member_capacity,
+    request_key,
+    static_mask,
+)
 from scheduler.gang import Gang, MemberRequest
+from scheduler.interfaces import PlacementScorer
 from scheduler.placement import Placement
 from scheduler.state import ClusterState
 from topology.compiled import CompiledCluster
 from topology.model import MILLI_PER_GPU
 
+TIE_BREAK_STEPS = 100
+"""Resolution of a scorer's node preference, used only between equal-cost placements."""
 MAX_SETS_PER_NODE = 1024
-"""GPU sets enumerated per member class and node; more (nodes far beyond 8 GPUs) are a
-restriction to the sets the greedy seeds reach."""
-MAX_MODEL_PATTERNS = 30_000
-"""GPU-set variables beyond which the candidate domains are restricted."""
+"""GPU sets enumerated per member class and node (all of them up to 10 free GPUs for any
+member size); beyond it, the first ones in index order, a restriction."""
 
 
 @dataclass(frozen=True)
@@ -58,12 +64,6 @@ class MemberClass:
     """bool [nodes]: static filters passed and room for at least one such member now."""
     room: np.ndarray
     """int64 [nodes]: how many such members each node could take alone."""
-
-    @property
-    def gpus_per_member(self) -> int:
-        if self.request.is_fractional:
-            return 1
-        return self.request.gpus
 
     @property
     def milli_per_gpu(self) -> int:
@@ -122,9 +122,14 @@ class ExactProblem:
     domains: list[CandidateDomain]
     candidate_nodes: int
     """Nodes passing the filters with room, before the symmetry reduction."""
+    node_keys: dict[int, int] = field(default_factory=dict)
+    """Interned node keys: equal keys (and positions) make nodes interchangeable."""
+    tie_penalty: dict[tuple[int, int], int] = field(default_factory=dict)
+    """(member class, node) -> a scorer's dislike of the node, for breaking cost ties."""
     restricted: bool = False
+    """Some reduction was not exact: the model is a restriction of the problem."""
     notes: list[str] = field(default_factory=list)
-    """What is not exact about this model (empty when it is exact)."""
+    """What the reductions did, the inexact ones first said so."""
     twins: list[list[int]] = field(default_factory=list)
     """Groups of modelled nodes that are interchangeable: equal keys, same parent domain.
     Any placement can be permuted among a group's nodes, so the model may order them."""
@@ -153,28 +158,34 @@ class NoCandidate(Exception):
         self.reason = reason
 
 
-def build_problem(gang: Gang, state: ClusterState, hint: Placement | None = None) -> ExactProblem:
+def build_problem(
+    gang: Gang,
+    state: ClusterState,
+    hint: Placement | None = None,
+    scorer: PlacementScorer | None = None,
+) -> ExactProblem:
     """The reduced problem; raises :class:`NoCandidate` when the reductions alone prove that
-    no placement exists (they are sound, so this is a proof)."""
+    no placement exists (they are sound, so this is a proof). A ``scorer``'s node preference
+    becomes part of every node's key, so nodes it tells apart are never merged."""
     compiled = state.compiled
     index = cluster_index(compiled)
     classes, member_class = _member_classes(compiled, index, gang)
     prefixes = _prefixes(gang, classes, member_class)
     for c, cls in enumerate(classes):
-        if not cls.eligible.any():
-            need = prefixes[-1].class_counts[c]
-            if need:
-                raise NoCandidate(
-                    "capacity",
-                    f"no node can take member {gang.members[cls.members[0]].name!r} now",
-                )
+        if not cls.eligible.any() and prefixes[-1].class_counts[c]:
+            who = gang.members[cls.members[0]].name
+            if not static_mask(compiled, index, cls.request).any():
+                constraint, why = explain_no_node(compiled, index, cls.request)
+                raise NoCandidate(constraint, f"member {who!r}: {why}")
+            raise NoCandidate("capacity", f"no node has room for member {who!r} now")
     any_room = np.zeros(compiled.n_nodes, dtype=bool)
     for cls in classes:
         any_room |= cls.eligible
     candidates = np.flatnonzero(any_room)
     hint_nodes = {m.node_index for m in hint.members} if hint is not None else set()
     budget = len(gang.members)
-    keys = _node_keys(compiled, index, classes, candidates, gang)
+    tie = _tie_penalties(compiled, classes, candidates, scorer) if scorer is not None else {}
+    keys = _node_keys(compiled, index, classes, candidates, gang, tie)
     nodes = reduce_symmetric(compiled, candidates, keys, budget, hint_nodes)
     max_level = _max_level(compiled, gang)
     domains = _candidate_domains(compiled, classes, prefixes[-1], nodes, max_level)
@@ -183,7 +194,7 @@ def build_problem(gang: Gang, state: ClusterState, hint: Placement | None = None
             "required_level" if gang.required_level else "capacity",
             _no_domain_reason(compiled, gang, max_level),
         )
-    problem = ExactProblem(
+    return ExactProblem(
         compiled=compiled,
         index=index,
         gang=gang,
@@ -194,22 +205,48 @@ def build_problem(gang: Gang, state: ClusterState, hint: Placement | None = None
         patterns=[],
         domains=domains,
         candidate_nodes=int(candidates.size),
+        node_keys=keys,
+        tie_penalty=tie,
     )
-    _restrict_if_large(problem, hint)
+
+
+def _tie_penalties(
+    compiled: CompiledCluster,
+    classes: list[MemberClass],
+    nodes: np.ndarray,
+    scorer: PlacementScorer,
+) -> dict[tuple[int, int], int]:
+    """Per (member class, node): 0 for the scorer's best node up to ``TIE_BREAK_STEPS``."""
+    out: dict[tuple[int, int], int] = {}
+    if nodes.size == 0:
+        return out
+    for c, cls in enumerate(classes):
+        score = np.asarray(scorer.score(compiled, cls.request, nodes), dtype=np.float64)
+        span = float(score.max() - score.min())
+        if span <= 0:
+            continue
+        steps = np.rint((score.max() - score) / span * TIE_BREAK_STEPS).astype(np.int64)
+        for n, step in zip(nodes.tolist(), steps.tolist(), strict=True):
+            out[(c, n)] = step
+    return out
+
+
+def add_gpu_sets(problem: ExactProblem) -> None:
+    """Fix the modelled nodes (those of the remaining candidate domains), enumerate their GPU
+    sets and find their twins."""
     problem.nodes = sorted({n for d in problem.domains for n in d.nodes})
     problem.patterns = _patterns(problem)
-    problem.twins = _twins(compiled, problem.nodes, keys)
-    return problem
+    problem.twins = _twins(problem.compiled, problem.nodes, problem.node_keys)
 
 
 def _twins(
-    compiled: CompiledCluster, nodes: Sequence[int], keys: dict[int, Hashable]
+    compiled: CompiledCluster, nodes: Sequence[int], keys: dict[int, int]
 ) -> list[list[int]]:
     parent_level = 1 if compiled.n_levels > 1 else 0
-    groups: dict[tuple[int, Hashable], list[int]] = defaultdict(list)
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for n in nodes:
         groups[(int(compiled.node_domain[parent_level, n]), keys[n])].append(n)
-    return [sorted(g) for g in groups.values() if len(g) > 1]
+    return [g for g in groups.values() if len(g) > 1]
 
 
 # ---------------------------------------------------------------------------- classes
@@ -275,15 +312,17 @@ def _node_keys(
     classes: list[MemberClass],
     nodes: np.ndarray,
     gang: Gang,
-) -> dict[int, Hashable]:
+    tie: dict[tuple[int, int], int],
+) -> dict[int, int]:
     """Everything about a node that a cost term or constraint reads; equal keys (with equal
     positions in the tree) make nodes interchangeable. cpu and memory are capped at the gang's
     total demand, beyond which more makes no difference."""
     cpu_cap = sum(m.request.cpu_milli for m in gang.members)
     mem_cap = sum(m.request.memory_mib for m in gang.members)
+    interned: dict[tuple, int] = {}
     keys = {}
     for n in nodes.tolist():
-        keys[n] = (
+        key = (
             int(compiled.node_shape[n]),
             int(index.choice_shape[n]),
             int(compiled.node_product[n]),
@@ -294,14 +333,16 @@ def _node_keys(
             min(int(compiled.cpu_free_milli[n]), cpu_cap),
             min(int(compiled.memory_free_mib[n]), mem_cap),
             tuple(int(c.room[n]) for c in classes),
+            tuple(tie.get((c, n), 0) for c in range(len(classes))),
         )
+        keys[n] = interned.setdefault(key, len(interned))
     return keys
 
 
 def reduce_symmetric(
     compiled: CompiledCluster,
     nodes: np.ndarray,
-    keys: dict[int, Hashable],
+    keys: dict[int, int],
     budget: int,
     prefer: set[int] | None = None,
 ) -> list[int]:
@@ -423,67 +464,19 @@ def _no_domain_reason(compiled: CompiledCluster, gang: Gang, max_level: int) -> 
     return f"the free capacity cannot hold the quorum of {gang.quorum} members"
 
 
-# ---------------------------------------------------------------------------- restriction
-def _set_count(problem: ExactProblem, node: int) -> int:
-    compiled = problem.compiled
-    total = 0
-    for cls in problem.classes:
-        if not cls.eligible[node]:
-            continue
-        if cls.request.is_fractional or cls.request.gpus == 0:
-            total += int(compiled.gpu_count[node]) + 1
-        else:
-            total += min(
-                MAX_SETS_PER_NODE, math.comb(int(compiled.free_gpu_count[node]), cls.request.gpus)
-            )
-    return total
-
-
-def _restrict_if_large(problem: ExactProblem, hint: Placement | None) -> None:
-    """Keep whole candidate domains, best first, while the GPU-set count stays in budget."""
-    all_nodes = sorted({n for d in problem.domains for n in d.nodes})
-    sets = {n: _set_count(problem, n) for n in all_nodes}
-    if sum(sets.values()) <= MAX_MODEL_PATTERNS:
-        return
-    compiled = problem.compiled
-    hint_domain = -1
-    if hint is not None and hint.members:
-        _, hint_domain = lowest_common_domain(compiled, [m.node_index for m in hint.members])
-    demand = problem.gang.gpu_milli_total
-
-    def rank(d: CandidateDomain) -> tuple:
-        free = int(compiled.domain_free_gpus[d.domain]) * MILLI_PER_GPU
-        return (d.domain != hint_domain, d.level, abs(free - demand), d.domain)
-
-    chosen: set[int] = set()
-    used = 0
-    for d in sorted(problem.domains, key=rank):
-        extra = sum(sets[n] for n in d.nodes if n not in chosen)
-        if used + extra > MAX_MODEL_PATTERNS and chosen:
-            continue
-        chosen.update(d.nodes)
-        used += extra
-    problem.domains = [d for d in problem.domains if set(d.nodes) <= chosen]
-    problem.restricted = True
-    problem.notes.append(
-        f"restricted to {len(chosen)} of {len(all_nodes)} nodes after the symmetry reduction "
-        f"({used} GPU sets, budget {MAX_MODEL_PATTERNS})"
-    )
-
-
 # ---------------------------------------------------------------------------- GPU sets
 def _patterns(problem: ExactProblem) -> list[Pattern]:
     compiled, index = problem.compiled, problem.index
     out: list[Pattern] = []
     grouped = problem.all_grouped
     for n in problem.nodes:
-        units = _gpu_units(compiled, index, n)
+        units = gpu_units(compiled, index, n)
         for c, cls in enumerate(problem.classes):
             if not cls.eligible[n]:
                 continue
             req = cls.request
             for gpus, capacity in _gpu_sets(problem, cls, n):
-                unit = _unit_of(units, gpus, n)
+                unit = unit_of(units, gpus, n)
                 if grouped and unit is None:
                     continue
                 out.append(
@@ -521,7 +514,7 @@ def _gpu_sets(problem: ExactProblem, cls: MemberClass, n: int) -> list[tuple[tup
     return [(tuple(int(g) for g in s), 1) for s in combos]
 
 
-def _gpu_units(compiled: CompiledCluster, index: ClusterIndex, n: int) -> list[tuple[int, object]]:
+def gpu_units(compiled: CompiledCluster, index: ClusterIndex, n: int) -> list[tuple[int, object]]:
     """(GPU bitmask, unit key) of the node's NVLink domains."""
     out = []
     for s, mask in enumerate(index.nvlink_masks[n].tolist()):
@@ -535,7 +528,7 @@ def _gpu_units(compiled: CompiledCluster, index: ClusterIndex, n: int) -> list[t
     return out
 
 
-def _unit_of(units: list[tuple[int, object]], gpus: tuple[int, ...], n: int) -> Hashable | None:
+def unit_of(units: list[tuple[int, object]], gpus: tuple[int, ...], n: int) -> Hashable | None:
     if not units:
         return None
     if not gpus:

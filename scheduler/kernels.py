@@ -16,6 +16,14 @@ MILLI_PER_GPU = 1000
 """Mirrors :data:`topology.model.MILLI_PER_GPU` (numba needs a module-level constant)."""
 
 
+@njit(cache=True, inline="always")
+def floor_div(x: int, d: int) -> int:
+    """``x // d`` for ``0 <= x < 2**52`` and ``d > 0`` (every count, milli-GPU, cpu and memory
+    figure here) through a float division: exact in that range, and about four times faster
+    than integer floor division, which dominated these loops."""
+    return np.int64(x / d)
+
+
 @njit(cache=True)
 def popcount(mask: np.uint64) -> int:
     """Number of set bits of a free-GPU mask."""
@@ -46,11 +54,11 @@ def whole_member_capacity(
             continue
         cap = unbounded
         if gpus > 0:
-            cap = min(cap, free_gpu_count[i] // gpus)
+            cap = min(cap, floor_div(free_gpu_count[i], gpus))
         if cpu_milli > 0:
-            cap = min(cap, cpu_free_milli[i] // cpu_milli)
+            cap = min(cap, floor_div(cpu_free_milli[i], cpu_milli))
         if memory_mib > 0:
-            cap = min(cap, memory_free_mib[i] // memory_mib)
+            cap = min(cap, floor_div(memory_free_mib[i], memory_mib))
         out[i] = cap
     return out
 
@@ -70,17 +78,20 @@ def fractional_member_capacity(
     ``free_milli // gpu_milli``, capped by cpu and memory; 0 where not eligible."""
     n, max_gpus = gpu_used_milli.shape
     out = np.zeros(n, dtype=np.int64)
+    per_free_gpu = floor_div(MILLI_PER_GPU, gpu_milli)
     for i in range(n):
         if not eligible[i]:
             continue
         cap = 0
         for g in range(max_gpus):
-            if gpu_usable[i, g]:
-                cap += (MILLI_PER_GPU - gpu_used_milli[i, g]) // gpu_milli
+            used = gpu_used_milli[i, g]
+            if not gpu_usable[i, g] or used == MILLI_PER_GPU:
+                continue
+            cap += per_free_gpu if used == 0 else floor_div(MILLI_PER_GPU - used, gpu_milli)
         if cpu_milli > 0:
-            cap = min(cap, cpu_free_milli[i] // cpu_milli)
+            cap = min(cap, floor_div(cpu_free_milli[i], cpu_milli))
         if memory_mib > 0:
-            cap = min(cap, memory_free_mib[i] // memory_mib)
+            cap = min(cap, floor_div(memory_free_mib[i], memory_mib))
         out[i] = cap
     return out
 
@@ -105,8 +116,8 @@ def nvlink_unit_capacity(
         for s in range(n_domains):
             free = free_gpu_mask[i] & nvlink_masks[i, s]
             if free:
-                units += popcount(free) // unit_gpus
-        out[i] = min(units, member_capacity[i] // unit_members)
+                units += floor_div(popcount(free), unit_gpus)
+        out[i] = min(units, floor_div(member_capacity[i], unit_members))
     return out
 
 

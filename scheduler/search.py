@@ -10,11 +10,14 @@
    ``preferred_level`` needs nothing extra because the climb already starts below it and widens
    one level at a time (Kueue's semantics).
 4. Among that level's candidates, best fit: the least capacity left over (so large domains stay
-   whole for large jobs), busier domains first on ties. The first ``CANDIDATES_SCORED`` are
-   filled and priced with :func:`scheduler.cost.placement_cost`, and the cheapest wins.
+   whole for large jobs), busier domains first on ties; single nodes are ranked by a kernel
+   that prices each exactly as the cost function would for one member. The first few
+   (``CANDIDATES_SCORED``, fewer for big gangs) are filled and priced with
+   :func:`scheduler.cost.placement_cost`, and the cheapest wins.
 5. Inside a domain, children are filled touching the fewest of them: the largest first until
-   the remainder fits in one child, which is then the best-fitting one; recursively down to
-   nodes, where :mod:`scheduler.gpu_choice` picks the GPUs.
+   the remainder fits in one child, which is then the best-fitting one (nodes of equal room
+   told apart by what their GPU sets would cost); recursively down to nodes, where
+   :mod:`scheduler.gpu_choice` picks the GPUs.
 
 With a scorer, node choice follows the scorer (kube-scheduler's score phase): single-node
 candidates are ranked by its score and nodes inside a domain are filled in its order; domain
@@ -29,7 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from scheduler.cluster_index import ClusterIndex, cluster_index
-from scheduler.cost import FRAGMENTATION_WEIGHT, RAIL_MISALIGN_PENALTY, lowest_common_domain, placement_cost
+from scheduler.cost import (
+    FRAGMENTATION_WEIGHT,
+    RAIL_MISALIGN_PENALTY,
+    lowest_common_domain,
+    placement_cost,
+)
 from scheduler.eligibility import (
     FreeArrays,
     explain_no_node,
@@ -42,7 +50,6 @@ from scheduler.gpu_choice import (
     TABLE_MAX_GPUS,
     choose_fractional_gpu,
     choose_whole_gpus,
-    gpus_of,
     rail_mask,
     stacked_tables,
 )
@@ -54,6 +61,9 @@ from topology.model import MILLI_PER_GPU
 
 CANDIDATES_SCORED = 3
 """Candidate domains (or nodes) at the winning level that are filled and priced in full."""
+SCORED_MEMBERS_BUDGET = 64
+"""Fewer candidates are priced for big gangs (128 members: one), whose fill and pricing
+cost grows with their size; best fit already ranks their candidates well."""
 CANDIDATES_TRIED = 16
 """Most candidates tried at one level when fills fail (classes of a mixed gang competing for
 the same nodes); a single-class fill never fails once the capacity check passed."""
@@ -136,9 +146,9 @@ def class_capacity(
         for level in range(c + 1, compiled.n_levels):
             first, end = compiled.level_domain_range[level]
             parent = compiled.node_domain[level, index.rep_node[lo:hi]] - first
-            ucap[first:end] = np.bincount(
-                parent, weights=per_clique, minlength=end - first
-            ).astype(np.int64)
+            ucap[first:end] = np.bincount(parent, weights=per_clique, minlength=end - first).astype(
+                np.int64
+            )
         return ClassCapacity(mcap, ucap, total, c)
     if cls.nvlink:
         unode = nvlink_unit_capacity(mcap, free.free_gpu_mask, index.nvlink_masks, cls.unit_gpus, g)
@@ -157,6 +167,8 @@ class Scratch:
         self.used: dict[int, np.ndarray] = {}
         self.cpu: dict[int, int] = {}
         self.memory: dict[int, int] = {}
+        self.gang_gpus: dict[int, set[int]] = {}
+        """GPUs the gang's earlier members took, by node."""
 
     def used_row(self, node: int) -> np.ndarray:
         row = self.used.get(node)
@@ -169,11 +181,14 @@ class Scratch:
         free = np.flatnonzero((row == 0) & self.compiled.gpu_usable[node])
         return sum(1 << int(g) for g in free)
 
-    def take(self, node: int, gpus: tuple[int, ...], gpu_milli: int, request: MemberRequest) -> None:
+    def take(
+        self, node: int, gpus: tuple[int, ...], gpu_milli: int, request: MemberRequest
+    ) -> None:
         row = self.used.get(node)
         if row is None:
             row = self.used[node] = self.compiled.gpu_used_milli[node].copy()
         row[list(gpus)] += gpu_milli
+        self.gang_gpus.setdefault(node, set()).update(gpus)
         c = self.compiled
         self.cpu[node] = self.cpu.get(node, int(c.cpu_free_milli[node])) - request.cpu_milli
         self.memory[node] = self.memory.get(node, int(c.memory_free_mib[node])) - request.memory_mib
@@ -251,7 +266,7 @@ class _Search:
             FRAGMENTATION_WEIGHT,
             self.index.choice_shape,
             c.free_gpu_mask,
-            *self._single_node_tables(),
+            *self._whole_gang_tables(),
             self.gang.comm_intensity,
         )
         if self.scorer is None:
@@ -263,13 +278,21 @@ class _Search:
         order = np.lexsort((nodes[keep], proxy[keep], key[keep]))
         return nodes[keep[order]]
 
-    def _single_node_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """GPU-choice tables for the whole gang on one node, when the gang is one class of
-        whole GPUs small enough to be tabulated; otherwise no node has a table."""
-        only = self.classes[0]
-        total = only.request.gpus * len(only.members)
-        if len(self.classes) == 1 and not only.request.is_fractional and 0 < total <= TABLE_MAX_GPUS:
-            return stacked_tables(self.index, total)
+    def _whole_gang_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """GPU-choice tables for the whole gang on one node, when one class asks for GPUs
+        (the others, if any, CPU only)."""
+        gpu_classes = [c for c in self.classes if c.request.gpu_milli_total]
+        if len(gpu_classes) != 1:
+            return self.tables(0, 0)
+        only = gpu_classes[0]
+        return self.tables(only.request.gpus * len(only.members), only.request.gpus)
+
+    def tables(self, gpus: int, member_gpus: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """GPU-choice tables for a set of ``gpus`` whole GPUs (members of ``member_gpus``) on
+        one node; none (every node priced by fit alone) for shares, CPU-only requests or sets
+        beyond the tables."""
+        if 0 < gpus <= TABLE_MAX_GPUS:
+            return stacked_tables(self.index, gpus, member_gpus)
         n_shapes = max(1, len(self.index.choice_shapes))
         empty = np.zeros((n_shapes, 1))
         return empty, empty, np.zeros(n_shapes, dtype=bool)
@@ -282,7 +305,10 @@ class _Search:
         A single member on one node is priced exactly by the ranking proxy, and a scorer's
         order is the policy's choice, so those take the first candidate that fills."""
         exact_rank = level == 0 and (len(self.members) == 1 or self.scorer is not None)
-        wanted = 1 if exact_rank else CANDIDATES_SCORED
+        affordable = max(1, SCORED_MEMBERS_BUDGET // len(self.members))
+        wanted = 1 if exact_rank else min(CANDIDATES_SCORED, affordable)
+        if level == 0 and not exact_rank and self.classes[0].request.gpu_milli:
+            wanted = CANDIDATES_TRIED  # the proxy cannot see the links between shared GPUs
         best: Placement | None = None
         filled = 0
         for domain in ranked[:CANDIDATES_TRIED].tolist():
@@ -316,63 +342,33 @@ class _Search:
         slots: dict[int, MemberPlacement] = {}
         multi_node = level > 0
         for i, cls in enumerate(self.classes):
-            cap = caps[i] if i == 0 else class_capacity(
-                self.compiled, self.index, cls, scratch.arrays()
+            cap = (
+                caps[i]
+                if i == 0
+                else class_capacity(self.compiled, self.index, cls, scratch.arrays())
             )
             if cap.unit_cap[domain] < cls.units:
                 return None
-            parts = self._parts(domain, level, cls, cap)
+            parts = self._parts(domain, level, cls, cap, scratch)
             self._place_parts(parts, cls, cap, scratch, slots, multi_node)
         return [slots[pos] for pos in range(len(self.members))]
 
     def _parts(
-        self, domain: int, level: int, cls: UnitClass, cap: ClassCapacity
+        self, domain: int, level: int, cls: UnitClass, cap: ClassCapacity, scratch: Scratch
     ) -> list[tuple[int, int]]:
         """(node, count) in rank order: units per node, or members per node for units that
         span the nodes of an NVLink clique."""
         g = cls.unit_members
+        spread = _Spread(self, cls, scratch)
         if cap.member_total is None:
-            return self._spread(domain, level, cls.units, cap.unit_cap, 0, cls.request)
+            return spread(domain, level, cls.units, cap.unit_cap, 0, g)
         c_level = cap.container_level
         if level <= c_level:
-            return self._spread(domain, level, cls.units * g, cap.member_total, 0, cls.request)
+            return spread(domain, level, cls.units * g, cap.member_total, 0, 1)
         parts: list[tuple[int, int]] = []
-        for clique, units in self._spread(
-            domain, level, cls.units, cap.unit_cap, c_level, cls.request
-        ):
-            parts.extend(
-                self._spread(clique, c_level, units * g, cap.member_total, 0, cls.request)
-            )
+        for clique, units in spread(domain, level, cls.units, cap.unit_cap, c_level, g):
+            parts.extend(spread(clique, c_level, units * g, cap.member_total, 0, 1))
         return parts
-
-    def _spread(
-        self,
-        domain: int,
-        level: int,
-        need: int,
-        caps: np.ndarray,
-        stop_level: int,
-        request: MemberRequest,
-    ) -> list[tuple[int, int]]:
-        """Split ``need`` over ``domain``'s descendants at ``stop_level``."""
-        if level == stop_level:
-            return [(domain, need)]
-        kids = self.index.children(domain)
-        kid_caps = caps[kids]
-        if self.scorer is not None and level == 1:
-            fitting = np.flatnonzero(kid_caps > 0)
-            score = np.asarray(
-                self.scorer.score(self.compiled, request, kids[fitting]), dtype=np.float64
-            )
-            order = fitting[np.lexsort((kids[fitting], -kid_caps[fitting], -score))]
-            picks = _take_in_order(kid_caps, order, need)
-        else:
-            busy = self.compiled.domain_free_gpus[kids]
-            picks = _fewest_children(kid_caps, busy, kids, need)
-        out: list[tuple[int, int]] = []
-        for pos, count in picks:
-            out.extend(self._spread(int(kids[pos]), level - 1, count, caps, stop_level, request))
-        return out
 
     def _place_parts(
         self,
@@ -383,31 +379,83 @@ class _Search:
         slots: dict[int, MemberPlacement],
         multi_node: bool,
     ) -> None:
-        members_per_part = cls.unit_members if cap.member_total is None else 1
+        """Give the members of each part their GPUs. Members sharing a node draw from one
+        pool chosen for all of them together (the gang's links on that node are the pool's),
+        or, for NVLink units inside nodes, one pool per unit inside one NVLink domain."""
+        per_part = cls.unit_members if cap.member_total is None else 1
+        unit_pools = cls.nvlink and cap.member_total is None
         positions = iter(cls.members)
-        target = 0
         rail_penalty = RAIL_MISALIGN_PENALTY / len(self.members) if multi_node else 0.0
+        target = 0
         for node, count in parts:
-            for _ in range(count):
-                restrict = self._nvlink_domain(node, cls, scratch, cap)
-                for _ in range(members_per_part):
+            shape = int(self.index.choice_shape[node])
+            for size in [per_part] * count if unit_pools else [per_part * count]:
+                pool = self._gpu_pool(node, cls, scratch, size, unit_pools)
+                for _ in range(size):
                     pos = next(positions)
+                    alone = size == 1
                     placed = self._place_member(
-                        pos, node, cls.request, scratch, restrict, target, rail_penalty
+                        pos,
+                        node,
+                        cls.request,
+                        scratch,
+                        pool,
+                        target if alone else 0,
+                        rail_penalty if alone else 0.0,
                     )
-                    if not target and placed.gpus and cls.request.gpus:
-                        shape = self.index.choice_shapes[self.index.choice_shape[node]]
-                        target = rail_mask(shape, placed.gpus)
+                    if cls.request.gpus:
+                        pool &= ~sum(1 << g for g in placed.gpus)
+                    if not target and cls.request.gpus:
+                        target = rail_mask(self.index.choice_shapes[shape], placed.gpus)
                     slots[pos] = placed
 
-    def _nvlink_domain(
-        self, node: int, cls: UnitClass, scratch: Scratch, cap: ClassCapacity
+    def _gpu_pool(
+        self, node: int, cls: UnitClass, scratch: Scratch, members: int, in_nvlink_domain: bool
     ) -> int:
-        """GPU mask a node-local unit must stay inside: the best-fitting NVLink domain of the
-        node with room for it (all GPUs when the unit has no NVLink constraint)."""
-        if not cls.nvlink or cap.member_total is not None:
-            return -1
+        """GPUs (a mask) that ``members`` members of ``cls`` placed together on ``node`` draw
+        from: the best set of all their GPUs at once (inside the best-fitting NVLink domain of
+        the node for a node-local NVLink unit), or for GPU shares the best-linked GPUs with
+        room for all of them."""
+        if cls.request.gpu_milli:
+            return self._share_pool(node, cls.request, scratch, members)
         free = scratch.free_mask(node)
+        if in_nvlink_domain:
+            free &= self._nvlink_domain(node, cls, free)
+        need = members * cls.request.gpus
+        if members == 1 or not need or free.bit_count() == need:
+            return free
+        shape = int(self.index.choice_shape[node])
+        gpus = cls.request.gpus
+        return sum(1 << g for g in choose_whole_gpus(self.index, shape, free, need, 0, 0.0, gpus))
+
+    def _share_pool(self, node: int, request: MemberRequest, scratch: Scratch, members: int) -> int:
+        """The GPUs ``members`` shares will use: grown from each seed GPU by the best link
+        until they have room for all, keeping the set whose worst link is lowest (then the
+        fewest and busiest GPUs). All usable GPUs when one share, or links do not matter."""
+        used = scratch.used_row(node)
+        usable = self.compiled.gpu_usable[node]
+        room = np.where(usable, (MILLI_PER_GPU - used) // request.gpu_milli, 0)
+        gpus = np.flatnonzero(room > 0)
+        if members == 1 or self.gang.comm_intensity == 0 or gpus.size <= 1:
+            return sum(1 << int(g) for g in gpus)
+        pair = self.compiled.pair_cost_matrix(node)
+        best_key, best = None, gpus
+        for seed in gpus.tolist():
+            chosen, total = [seed], int(room[seed])
+            while total < members:
+                rest = np.array([g for g in gpus.tolist() if g not in chosen])
+                link = pair[np.ix_(rest, chosen)].max(axis=1)
+                pick = int(rest[np.lexsort((rest, -used[rest], link))[0]])
+                chosen.append(pick)
+                total += int(room[pick])
+            worst = float(pair[np.ix_(chosen, chosen)].max()) if len(chosen) > 1 else 0.0
+            key = (worst, len(chosen), -int(used[chosen].sum()))
+            if best_key is None or key < best_key:
+                best_key, best = key, np.array(chosen)
+        return sum(1 << int(g) for g in best)
+
+    def _nvlink_domain(self, node: int, cls: UnitClass, free: int) -> int:
+        """The best-fitting NVLink domain of the node with room for one unit."""
         best, best_free = 0, 0
         for dom in self.index.nvlink_masks[node].tolist():
             room = (free & dom).bit_count()
@@ -421,24 +469,23 @@ class _Search:
         node: int,
         request: MemberRequest,
         scratch: Scratch,
-        restrict: int,
+        pool: int,
         target_rails: int,
         rail_penalty: float,
     ) -> MemberPlacement:
         c = self.compiled
         if request.gpus:
-            free = scratch.free_mask(node) & restrict
             gpus = choose_whole_gpus(
                 self.index,
                 int(self.index.choice_shape[node]),
-                free,
+                pool,
                 request.gpus,
                 target_rails,
                 rail_penalty,
             )
             milli = MILLI_PER_GPU
         elif request.gpu_milli:
-            gpus = (self._fractional_gpu(node, request, scratch),)
+            gpus = (self._fractional_gpu(node, request, scratch, pool),)
             milli = request.gpu_milli
         else:
             gpus, milli = (), 0
@@ -455,7 +502,9 @@ class _Search:
             rank=pos,
         )
 
-    def _fractional_gpu(self, node: int, request: MemberRequest, scratch: Scratch) -> int:
+    def _fractional_gpu(
+        self, node: int, request: MemberRequest, scratch: Scratch, pool: int
+    ) -> int:
         used = scratch.used_row(node)
         usable = self.compiled.gpu_usable[node]
         if self.scorer is not None:
@@ -467,16 +516,19 @@ class _Search:
                 and used[pick] + request.gpu_milli <= MILLI_PER_GPU
             ):
                 return int(pick)
-        return choose_fractional_gpu(used, usable, request.gpu_milli)
+        near = sorted(scratch.gang_gpus.get(node, ()))
+        pair = self.compiled.pair_cost_matrix(node) if self.gang.comm_intensity > 0 else None
+        in_pool = usable & (np.left_shift(1, np.arange(usable.size)) & pool > 0)
+        return choose_fractional_gpu(used, in_pool, request.gpu_milli, pair, near)
 
     # -------------------------------------------------------------- why not
     def _explain(self, caps: list[ClassCapacity], stop: int) -> Unplaceable:
         c = self.compiled
         top = c.n_levels - 1
-        for cls, cap in zip(self.classes, caps, strict=True):
+        for cls in self.classes:
             if not static_mask(c, self.index, cls.request).any():
                 constraint, why = explain_no_node(c, self.index, cls.request)
-                return self._unplaceable(f"{_describe(cls, c)}: {why}", constraint, None)
+                return self._unplaceable(f"{_describe(cls)}: {why}", constraint, None)
         for cls, cap in zip(self.classes, caps, strict=True):
             lo, hi = c.level_domain_range[top]
             room = int(cap.unit_cap[lo:hi].max())
@@ -488,16 +540,17 @@ class _Search:
             if room < cls.units:
                 level = c.level_names[stop]
                 return self._unplaceable(
-                    f"required_level {level}: no {level} domain has {_amount(cls, cls.units, c)}; "
-                    f"best {level} has {_amount(cls, room, c, short=True)}",
+                    f"required_level {level}: no {level} domain has "
+                    f"{self._amount(cls, cls.units)}; best {level} has "
+                    f"{self._amount(cls, room, short=True)}",
                     "required_level",
                     level,
                 )
         level = c.level_names[stop]
         return self._unplaceable(
-            f"the member classes ({'; '.join(_describe(k, c) for k in self.classes)}) each fit "
-            f"but not together in any {level} domain tried",
-            "capacity",
+            f"the member classes ({'; '.join(_describe(k) for k in self.classes)}) each fit "
+            f"but the fast path packed them together in no {level} domain it tried",
+            "packing",
             level,
         )
 
@@ -512,12 +565,13 @@ class _Search:
             where = c.level_names[cap.container_level] if cap.container_level else "node"
             return self._unplaceable(
                 f"nvlink_group {cls.unit_members}: the cluster has room for {members} members of "
-                f"{_describe(cls, c)} but only {room} of the {cls.units} NVLink groups fit inside "
+                f"{_describe(cls)} but only {room} of the {cls.units} NVLink groups fit inside "
                 f"one NVLink domain ({where})",
                 "nvlink_group",
                 where,
             )
         request = cls.request
+        eligible = static_mask(c, self.index, request)
         if request.cpu_milli or request.memory_mib:
             gpu_only = MemberRequest(
                 gpus=request.gpus,
@@ -526,24 +580,98 @@ class _Search:
                 node_selector=request.node_selector,
                 tolerations=request.tolerations,
             )
-            eligible = static_mask(c, self.index, request)
             gpu_room = int(member_capacity(c, gpu_only, eligible, FreeArrays.of(c)).sum())
             if gpu_room >= need_members and request.gpu_milli_total:
                 return self._unplaceable(
                     f"cpu/memory: nodes have free GPUs for {gpu_room} members of "
-                    f"{_describe(cls, c)} but cpu or memory for only {members}",
+                    f"{_describe(cls)} but cpu or memory for only {members}",
                     "cpu_memory",
                     root,
                 )
+        filtered = "" if eligible.all() else f" on the {int(eligible.sum())} nodes it may use"
         return self._unplaceable(
-            f"capacity: the cluster has {_amount(cls, room, c, short=True)}; the gang needs "
-            f"{_amount(cls, cls.units, c)}",
+            f"capacity: the cluster has {self._amount(cls, room, short=True)}{filtered}; the "
+            f"gang needs {self._amount(cls, cls.units)}",
             "capacity",
             root,
         )
 
+    def _amount(self, cls: UnitClass, units: int, short: bool = False) -> str:
+        eligible = static_mask(self.compiled, self.index, cls.request)
+        whole_node_gpus = int(self.compiled.gpu_usable[eligible].sum(axis=1).max())
+        return _amount(cls, units, whole_node_gpus, short)
+
     def _unplaceable(self, reason: str, constraint: str, level: str | None) -> Unplaceable:
         return Unplaceable(self.gang.name, reason, constraint, level)
+
+
+@dataclass
+class _Spread:
+    """Splits a count of units (or members) of one class over a domain's subtree."""
+
+    search: _Search
+    cls: UnitClass
+    scratch: Scratch
+
+    def __call__(
+        self,
+        domain: int,
+        level: int,
+        need: int,
+        caps: np.ndarray,
+        stop_level: int,
+        item_members: int,
+    ) -> list[tuple[int, int]]:
+        """Split ``need`` items (of ``item_members`` members each) over ``domain``'s
+        descendants at ``stop_level``."""
+        if level == stop_level:
+            return [(domain, need)]
+        s = self.search
+        kids = s.index.children(domain)
+        kid_caps = caps[kids]
+        if s.scorer is not None and level == 1:
+            fitting = np.flatnonzero(kid_caps > 0)
+            score = np.asarray(
+                s.scorer.score(s.compiled, self.cls.request, kids[fitting]), dtype=np.float64
+            )
+            order = fitting[np.lexsort((kids[fitting], -kid_caps[fitting], -score))]
+            picks = _take_in_order(kid_caps, order, need)
+        elif level == 1:
+            tie = self._node_costs(kids, item_members)
+            if not self.cls.request.gpu_milli_total:
+                # room for cpu is not what the cost function prices: among the nodes with room
+                # for all of it, the one the placement leaves least stranded wins
+                kid_caps = np.minimum(kid_caps, need)
+            picks = _fewest_children(kid_caps, tie, kids, need)
+        else:
+            picks = _fewest_children(kid_caps, s.compiled.domain_free_gpus[kids], kids, need)
+        out: list[tuple[int, int]] = []
+        for pos, count in picks:
+            out.extend(self(int(kids[pos]), level - 1, count, caps, stop_level, item_members))
+        return out
+
+    def _node_costs(self, nodes: np.ndarray, item_members: int) -> np.ndarray:
+        """Single-node proxy cost of one item on each node: best fit, then the NUMA and
+        leftover-link penalties of its GPU set, so that nodes of equal room are told apart by
+        what taking them would cost (links between nodes are the level's, whichever node).
+        A node the gang already uses costs a CPU-only member nothing more."""
+        s = self.search
+        c = s.compiled
+        request = self.cls.request
+        cost = single_node_costs(
+            nodes,
+            request.gpu_milli_total * item_members,
+            c.gpu_used_milli,
+            c.gpu_usable,
+            FRAGMENTATION_WEIGHT,
+            s.index.choice_shape,
+            c.free_gpu_mask,
+            *s.tables(request.gpus * item_members, request.gpus),
+            0.0,
+        )
+        if not request.gpu_milli_total and self.scratch.used:
+            cost[np.isin(nodes, list(self.scratch.used))] = 0.0
+        return cost
 
 
 def _smallest(key: np.ndarray, count: int) -> np.ndarray:
@@ -586,30 +714,27 @@ def _take_in_order(caps: np.ndarray, order: np.ndarray, need: int) -> list[tuple
     return [(int(order[i]), int(take[i])) for i in np.flatnonzero(take)]
 
 
-def _describe(cls: UnitClass, compiled: CompiledCluster) -> str:
+def _describe(cls: UnitClass) -> str:
+    """What one member asks for: "8 NVIDIA-H100-80GB-HBM3 GPUs", "250 milli-GPU", ..."""
     r = cls.request
     products = f" {'/'.join(r.gpu_products)}" if r.gpu_products else ""
     if r.gpus:
-        what = f"{r.gpus}{products} GPU{'s' if r.gpus > 1 else ''}"
-    elif r.gpu_milli:
-        what = f"{r.gpu_milli} milli-GPU{products}"
-    else:
-        what = f"cpu {r.cpu_milli}m, memory {r.memory_mib}Mi"
-    return what
+        return f"{r.gpus}{products} GPU{'s' if r.gpus > 1 else ''}"
+    if r.gpu_milli:
+        return f"{r.gpu_milli} milli-GPU{products}"
+    return f"cpu {r.cpu_milli}m, memory {r.memory_mib}Mi"
 
 
-def _amount(cls: UnitClass, units: int, compiled: CompiledCluster, short: bool = False) -> str:
-    """"16 free nodes of 8 H100 GPUs" / "room for 3 NVLink groups of 2 x 4 GPUs"."""
-    r = cls.request
+def _amount(cls: UnitClass, units: int, whole_node_gpus: int, short: bool = False) -> str:
+    """ "16 free nodes of 8 GPUs" when a member takes a whole node (``whole_node_gpus``, the
+    GPU count of the largest node it may use), else "room for 3 members of 2 GPUs"."""
     if cls.unit_members > 1:
-        return f"room for {units} NVLink groups of {cls.unit_members} x {_describe(cls, compiled)}"
-    eligible_gpus = compiled.gpu_count[compiled.gpu_count > 0]
-    whole_node = r.gpus and eligible_gpus.size and r.gpus == int(eligible_gpus.max())
-    if whole_node:
-        return f"{units} free nodes" if short else f"{units} free nodes of {_describe(cls, compiled)}"
+        return f"room for {units} NVLink groups of {cls.unit_members} x {_describe(cls)}"
+    if cls.request.gpus and cls.request.gpus == whole_node_gpus:
+        return f"{units} free nodes" if short else f"{units} free nodes of {_describe(cls)}"
     if short:
         return f"room for {units}"
-    return f"room for {units} members of {_describe(cls, compiled)}"
+    return f"room for {units} members of {_describe(cls)}"
 
 
 def search_placement(

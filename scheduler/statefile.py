@@ -41,7 +41,9 @@ def load_state_file(path: str | Path, state: ClusterState, now_s: float = 0.0) -
     return apply_state(parsed.doc, state, parsed.source, now_s)
 
 
-def apply_state(doc: object, state: ClusterState, source: str = "<state>", now_s: float = 0.0) -> int:
+def apply_state(
+    doc: object, state: ClusterState, source: str = "<state>", now_s: float = 0.0
+) -> int:
     """Apply a parsed state document to ``state``; all or nothing."""
     problems = Problems()
     placements = _parse(doc, state, problems)
@@ -52,7 +54,9 @@ def apply_state(doc: object, state: ClusterState, source: str = "<state>", now_s
         try:
             trial.assign(placement, now_s)
         except (CapacityError, LedgerError) as exc:
-            raise StateFileError(f"{source}: allocations[{pos}] (gang {placement.gang!r}): {exc}") from None
+            raise StateFileError(
+                f"{source}: allocations[{pos}] (gang {placement.gang!r}): {exc}"
+            ) from None
     for placement in placements:
         state.assign(placement, now_s)
     return len(placements)
@@ -86,7 +90,9 @@ def _parse(doc: object, state: ClusterState, problems: Problems) -> list[Placeme
             if node is not None and node not in compiled.node_index:
                 problems.add(m.at("node"), f"no node named {node!r} in the cluster")
                 continue
-            if gpus is None or not all(isinstance(g, int) and not isinstance(g, bool) for g in gpus):
+            if gpus is None or not all(
+                isinstance(g, int) and not isinstance(g, bool) for g in gpus
+            ):
                 problems.add(m.at("gpus"), "must be a list of GPU indices")
                 continue
             if None in (node, milli, cpu, memory, name):

@@ -23,12 +23,12 @@ def validate_gang_for_cluster(gang: Gang, compiled: CompiledCluster) -> None:
                 f"{where}: {field_name} {value!r} is not a level of cluster "
                 f"{compiled.cluster.name!r}; its levels are {', '.join(levels)}"
             )
-    if gang.required_level and gang.preferred_level:
-        if levels.index(gang.preferred_level) > levels.index(gang.required_level):
-            raise GangSpecError(
-                f"{where}: preferred_level {gang.preferred_level!r} is above required_level "
-                f"{gang.required_level!r}"
-            )
+    both = gang.required_level and gang.preferred_level
+    if both and levels.index(gang.preferred_level) > levels.index(gang.required_level):
+        raise GangSpecError(
+            f"{where}: preferred_level {gang.preferred_level!r} is above required_level "
+            f"{gang.required_level!r}"
+        )
     checked: set[int] = set()
     for member in gang.members:
         if id(member.request) not in checked:
@@ -55,7 +55,11 @@ def _check_request(request: MemberRequest, where: str, compiled: CompiledCluster
         products = request.gpu_products or compiled.products
         limits = [largest[compiled.products.index(p)] for p in products]
     for pos, (name, asked) in enumerate(
-        (("gpus", request.gpus), ("cpu_milli", request.cpu_milli), ("memory_mib", request.memory_mib))
+        (
+            ("gpus", request.gpus),
+            ("cpu_milli", request.cpu_milli),
+            ("memory_mib", request.memory_mib),
+        )
     ):
         most = max(limit[pos] for limit in limits)
         if asked > most:
@@ -89,4 +93,3 @@ def _check_nvlink_groups(gang: Gang, compiled: CompiledCluster) -> None:
                 f"{need} GPUs in one NVLink domain; the largest in cluster "
                 f"{compiled.cluster.name!r} has {largest}"
             )
-

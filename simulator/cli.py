@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from simulator.config import SimulationConfig
 from simulator.data import SAMPLE_CLUSTER, SAMPLE_TRACE
-from simulator.engine import SimulationConfig
 from simulator.fill import FGD_DEMAND
 from simulator.options import parse_options, progress_bar, reported_errors
 from simulator.slowdown import DEFAULT_INTENSITY, SlowdownModel
@@ -50,8 +50,8 @@ from simulator.traces import FORMATS, TraceOptions, load_trace, split_spec
 @click.option(
     "--demand",
     type=float,
-    help=f"Fill protocol: sample jobs until arrived GPU demand is F x capacity, no departures "
-    f"(FGD; openb default {FGD_DEMAND}).",
+    help="Fill protocol (FGD): the trace's jobs shuffled and topped up to F x GPU capacity, "
+    f"one at a time, no departures, no retries (openb default {FGD_DEMAND}).",
 )
 @click.option("--replay", is_flag=True, help="openb: replay creation/deletion times instead.")
 @click.option("--pod-list", help="openb: pod list name (default, cpu050, gpushare40...).")
@@ -149,8 +149,7 @@ def command(
         )
         workload = load_trace(trace_spec, options)
         resolved = resolve_cluster(cluster, workload)
-        expected = len(workload.jobs) if demand is None else None
-        update, close = progress_bar(expected or 0, "simulating", progress)
+        update, close = progress_bar("simulating", progress)
         try:
             result = simulate(workload, resolved, config, demand=demand, progress=update)
         finally:

@@ -37,7 +37,9 @@ def resolve_cluster(spec: str | None, workload: TraceWorkload | None = None) -> 
         try:
             nodes = int(count) if count else PHILLY_NODES
         except ValueError:
-            raise ClusterChoiceError(f"cluster {spec!r}: node count {count!r} is not a number") from None
+            raise ClusterChoiceError(
+                f"cluster {spec!r}: node count {count!r} is not a number"
+            ) from None
         if nodes < 1:
             raise ClusterChoiceError(f"cluster {spec!r}: node count must be at least 1")
         return philly_cluster(nodes)

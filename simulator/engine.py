@@ -15,153 +15,26 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 
-from scheduler.cost import communication_cost, lowest_common_domain
-from scheduler.gang import Gang, GangSpecError
+from scheduler.gang import Gang
 from scheduler.interfaces import PlacementScorer, RunningGang, RuntimeObserver
-from scheduler.placement import Placement, Unplaceable
-from scheduler.state import ClusterState
+from scheduler.placement import Placement
+from simulator.config import SimulationConfig
 from simulator.events import EventKind, EventQueue
 from simulator.fragmentation import FragmentationMeter
 from simulator.gangs import GangFactory
-from simulator.job import Job, SkipSummary, TraceWorkload
-from simulator.slowdown import SlowdownModel
+from simulator.job import TraceWorkload
+from simulator.placement_memo import PlacementMemo, VersionedState, comm_cost
+from simulator.records import JobRun, JobStatus, RunningSet, SimulationResult
 from simulator.timeline import Timeline
 from topology.model import MILLI_PER_GPU, Cluster
 
-DEFAULT_SAMPLES = 500
-"""Time-series points over the trace's arrival span (replay)."""
 MIN_SAMPLE_STEP_S = 60.0
 PERCENT = 100
 
 
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RESERVED = "reserved"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    REJECTED = "rejected"
-    """Can never run on this cluster (too big, unknown GPU model...)."""
-    UNPLACED = "unplaced"
-    """Did not fit on arrival under the fill protocol, which does not retry."""
-
-
-@dataclass(frozen=True)
-class SimulationConfig:
-    policy: str = "fifo"
-    """Queue policy (``policies.registry``); under the fill protocol a scorer name here is
-    taken as the scorer, since one pod at a time leaves nothing to order."""
-    policy_options: dict[str, object] = field(default_factory=dict)
-    scorer: str | None = None
-    scorer_options: dict[str, object] = field(default_factory=dict)
-    preemption: str | None = None
-    preemption_options: dict[str, object] = field(default_factory=dict)
-    solver: str = "fast"
-    seed: int = 0
-    scheduling_interval_s: float | None = None
-    """None: a cycle after every batch of same-time events; else only every interval."""
-    reserve_ttl_s: float | None = None
-    """Started gangs are reserved for this long and bind ``bind_delay_s`` later."""
-    bind_delay_s: float = 0.0
-    slowdown: SlowdownModel = field(default_factory=SlowdownModel)
-    oracle_estimates: bool = False
-    drop_unplaced: bool = False
-    """Fill protocol: a gang that does not start on arrival is dropped, not retried."""
-    check_invariants: bool = False
-    """Check the ledger after every cycle (tests; slow)."""
-    samples: int = DEFAULT_SAMPLES
-
-    def check(self) -> None:
-        if self.scheduling_interval_s is not None and not self.scheduling_interval_s > 0:
-            raise ValueError("scheduling interval must be positive")
-        if self.reserve_ttl_s is not None:
-            if not self.reserve_ttl_s > 0:
-                raise ValueError("reservation TTL must be positive")
-            if not 0 <= self.bind_delay_s < self.reserve_ttl_s:
-                raise ValueError("bind delay must be >= 0 and shorter than the reservation TTL")
-        elif self.bind_delay_s:
-            raise ValueError("a bind delay needs a reservation TTL (reserve_ttl_s)")
-
-
-@dataclass(slots=True)
-class JobRun:
-    """One job's life in the simulation (the per-job output row)."""
-
-    index: int
-    job: Job
-    gang: Gang
-    status: JobStatus = JobStatus.QUEUED
-    reason: str = ""
-    first_start_s: float = math.nan
-    start_s: float = math.nan
-    end_s: float = math.nan
-    remaining_s: float = 0.0
-    """Work left, in seconds at full speed."""
-    stretch: float = 1.0
-    preemptions: int = 0
-    attained_gpu_s: float = 0.0
-    version: int = 0
-    placement_cost: float = math.nan
-    comm_cost: float = math.nan
-    cost_ratio: float = math.nan
-    nodes: int = 0
-
-    @property
-    def gpus(self) -> float:
-        return self.gang.gpu_milli_total / MILLI_PER_GPU
-
-    @property
-    def wait_s(self) -> float:
-        return self.first_start_s - self.job.submit_time_s
-
-    @property
-    def jct_s(self) -> float:
-        return self.end_s - self.job.submit_time_s
-
-
-class _RunningSet:
-    """Running gangs as one list the cycle reads, with O(1) add and remove."""
-
-    def __init__(self) -> None:
-        self.items: list[RunningGang] = []
-        self._pos: dict[str, int] = {}
-
-    def add(self, running: RunningGang) -> None:
-        self._pos[running.gang.name] = len(self.items)
-        self.items.append(running)
-
-    def remove(self, name: str) -> None:
-        i = self._pos.pop(name)
-        last = self.items.pop()
-        if i < len(self.items):
-            self.items[i] = last
-            self._pos[last.gang.name] = i
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-
-@dataclass
-class SimulationResult:
-    workload: str
-    cluster: str
-    config: SimulationConfig
-    runs: list[JobRun]
-    timeline: Timeline
-    skipped: SkipSummary
-    tenant_guarantees: dict[str, float]
-    cluster_gpus: int
-    wall_s: float
-    events: int
-    cycles: int
-    preemption_events: int
-    fill_demand: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-ProgressHook = Callable[[int], None]
+ProgressHook = Callable[[int, int], None]
+"""Called as ``hook(jobs_arrived_now, jobs_total)``."""
 
 
 class Simulation:
@@ -186,13 +59,16 @@ class Simulation:
         self.fill_demand = fill_demand
         self.progress = progress
         self.compiled = cluster.compile()
-        self.pristine = ClusterState(self.compiled.copy())
-        self.state = ClusterState(self.compiled)
+        self.state = VersionedState(self.compiled)
         policy_name, scorer_name = config.policy, config.scorer
         if fill_demand is not None and scorer_name is None and _is_scorer(policy_name):
             policy_name, scorer_name = "fifo", config.policy
+        # Jobs are split into pods no larger than the cluster's largest node.
+        factory = GangFactory(
+            int(self.compiled.gpu_count.max()), config.slowdown, config.oracle_estimates
+        )
         self.runs = [
-            JobRun(i, job, self.factory_for(config).gang(job), remaining_s=job.duration_s)
+            JobRun(i, job, factory.gang(job), remaining_s=job.duration_s)
             for i, job in enumerate(workload.jobs)
         ]
         gangs = [r.gang for r in self.runs]
@@ -207,31 +83,30 @@ class Simulation:
             if config.preemption
             else None
         )
+        self.memo = PlacementMemo(self.state, config.solver, self.scorer)
         self.cycle = SchedulingCycle(
-            self.state, self.queue, preemption, scorer=self.scorer, solver=config.solver
+            self.state,
+            self.queue,
+            preemption,
+            scorer=self.scorer,
+            solver=config.solver,
+            place=self.memo.place,
         )
         self.observer = self.queue if isinstance(self.queue, RuntimeObserver) else None
         self.by_name = {run.gang.name: run for run in self.runs}
         self.events = EventQueue()
         self.pending: dict[str, Gang] = {}
-        self.running = _RunningSet()
+        self.running = RunningSet()
         self.timeline = Timeline(
             capacity_milli=float(self.compiled.gpu_usable.sum() * MILLI_PER_GPU),
             meter=FragmentationMeter(self.compiled, gangs),
             sample_step_s=self._sample_step(),
         )
-        self._best_cost: dict[tuple, float | str] = {}
         self._cycles = 0
         self._events = 0
         self._preemption_events = 0
         self._next_percent = 0
         self._dirty = False
-
-    def factory_for(self, config: SimulationConfig) -> GangFactory:
-        """Jobs are split into pods no larger than the cluster's largest node."""
-        return GangFactory(
-            int(self.compiled.gpu_count.max()), config.slowdown, config.oracle_estimates
-        )
 
     # ------------------------------------------------------------------ driving
     def run(self) -> SimulationResult:
@@ -241,7 +116,9 @@ class Simulation:
         interval = self.config.scheduling_interval_s
         tick_armed = False
         while True:
-            t_arrival = runs[next_arrival].job.submit_time_s if next_arrival < len(runs) else math.inf
+            t_arrival = (
+                runs[next_arrival].job.submit_time_s if next_arrival < len(runs) else math.inf
+            )
             t_event = self.events.peek_time() if self.events else math.inf
             now = min(t_arrival, t_event)
             if not math.isfinite(now):
@@ -252,7 +129,7 @@ class Simulation:
                 self._arrive(runs[next_arrival], now)
                 next_arrival += 1
                 if self.progress:
-                    self.progress(1)
+                    self.progress(1, len(runs))
                 if self.config.drop_unplaced:
                     self._schedule(now)
             ticked = self._drain(now, below=EventKind.SCHEDULE_TICK + 1) or ticked
@@ -312,10 +189,6 @@ class Simulation:
         self._events += 1
         self.timeline.in_system += 1
         self.timeline.arrived_milli += run.gang.gpu_milli_total
-        never = self._never_fits(run.gang)
-        if never is not None:
-            self._retire(run, JobStatus.REJECTED, never, now)
-            return
         self.pending[run.gang.name] = run.gang
         self._dirty = True
 
@@ -324,7 +197,17 @@ class Simulation:
             if self.config.drop_unplaced:
                 self._sample_fill(now)
             return
-        self._dirty = False
+        # A gang that can never fit is found when it first fails, and rejected; the cycle
+        # then runs again, as the gangs behind it may have waited only for it.
+        while self.pending and self._dirty:
+            self._dirty = False
+            self._run_cycle(now)
+        if self.config.drop_unplaced:
+            self._sample_fill(now)
+        if self.config.check_invariants:
+            self.state.check_invariants()
+
+    def _run_cycle(self, now: float) -> None:
         self._cycles += 1
         outcome = self.cycle.run(
             list(self.pending.values()),
@@ -333,23 +216,35 @@ class Simulation:
             attained_gpu_s=self._attained(now),
             reserve_ttl_s=self.config.reserve_ttl_s,
         )
-        for decision in outcome.preempted:
-            self._preemption_events += 1
-            for victim in decision.victims:
-                self._evict(self.by_name[victim], now, decision.preemptor)
+        evicted = {v: d.preemptor for d in outcome.preempted for v in d.victims}
+        self._preemption_events += len(outcome.preempted)
         for gang, placement in outcome.started:
+            if gang.name in evicted:
+                continue  # started and evicted again within this cycle: still waiting
             run = self.by_name[gang.name]
             del self.pending[gang.name]
             if self.config.reserve_ttl_s is None:
                 self._start(run, placement, now)
             else:
                 self._reserve(run, placement, now)
+        for victim, preemptor in evicted.items():
+            run = self.by_name[victim]
+            if victim in self.pending:
+                run.preemptions += 1
+                run.reason = f"preempted by {preemptor}"
+            else:
+                self._evict(run, now, preemptor)
         for name, reason in outcome.waiting.items():
             run = self.by_name.get(name)
             if run is None or run.status is not JobStatus.QUEUED:
                 continue
             run.reason = reason
-            if self.config.drop_unplaced:
+            hopeless = self.memo.never_fits(run.gang)
+            if hopeless is not None:
+                del self.pending[name]
+                self._retire(run, JobStatus.REJECTED, hopeless, now)
+                self._dirty = True
+            elif self.config.drop_unplaced:
                 del self.pending[name]
                 self._retire(run, JobStatus.UNPLACED, reason, now)
         if self.config.drop_unplaced:
@@ -357,9 +252,6 @@ class Simulation:
                 run = self.by_name[name]
                 del self.pending[name]
                 self._retire(run, JobStatus.UNPLACED, run.reason or "not tried", now)
-            self._sample_fill(now)
-        if self.config.check_invariants:
-            self.state.check_invariants()
 
     def _start(self, run: JobRun, placement: Placement, now: float) -> None:
         self._occupy(run, placement, now)
@@ -425,8 +317,11 @@ class Simulation:
         """The cycle already released the victim from the ledger."""
         if run.status is JobStatus.RUNNING:
             elapsed = now - run.start_s
-            run.remaining_s = max(0.0, run.remaining_s - elapsed / run.stretch)
             run.attained_gpu_s += run.gpus * elapsed
+            if self.config.resume_after_preemption:
+                run.remaining_s = max(0.0, run.remaining_s - elapsed / run.stretch)
+            else:
+                run.remaining_s = run.job.duration_s
         self.running.remove(run.gang.name)
         self.timeline.release(run.gang.tenant, run.gang.gpu_milli_total)
         run.version += 1
@@ -443,6 +338,8 @@ class Simulation:
         self.timeline.in_system -= 1
 
     def _finish(self) -> None:
+        if self.config.check_invariants:
+            self.state.check_invariants()
         if self.fill_demand is not None:
             self.timeline.sample(self.timeline.last_s, len(self.running), len(self.pending))
         for run in self.runs:
@@ -464,49 +361,11 @@ class Simulation:
                 attained[run.gang.name] = run.attained_gpu_s + run.gpus * (now - run.start_s)
         return attained
 
-    def _shape(self, gang: Gang) -> tuple:
-        return (
-            tuple(
-                (r.gpus, r.gpu_milli, r.cpu_milli, r.memory_mib, r.gpu_products)
-                for r in (m.request for m in gang.members)
-            ),
-            gang.nvlink_group,
-            gang.required_level,
-            gang.preferred_level,
-        )
-
-    def _never_fits(self, gang: Gang) -> str | None:
-        """Why ``gang`` cannot run even on the empty cluster, or None; remembers the best
-        placement's link cost per gang shape for the slowdown model."""
-        from scheduler.engine import place
-
-        key = self._shape(gang)
-        if key not in self._best_cost:
-            try:
-                result = place(gang, self.pristine)
-            except GangSpecError as err:
-                self._best_cost[key] = f"invalid on this cluster: {err}"
-            else:
-                if isinstance(result, Unplaceable):
-                    self._best_cost[key] = f"does not fit even on the empty cluster: {result.reason}"
-                else:
-                    self._best_cost[key] = self._comm_cost(result, self.pristine)
-        best = self._best_cost[key]
-        return best if isinstance(best, str) else None
-
-    def _comm_cost(self, placement: Placement, state: ClusterState) -> float:
-        members = placement.members
-        if len({(m.node_index, g) for m in members for g in m.gpus}) < 2:
-            return 0.0
-        level, _ = lowest_common_domain(state.compiled, [m.node_index for m in members])
-        return communication_cost(state.compiled, members, level)
-
     def _book_placement(self, run: JobRun, placement: Placement) -> None:
         run.placement_cost = placement.cost.total
         run.nodes = len({m.node_index for m in placement.members})
-        run.comm_cost = self._comm_cost(placement, self.state)
-        best = self._best_cost.get(self._shape(run.gang), 0.0)
-        best = best if isinstance(best, float) else 0.0
+        run.comm_cost = comm_cost(placement, self.compiled)
+        best = self.memo.best_comm_cost(run.gang) if run.comm_cost > 0 else 0.0
         run.cost_ratio = run.comm_cost / best if best > 0 else 1.0
 
     def _sample_step(self) -> float:

@@ -27,13 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from simulator.engine import JobStatus, SimulationResult
+from simulator.records import JobStatus, SimulationResult
 
 PERCENTILES = (50, 95, 99)
 
 
 def _stats(prefix: str, values: np.ndarray) -> dict[str, float | None]:
-    out: dict[str, float | None] = {f"{prefix}_mean_s": _num(values.mean() if values.size else None)}
+    out: dict[str, float | None] = {
+        f"{prefix}_mean_s": _num(values.mean() if values.size else None)
+    }
     for p in PERCENTILES:
         out[f"{prefix}_p{p}_s"] = _num(np.percentile(values, p) if values.size else None)
     return out
@@ -106,7 +108,9 @@ def summarize(result: SimulationResult) -> dict[str, Any]:
         makespan = last_end - first_submit
         work = sum(r.gpus * (r.job.duration_s - r.remaining_s) for r in runs)
         span = timeline.last_s - (timeline.start_s or 0.0)
-        utilisation = work / (result.cluster_gpus * span) if span > 0 and result.cluster_gpus else 0.0
+        utilisation = (
+            work / (result.cluster_gpus * span) if span > 0 and result.cluster_gpus else 0.0
+        )
         frag_ratio = float(samples[:, 5].mean()) if len(samples) else None
         frag_capacity = float(samples[:, 6].mean()) if len(samples) else None
 

@@ -60,13 +60,21 @@ def parse_options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
     return options
 
 
-def progress_bar(total: int, label: str, enabled: bool | None) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+def progress_bar(
+    label: str, enabled: bool | None
+) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
     """A tqdm bar on stderr (shown only on a terminal unless forced) as an (update, close)
-    pair; (None, no-op) when off."""
+    pair; ``update(done, total)`` sizes the bar on first use. (None, no-op) when off."""
     show = sys.stderr.isatty() if enabled is None else enabled
     if not show:
         return None, lambda: None
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=label, unit="job", file=sys.stderr, leave=False)
-    return bar.update, bar.close
+    bar = tqdm(desc=label, unit="job", file=sys.stderr, leave=False)
+
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(done)
+
+    return update, bar.close

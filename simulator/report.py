@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from simulator.engine import SimulationResult
 from simulator.metrics import tenant_table
+from simulator.records import SimulationResult
 from simulator.timeline import SAMPLE_COLUMNS
 
 TABLE_ROWS = (
@@ -26,7 +26,7 @@ TABLE_ROWS = (
     ("queue_delay_mean_s", "queueing delay mean", "time"),
     ("queue_delay_p95_s", "queueing delay p95", "time"),
     ("makespan_s", "makespan", "time"),
-    ("jain_fairness", "Jain fairness (tenants)", "num"),
+    ("jain_fairness", "Jain fairness (jobs, 1/rho)", "num"),
     ("ftf_rho_max", "finish-time fairness rho max", "num"),
     ("ftf_rho_unfair_fraction", "jobs with rho > 1", "pct"),
     ("preemptions", "preemptions", "int"),

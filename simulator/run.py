@@ -10,10 +10,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from simulator.clusters import resolve_cluster
-from simulator.engine import ProgressHook, Simulation, SimulationConfig, SimulationResult
+from simulator.config import SimulationConfig
+from simulator.engine import ProgressHook, Simulation
 from simulator.fill import fill_workload
 from simulator.job import TraceWorkload
 from simulator.metrics import summarize
+from simulator.records import SimulationResult
 from simulator.traces import TraceOptions, load_trace
 from topology.model import MILLI_PER_GPU, Cluster
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.engine import SimulationConfig
+from simulator.config import SimulationConfig
 from simulator.run import RunSpec, run_spec
 from simulator.traces import TraceOptions
 
@@ -228,7 +228,9 @@ def write_sweep_plots(table: list[dict[str, Any]], out: Path) -> list[Path]:
         rows = [r for r in table if r.get(metric) is not None]
         if not rows:
             continue
-        names = [f"{r['policy']}{'/' + r['scorer'] if r['scorer'] else ''}\n{r['cluster']}" for r in rows]
+        names = [
+            f"{r['policy']}{'/' + r['scorer'] if r['scorer'] else ''}\n{r['cluster']}" for r in rows
+        ]
         groups = sorted({r["trace"] for r in rows})
         fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows)), 4))
         colours = plt.cm.tab10(np.linspace(0, 1, max(1, len(groups))))

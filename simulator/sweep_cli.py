@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
+from simulator.config import SimulationConfig
 from simulator.data import SAMPLE_CLUSTER, SAMPLE_TRACE
-from simulator.engine import SimulationConfig
 from simulator.fill import FGD_DEMAND
 from simulator.options import parse_options, reported_errors
 from simulator.slowdown import SlowdownModel

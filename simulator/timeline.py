@@ -16,6 +16,8 @@ import numpy as np
 
 from simulator.fragmentation import FragmentationMeter
 
+MAX_SAMPLES = 1000
+"""A replay's series is thinned to every other point when it reaches this many."""
 SAMPLE_COLUMNS = (
     "time_s",
     "arrived_demand",
@@ -33,6 +35,7 @@ class Timeline:
     meter: FragmentationMeter
     sample_step_s: float = math.inf
     """Grid step for replay sampling; inf disables time sampling."""
+    max_samples: int = MAX_SAMPLES
     samples: list[tuple[float, ...]] = field(default_factory=list)
     allocated_milli: int = 0
     tenant_milli: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -60,6 +63,8 @@ class Timeline:
         while self._next_sample_s <= now_s and math.isfinite(self.sample_step_s):
             self.sample(self._next_sample_s, running, queued)
             self._next_sample_s += self.sample_step_s
+            if len(self.samples) >= self.max_samples:
+                self._coarsen()
         dt = now_s - self.last_s
         if dt > 0:
             self.allocated_area += self.allocated_milli * dt
@@ -69,6 +74,13 @@ class Timeline:
             self.system_area.append(self.system_area[-1] + self.in_system * dt)
             self.change_times.append(now_s)
             self.last_s = now_s
+
+    def _coarsen(self) -> None:
+        """Keep every other sample and double the step, so a run that goes on long after
+        its arrivals still keeps a bounded series on a regular grid."""
+        self.samples = self.samples[::2]
+        self.sample_step_s *= 2
+        self._next_sample_s = self.samples[-1][0] + self.sample_step_s
 
     def allocate(self, tenant: str, milli: int) -> None:
         self.allocated_milli += milli

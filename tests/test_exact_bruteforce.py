@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from scheduler.cluster_index import cluster_index
 from scheduler.cost import lowest_common_domain, placement_cost
 from scheduler.eligibility import static_mask
+from scheduler.engine import place
 from scheduler.exact import solve_detailed
 from scheduler.gang import Gang, Member, MemberRequest
 from scheduler.placement import MemberPlacement, Placement
@@ -83,14 +84,15 @@ def scenarios(draw: st.DrawFn) -> tuple[ClusterState, Gang]:
     level_names = state.compiled.level_names
     required = draw(st.sampled_from([None, None, *level_names[:-1]]))
     preferred = None if required else draw(st.sampled_from([None, None, *level_names[:-1]]))
-    uniform_whole = len(set(requests)) == 1 and requests[0].gpus > 0
+    uniform_whole = all(r == requests[0] for r in requests) and requests[0].gpus > 0
+    groups_possible = uniform_whole and "nvs" in kinds
     gang = Gang(
         "g",
         members,
         min_members=draw(st.integers(0, len(members))),
         required_level=required,
         preferred_level=preferred,
-        nvlink_group=draw(st.sampled_from([0, 2])) if uniform_whole else 0,
+        nvlink_group=draw(st.sampled_from([0, 2])) if groups_possible else 0,
         comm_intensity=draw(st.sampled_from([1.0, 0.3])),
     )
     return state, gang
@@ -101,7 +103,7 @@ def brute_force(gang: Gang, state: ClusterState) -> tuple[int, float | None]:
     whole gang first, else the quorum, as the engine defines it; with a preferred level, the
     narrowest container at or above it first."""
     c = state.compiled
-    preferred = c.level_index(gang.preferred_level) if gang.preferred_level else 0
+    preferred = c.level_index(gang.preferred_level) if gang.preferred_level else c.n_levels
     sizes = [len(gang.members)] + ([gang.quorum] if gang.quorum < len(gang.members) else [])
     for size in sizes:
         best = None
@@ -164,12 +166,16 @@ def _fits(state: ClusterState, gang: Gang, members: list[MemberPlacement]) -> bo
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(scenarios())
-def test_exact_matches_exhaustive_search(scenario):
+@given(scenarios(), st.booleans())
+def test_exact_matches_exhaustive_search(scenario, with_hint):
+    """With the fast path's answer as a hint, the bound pruning and the incumbent are
+    exercised as well."""
     state, gang = scenario
     before = state.compiled.mutable_state_bytes()
     size, best = brute_force(gang, state)
-    answer = solve_detailed(gang, state, time_limit_s=10.0, num_workers=1)
+    fast = place(gang, state, solver="fast") if with_hint else None
+    hint = fast if isinstance(fast, Placement) else None
+    answer = solve_detailed(gang, state, time_limit_s=10.0, num_workers=1, hint=hint)
     assert state.compiled.mutable_state_bytes() == before
     if best is None:
         assert answer.proven_infeasible, answer.result
@@ -179,5 +185,6 @@ def test_exact_matches_exhaustive_search(scenario):
     assert result.optimal
     assert len(result.members) == size
     assert abs(result.cost.total - best) < COST_TOLERANCE
+    assert abs(answer.model_cost - result.cost.total) < COST_TOLERANCE
     assert answer.bound <= result.cost.total + COST_TOLERANCE
     assert_valid_placement(gang, result, state)

@@ -42,9 +42,12 @@ def test_placed_gang_shows_members_and_cost():
 
 def test_json_answer_with_a_state_file():
     result = run(
-        "--cluster", "superpod-h100:64",
-        "--gang", str(GANGS / "llm-16x8.json"),
-        "--state", str(GANGS / "state-busy.json"),
+        "--cluster",
+        "superpod-h100:64",
+        "--gang",
+        str(GANGS / "llm-16x8.json"),
+        "--state",
+        str(GANGS / "state-busy.json"),
         "--json",
     )
     assert result.exit_code == 0, result.output
@@ -52,12 +55,16 @@ def test_json_answer_with_a_state_file():
     assert doc["placed"] and doc["level"] == "su" and len(doc["members"]) == 16
     busy = {"h100-00000", "h100-00001", "h100-00002", "h100-00003"}
     assert not busy & {m["node"] for m in doc["members"]}
-    assert doc["cost"]["total"] == pytest.approx(sum(v for k, v in doc["cost"].items() if k != "total"))
+    assert doc["cost"]["total"] == pytest.approx(
+        sum(v for k, v in doc["cost"].items() if k != "total")
+    )
 
 
 def test_unplaceable_gang_says_why_with_status_1(tmp_path):
     gang = tmp_path / "big.json"
-    gang.write_text(json.dumps({"name": "big", "members": 40, "request": {"gpus": 8}, "required_level": "su"}))
+    gang.write_text(
+        json.dumps({"name": "big", "members": 40, "request": {"gpus": 8}, "required_level": "su"})
+    )
     result = run("--cluster", "superpod-h100:64", "--gang", str(gang))
     assert result.exit_code == EXIT_UNPLACEABLE
     assert "does not fit now" in result.stdout
@@ -99,13 +106,21 @@ def test_spec_that_can_never_fit_is_an_error(tmp_path):
 @pytest.mark.parametrize(
     ("state", "message"),
     [
-        ({"allocations": [{"gang": "a", "members": [{"node": "ghost", "gpus": [0]}]}]}, "no node named 'ghost'"),
-        ({"allocations": [{"gang": "a", "members": [{"node": "h100-00000", "gpus": [0, 9]}]}]}, "has 8 GPUs"),
         (
-            {"allocations": [
-                {"gang": "a", "members": [{"node": "h100-00000", "gpus": [0]}]},
-                {"gang": "b", "members": [{"node": "h100-00000", "gpus": [0]}]},
-            ]},
+            {"allocations": [{"gang": "a", "members": [{"node": "ghost", "gpus": [0]}]}]},
+            "no node named 'ghost'",
+        ),
+        (
+            {"allocations": [{"gang": "a", "members": [{"node": "h100-00000", "gpus": [0, 9]}]}]},
+            "has 8 GPUs",
+        ),
+        (
+            {
+                "allocations": [
+                    {"gang": "a", "members": [{"node": "h100-00000", "gpus": [0]}]},
+                    {"gang": "b", "members": [{"node": "h100-00000", "gpus": [0]}]},
+                ]
+            },
             "allocations[1] (gang 'b')",
         ),
         ({"allocation": []}, "allocation: unknown field"),
@@ -114,7 +129,9 @@ def test_spec_that_can_never_fit_is_an_error(tmp_path):
 def test_bad_state_file_is_an_error(tmp_path, state, message):
     path = tmp_path / "state.json"
     path.write_text(json.dumps(state))
-    result = run("--cluster", "superpod-h100:4", "--gang", str(GANGS / "llm-16x8.json"), "--state", str(path))
+    result = run(
+        "--cluster", "superpod-h100:4", "--gang", str(GANGS / "llm-16x8.json"), "--state", str(path)
+    )
     assert result.exit_code == EXIT_BAD_INPUT
     assert message in result.stderr
 
@@ -123,10 +140,16 @@ def test_a_bad_state_file_applies_nothing(tmp_path):
     state = ClusterState(load_cluster("superpod-h100:4").compile())
     before = state.compiled.mutable_state_bytes()
     path = tmp_path / "state.json"
-    path.write_text(json.dumps({"allocations": [
-        {"gang": "a", "members": [{"node": "h100-00000", "gpus": [0]}]},
-        {"gang": "b", "members": [{"node": "h100-00000", "gpus": [0]}]},
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                "allocations": [
+                    {"gang": "a", "members": [{"node": "h100-00000", "gpus": [0]}]},
+                    {"gang": "b", "members": [{"node": "h100-00000", "gpus": [0]}]},
+                ]
+            }
+        )
+    )
     with pytest.raises(ValueError, match="cannot take 1000 milli more"):
         load_state_file(path, state)
     assert state.compiled.mutable_state_bytes() == before and not state.holdings

@@ -97,9 +97,7 @@ def test_preferred_level_widens_one_level_at_a_time():
     result = placed(Gang.uniform("g", 40, MemberRequest(gpus=8), preferred_level="su"), state)
     assert result.level == "spine"
     # 32 + 8: the fewest su domains, one of them whole
-    per_su = sorted(
-        sum(1 for m in result.members if m.node_index // 32 == su) for su in (0, 1)
-    )
+    per_su = sorted(sum(1 for m in result.members if m.node_index // 32 == su) for su in (0, 1))
     assert per_su == [8, 32]
 
 
@@ -174,7 +172,9 @@ def test_taints_need_tolerations_and_selectors_need_labels():
     assert isinstance(refused, Unplaceable)
     tolerated = MemberRequest(gpus=1, tolerations=("inference-only",))
     assert placed(Gang.uniform("t", 1, tolerated), state).members[0].node.startswith("l")
-    wrong_pool = MemberRequest(gpus=1, node_selector={"pool": "train"}, tolerations=("inference-only",))
+    wrong_pool = MemberRequest(
+        gpus=1, node_selector={"pool": "train"}, tolerations=("inference-only",)
+    )
     refused = place(Gang.uniform("s", 1, wrong_pool), state)
     assert isinstance(refused, Unplaceable)
 
@@ -196,6 +196,7 @@ def test_mixed_member_kinds_place_together():
     result = placed(gang, h100_state(8))
     assert result.members[0].member == "launcher"
     assert result.level == "su"
+    assert result.cost.misalignment == 0.0  # the launcher uses no GPU rail
 
 
 def test_gpu_choice_follows_the_pcie_tree():
@@ -225,3 +226,50 @@ def test_multi_node_members_share_rails():
     assert [m.node_index for m in result.members] == [0, 1]
     assert result.members[1].gpus == (4, 5, 6, 7)  # the rails member 0 had to take
     assert result.cost.misalignment == 0.0
+
+
+class PreferHighIndex:
+    """A scorer that likes higher node indices (the core must follow it, not best fit)."""
+
+    name = "high-index"
+
+    def score(self, compiled, request, nodes):
+        return nodes.astype(float)
+
+    def pick_gpu(self, compiled, request, node):
+        return None
+
+
+def test_scorer_orders_nodes_inside_the_chosen_domain():
+    state = h100_state(8)
+    gang = Gang.uniform("g", 3, MemberRequest(gpus=8))
+    assert [m.node_index for m in placed(gang, state).members] == [0, 1, 2]
+    scored = placed(gang, state, scorer=PreferHighIndex())
+    assert [m.node_index for m in scored.members] == [7, 6, 5]
+    single = placed(Gang.uniform("s", 1, MemberRequest(gpus=1)), state, scorer=PreferHighIndex())
+    assert single.members[0].node_index == 7
+
+
+def test_nodes_beyond_the_choice_tables_use_direct_search():
+    """A 16-GPU NVSwitch node (DGX-2 class) is past the 8-GPU tables: sets are searched
+    directly, and a gang's members still share one socket each."""
+    shape = {
+        "gpus": 16,
+        "product": "GPU-A",
+        "nvlink": NvlinkKind.NVSWITCH,
+        "nvlink_generation": 3,
+        "pcie_generation": 4,
+        "p2p": True,
+        "numa_nodes": 2,
+        "gpus_per_switch": 2,
+        "mig": (False,) * 16,
+        "healthy": (True,) * 16,
+        "network_gbps_per_gpu": 25.0,
+        "cpu_milli": 96_000,
+        "memory_mib": 1 << 20,
+    }
+    state = ClusterState(Cluster("dgx2", [make_node("d0", shape, {})], []).compile())
+    occupy(state, 0, (0, 1, 2))
+    result = placed(Gang.uniform("g", 3, MemberRequest(gpus=4), nvlink_group=3), state)
+    assert result.cost.misalignment == 0.0
+    assert all(len({g // 8 for g in m.gpus}) == 1 for m in result.members)

@@ -89,7 +89,7 @@ def gangs(draw, level_names):
     )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cluster=clusters(), data=st.data(), seed=st.integers(0, 2**16))
 def test_random_gangs_place_validly_or_say_why(cluster, data, seed):
     state = ClusterState(cluster.compile())

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from bench.placement_report import (
+    fragmented_state,
+    kernel_rows,
     numpy_domain_totals,
     numpy_fractional_member_capacity,
     numpy_whole_member_capacity,
@@ -65,7 +67,9 @@ def test_whole_member_capacity_matches_numpy(eligible, free, cpu, mem, gpus, cpu
 )
 def test_fractional_member_capacity_matches_numpy(eligible, used, usable, cpu, milli, cpu_milli):
     args = (eligible, used, usable, cpu, cpu, milli, cpu_milli, 0)
-    assert np.array_equal(fractional_member_capacity(*args), numpy_fractional_member_capacity(*args))
+    assert np.array_equal(
+        fractional_member_capacity(*args), numpy_fractional_member_capacity(*args)
+    )
 
 
 def test_domain_totals_match_numpy_on_a_real_tree():
@@ -173,3 +177,8 @@ def test_fewest_children_follows_its_greedy_rule(caps, busy_seed, data):
     got = _fewest_children(np.array(caps), busy, ids, need)
     assert got == reference_fewest(caps, busy.tolist(), ids.tolist(), need)
     assert sum(count for _, count in got) == need
+
+
+def test_every_kernel_matches_its_numpy_twin_on_a_busy_cluster():
+    rows = kernel_rows(fragmented_state(256), repeats=1)
+    assert len(rows) == 5

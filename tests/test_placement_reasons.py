@@ -35,14 +35,28 @@ def unplaceable(gang: Gang, state: ClusterState) -> Unplaceable:
         (Gang.uniform("huge", 1, MemberRequest(gpus=16)), "asks for gpus 16 but the largest node"),
         (Gang.uniform("cpu", 1, MemberRequest(cpu_milli=10**9)), "asks for cpu_milli"),
         (Gang.uniform("mem", 1, MemberRequest(gpus=1, memory_mib=10**9)), "asks for memory_mib"),
-        (Gang.uniform("lvl", 2, MemberRequest(gpus=1), required_level="rack"), "'rack' is not a level"),
-        (Gang.uniform("pref", 2, MemberRequest(gpus=1), preferred_level="zone"), "preferred_level 'zone'"),
         (
-            Gang.uniform("both", 2, MemberRequest(gpus=1), required_level="su", preferred_level="spine"),
+            Gang.uniform("lvl", 2, MemberRequest(gpus=1), required_level="rack"),
+            "'rack' is not a level",
+        ),
+        (
+            Gang.uniform("pref", 2, MemberRequest(gpus=1), preferred_level="zone"),
+            "preferred_level 'zone'",
+        ),
+        (
+            Gang.uniform(
+                "both", 2, MemberRequest(gpus=1), required_level="su", preferred_level="spine"
+            ),
             "is above required_level",
         ),
-        (Gang.uniform("model", 1, MemberRequest(gpus=1, gpu_products=("B300",))), "unknown GPU product 'B300'"),
-        (Gang.uniform("nvl", 4, MemberRequest(gpus=4), nvlink_group=4), "needs 16 GPUs in one NVLink domain"),
+        (
+            Gang.uniform("model", 1, MemberRequest(gpus=1, gpu_products=("B300",))),
+            "unknown GPU product 'B300'",
+        ),
+        (
+            Gang.uniform("nvl", 4, MemberRequest(gpus=4), nvlink_group=4),
+            "needs 16 GPUs in one NVLink domain",
+        ),
         (Gang.uniform("frac", 2, MemberRequest(gpu_milli=500), nvlink_group=2), "whole GPUs"),
         (
             Gang(
@@ -98,7 +112,9 @@ def test_selector_and_taint_failures_name_the_filter():
     nodes = [dataclasses.replace(dgx_h100(f"n{i}"), taints=("maintenance",)) for i in range(2)]
     nodes.append(dataclasses.replace(dgx_h100("n2"), labels={"pool": "a"}, taints=("maintenance",)))
     state = ClusterState(Cluster("c", nodes, rail_fat_tree(nodes, 4)).compile())
-    selector = unplaceable(Gang.uniform("s", 1, MemberRequest(gpus=1, node_selector={"pool": "b"})), state)
+    selector = unplaceable(
+        Gang.uniform("s", 1, MemberRequest(gpus=1, node_selector={"pool": "b"})), state
+    )
     assert selector.constraint == "node_selector"
     assert "pool=b" in selector.reason
     taint = unplaceable(Gang.uniform("t", 1, MemberRequest(gpus=1)), state)
@@ -126,3 +142,17 @@ def test_nvlink_shortage_is_told_apart_from_gpu_shortage(state):
 def test_unknown_solver_is_a_value_error(state):
     with pytest.raises(ValueError, match="unknown solver 'best'"):
         place(Gang.uniform("g", 1, MemberRequest(gpus=1)), state, solver="best")
+
+
+def test_kinds_that_fit_alone_but_not_together_are_a_packing_failure():
+    state = ClusterState(cluster_preset("dgx-h100:1").compile())
+    gang = Gang(
+        "mixed",
+        (
+            Member("worker", MemberRequest(gpus=4, cpu_milli=200_000)),
+            Member("launcher", MemberRequest(cpu_milli=100_000)),
+        ),
+    )
+    result = unplaceable(gang, state)
+    assert (result.constraint, result.level) == ("packing", "spine")
+    assert "each fit" in result.reason

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policies.queue.backfill import BackfillPolicy
-from policies.registry import get_queue_policy
+from policies.registry import get_preemption_policy, get_queue_policy
 from scheduler.cycle import SchedulingCycle
 from scheduler.engine import place
 from scheduler.gang import Gang, MemberRequest
@@ -141,3 +142,26 @@ def test_backfill_never_delays_the_reserved_head(
         if end <= reservation.start_s:
             at_start.release(name)
     assert isinstance(place(reservation.head, at_start), Placement)
+
+
+@pytest.mark.parametrize("r1_priority", [0, 6])
+def test_a_preempting_gang_behind_a_reservation_is_held_back(r1_priority: int) -> None:
+    """Victim r1 frees the head's node; victims r2/r3 hold nodes the shadow still needs."""
+    state = fresh_state(3)
+    r1 = Gang.uniform("r1", 1, MemberRequest(gpus=8), priority=r1_priority, runtime_estimate_s=100)
+    running = [
+        run_on(state, r1, end_s=100.0),
+        run_on(state, job("r2", 1, 8, 10_000), end_s=10_000.0),
+        run_on(state, job("r3", 1, 8, 10_000), end_s=10_000.0),
+    ]
+    head = job("head", 1, 8, 500, submit_s=1)
+    urgent = Gang.uniform(
+        "urgent", 1, MemberRequest(gpus=8), priority=5, submit_time_s=2, runtime_estimate_s=50_000
+    )
+    policy = BackfillPolicy(order="fifo")
+    preemption = get_preemption_policy("priority", min_runtime_s=0)
+    out = SchedulingCycle(state, policy, preemption).run([head, urgent], running, now_s=0.0)
+    assert policy.reservation is not None and policy.reservation.start_s == 100.0
+    assert not out.started and not out.preempted
+    assert "preemption not taken: backfill: would delay gang 'head'" in out.waiting["urgent"]
+    assert set(state.holdings) == {"r1", "r2", "r3"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from policies.queue.las import LasPolicy
 from policies.registry import get_queue_policy
 from scheduler.gang import Gang, MemberRequest
 from scheduler.interfaces import QueueContext, RunningGang
+from scheduler.placement import CostBreakdown, Placement
 from scheduler.state import ClusterState
 from topology.presets import cluster_preset
 
@@ -24,7 +26,9 @@ def job(name: str, gpus: int = 1, at: float = 0.0, **kw: object) -> Gang:
     return Gang.uniform(name, 1, MemberRequest(gpus=gpus), submit_time_s=at, **kw)
 
 
-def ctx(now: float = 0.0, attained: dict[str, float] | None = None, pending=()) -> QueueContext:  # type: ignore[no-untyped-def]
+def ctx(
+    now: float = 0.0, attained: dict[str, float] | None = None, pending: Sequence[Gang] = ()
+) -> QueueContext:
     return QueueContext(now, STATE, [], dict(attained or {}), pending=list(pending))
 
 
@@ -72,9 +76,10 @@ def test_sjf_learns_from_completions_of_the_queue() -> None:
 def test_runtime_estimator_expected_end() -> None:
     est = RuntimeEstimator(default_s=100.0, window=3)
     g = job("g")
-    assert est.expected_end_s(RunningGang(g, None, 10.0, math.inf), now_s=0.0) == 110.0  # type: ignore[arg-type]
-    assert est.expected_end_s(RunningGang(g, None, 10.0, 50.0), now_s=0.0) == 50.0  # type: ignore[arg-type]
-    assert est.expected_end_s(RunningGang(g, None, 10.0, 50.0), now_s=80.0) == 80.0  # type: ignore[arg-type]
+    nowhere = Placement("g", (), "node", "node:none", CostBreakdown())
+    assert est.expected_end_s(RunningGang(g, nowhere, 10.0, math.inf), now_s=0.0) == 110.0
+    assert est.expected_end_s(RunningGang(g, nowhere, 10.0, 50.0), now_s=0.0) == 50.0
+    assert est.expected_end_s(RunningGang(g, nowhere, 10.0, 50.0), now_s=80.0) == 80.0
     for runtime in (1.0, 2.0, 3.0, 100.0):
         est.record_completion(g, runtime)
     assert est.estimate_s(g) == 3.0, "median of the last three"

@@ -9,15 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies.registry import get_scorer
-from policies.scoring.fgd import FgdScorer
+from policies.scoring.fgd import FgdScorer, artifact_points
 from policies.scoring.fgd_workload import DEFAULT_TASK_COUNTS, TaskType, Workload
-from policies.scoring.tie_break import TIE_JITTER
+from policies.scoring.tie_break import TIE_JITTER, TieBreaker
 from scheduler.engine import place
 from scheduler.gang import Gang, MemberRequest
+from scheduler.interfaces import PlacementScorer
 from scheduler.placement import Placement
 from scheduler.state import ClusterState
 from topology.compiled import CompiledCluster
-from topology.model import Cluster, FabricLevel, Gpu, Node
+from topology.model import MILLI_PER_GPU, Cluster, FabricLevel, Gpu, Node
 from topology.presets import cluster_preset
 
 GPU_MEMORY_MIB = 16_000
@@ -59,7 +60,7 @@ def test_fragmentation_by_hand() -> None:
 def test_fgd_scores_and_picks_by_hand() -> None:
     c = cluster([("A", 2, 8000)])
     c.allocate(0, [0], 600)
-    fgd = FgdScorer(only(SHARE_500))
+    fgd = FgdScorer(only(SHARE_500), artifact_scores=False)
     share = MemberRequest(gpu_milli=300)
     assert fgd.score(c, share, ALL)[0] == pytest.approx(0.3)  # 400 -> 100 stranded
     assert fgd.pick_gpu(c, share, 0) == 0
@@ -72,9 +73,41 @@ def test_fgd_scores_and_picks_by_hand() -> None:
 
 def test_artifact_scores_are_integer_points_with_tie_jitter() -> None:
     c = cluster([("A", 2, 8000), ("A", 2, 8000)])
-    fgd = FgdScorer(only(SHARE_500), artifact_scores=True)
+    c.allocate(1, [0], 600)
+    fgd = FgdScorer(only(SHARE_500))
     scores = fgd.score(c, MemberRequest(gpu_milli=500), np.arange(2))
-    assert np.all((scores >= 50) & (scores < 50 + TIE_JITTER)), "no change in fragmentation: 50"
+    assert 50 <= scores[0] < 50 + TIE_JITTER, "no change in fragmentation: 50 points"
+    # 400 -> 100 stranded on node 1: int(100 * sigmoid(300 / 1000)) = 57
+    assert np.floor(fgd.score(c, MemberRequest(gpu_milli=300), np.arange(2))).tolist() == [50, 57]
+
+
+def test_artifact_share_goes_to_the_first_gpu_with_the_most_points() -> None:
+    c = cluster([("A", 2, 8000)])
+    c.allocate(0, [0], 470)  # free 530: a 500 share strands 30
+    c.allocate(0, [1], 490)  # free 510: a 500 share strands 10
+    share = MemberRequest(gpu_milli=500)
+    # both options score int(100 * sigmoid(-0.03 or -0.01)) = 49: the first GPU wins the tie
+    assert FgdScorer(only(SHARE_500)).pick_gpu(c, share, 0) == 0
+    assert FgdScorer(only(SHARE_500), artifact_scores=False).pick_gpu(c, share, 0) == 1
+    c.allocate(0, [0, 1], 100)
+    assert FgdScorer(only(SHARE_500)).pick_gpu(c, share, 0) is None
+
+
+def test_ties_follow_one_node_order_for_the_whole_run() -> None:
+    c = cluster([("A", 8, 64000)] * 12)
+    nodes = np.arange(12)
+    breaker = TieBreaker(seed=5)
+    first = breaker.integer_scores(c, nodes, np.zeros(12))
+    assert np.array_equal(breaker.integer_scores(c, nodes, np.zeros(12)), first)
+    assert np.all((first > 0) & (first < TIE_JITTER)), "jitter stays below one point"
+    order = nodes[np.argsort(-first)]
+    for subset in (order[3:], order[[7, 2, 9]], nodes[::-1]):
+        winner = subset[np.argmax(breaker.integer_scores(c, subset, np.zeros(len(subset))))]
+        assert winner == min(subset, key=order.tolist().index), "earliest node in the order"
+    raised = breaker.integer_scores(c, nodes, (nodes == order[-1]).astype(float))
+    assert np.argmax(raised) == order[-1], "a higher score beats any tie-break"
+    other = TieBreaker(seed=6).integer_scores(c, nodes, np.zeros(12))
+    assert not np.array_equal(np.argsort(other), np.argsort(first))
 
 
 def reference_fragmentation(free: list[int], cpu: int, product: str, workload: Workload) -> float:
@@ -121,7 +154,12 @@ requests = st.one_of(
 
 @settings(max_examples=150, deadline=None)
 @given(node_specs, workloads, requests, st.data())
-def test_fgd_matches_the_definition(specs, workload, request, data) -> None:  # type: ignore[no-untyped-def]
+def test_fgd_matches_the_definition(
+    specs: list[tuple[str, int, int]],
+    workload: Workload,
+    request: MemberRequest,
+    data: st.DataObject,
+) -> None:
     specs = [(p if n else "", n if p else 0, cpu) for p, n, cpu in specs]
     c = cluster(specs)
     for node, (_, n_gpus, _) in enumerate(specs):
@@ -129,7 +167,8 @@ def test_fgd_matches_the_definition(specs, workload, request, data) -> None:  # 
             used = data.draw(st.sampled_from([0, 0, 250, 500, 800, 1000]))
             if used:
                 c.allocate(node, [g], used)
-    fgd = FgdScorer(workload)
+    fgd = FgdScorer(workload, artifact_scores=False)
+    artifact = FgdScorer(workload)
     nodes = np.arange(c.n_nodes)
 
     def frag(node: int, free: list[int], cpu: int) -> float:
@@ -153,6 +192,8 @@ def test_fgd_matches_the_definition(specs, workload, request, data) -> None:  # 
     if not fits:
         return
     scores = fgd.score(c, request, np.array(fits))
+    points = np.floor(artifact.score(c, request, np.array(fits)))
+    assert np.array_equal(points, artifact_points(MILLI_PER_GPU * scores))
     for node, score in zip(fits, scores, strict=True):
         free, cpu = free_of(node), int(c.cpu_free_milli[node]) - request.cpu_milli
         if request.is_fractional:
@@ -259,21 +300,36 @@ def test_gpu_clustering_bands_by_hand() -> None:
     with pytest.raises(ValueError, match="bind it to the cluster state"):
         scorer.score(state.compiled, MemberRequest(gpus=1), np.arange(4))
     scorer.bind_state(state)  # type: ignore[attr-defined]
-
-    def put(name: str, node: int, request: MemberRequest) -> None:
-        result = place(Gang.uniform(name, 1, request), state, scorer=_OnlyNode(node))
-        assert isinstance(result, Placement)
-        state.assign(result, 0.0)
-
-    put("one-a", 0, MemberRequest(gpus=1))
-    put("one-b", 1, MemberRequest(gpus=1))
-    put("share-b", 1, MemberRequest(gpu_milli=500))
-    put("share-c", 2, MemberRequest(gpu_milli=500))
+    put(state, "one-a", MemberRequest(gpus=1), _OnlyNode(0))
+    put(state, "one-b", MemberRequest(gpus=1), _OnlyNode(1))
+    put(state, "share-b", MemberRequest(gpu_milli=500), _OnlyNode(1))
+    put(state, "share-c", MemberRequest(gpu_milli=500), _OnlyNode(2))
     scores = np.floor(scorer.score(state.compiled, MemberRequest(gpus=1), np.arange(4))).tolist()
     # only "1-gpu": 75 + 25 * 1000 // 8000; mixed: 50 + 25 * 1500 // 8000; other: 0 + 1; idle: 25
     assert scores == [78, 54, 1, 25]
     state.release("one-a")
     assert np.floor(scorer.score(state.compiled, MemberRequest(gpus=1), np.arange(4)))[0] == 25
+
+
+def test_gpu_packing_fills_one_used_node_before_the_next() -> None:
+    """Every used node with a free GPU scores 49 for a 1-GPU pod; the artifact's scheduler sends
+    them all to the same node (its fixed tie order) until it is full, where random tie-breaking
+    would scatter them (all three on one node: 1 chance in 36)."""
+    state = ClusterState(cluster([("A", 4, 64000)] * 6))
+    for node in range(6):
+        put(state, f"first-{node}", MemberRequest(gpus=1), _OnlyNode(node))
+    packing = get_scorer("gpu-packing", seed=3)
+    nodes = {put(state, f"next-{i}", MemberRequest(gpus=1), packing) for i in range(3)}
+    assert len(nodes) == 1
+    assert state.compiled.free_gpu_count[nodes.pop()] == 0
+
+
+def put(state: ClusterState, name: str, request: MemberRequest, scorer: PlacementScorer) -> int:
+    """Place and assign a one-member gang; return its node."""
+    result = place(Gang.uniform(name, 1, request), state, scorer=scorer)
+    assert isinstance(result, Placement)
+    state.assign(result, 0.0)
+    return result.members[0].node_index
 
 
 class _OnlyNode:

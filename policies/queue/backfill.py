@@ -9,11 +9,12 @@ stream of small gangs can push a large gang's start back (Slurm's backfill, Mu'a
 Feitelson's EASY), which is the usual answer to large gangs starving behind small jobs.
 
 Only the first blocked gang gets a reservation (EASY, not conservative backfill); the plan is
-remade every cycle. Without a
-planner (``ctx.place`` is None) the policy cannot tell harmless overtaking from harmful, so it
-blocks behind the head instead. A head that would not fit even with every running gang gone
-(it needs preemption, or capacity the running gangs do not hold) gets no reservation: waiting
-cannot help it, so there is nothing to protect.
+remade every cycle. Without a planner (``ctx.place`` is None) the policy cannot tell harmless
+overtaking from harmful, so it blocks behind the head instead. A head that would not fit even
+with every running gang gone (it needs preemption, or capacity the running gangs do not hold)
+gets no reservation: waiting cannot help it, so there is nothing to protect. A gang that would
+start by preemption is checked the same way; if it needs capacity the shadow state still
+holds at the reserved start, it is refused.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from policies.queue.base import OrderedQueuePolicy, fifo_key, priority_fifo_key
 from scheduler.gang import Gang
 from scheduler.interfaces import PlaceFunction, QueueContext
 from scheduler.placement import Placement, PlacementResult
-from scheduler.state import ClusterState
+from scheduler.state import ClusterState, LedgerError
+from topology.compiled import CapacityError
 
 ORDERS = ("priority", "fifo")
 
@@ -40,6 +42,8 @@ class Reservation:
     """The cluster as expected at ``start_s``, including backfilled gangs still running then."""
     placement: Placement
     """Where the head is expected to go at ``start_s``."""
+    place: PlaceFunction
+    """The planner that made the reservation, to check later gangs against it."""
 
 
 class BackfillPolicy(OrderedQueuePolicy):
@@ -91,10 +95,13 @@ class BackfillPolicy(OrderedQueuePolicy):
             return None
         if ctx.now_s + self.estimator.estimate_s(gang) <= reservation.start_s:
             return None
-        assert ctx.place is not None  # a reservation exists only where a planner does
         trial = reservation.shadow.copy()
-        trial.assign(placement, ctx.now_s)
-        head = ctx.place(reservation.head, trial)
+        try:
+            trial.assign(placement, ctx.now_s)
+        except (CapacityError, LedgerError):
+            head = None  # it uses what the shadow still holds: capacity a preemption frees now
+        else:
+            head = reservation.place(reservation.head, trial)
         if isinstance(head, Placement):
             reservation.shadow, reservation.placement = trial, head
             return None
@@ -128,7 +135,7 @@ def plan_reservation(
         shadow = shadow_at(times[mid])
         result = place(head, shadow)
         if isinstance(result, Placement):
-            found = Reservation(head, times[mid], shadow, result)
+            found = Reservation(head, times[mid], shadow, result, place)
             hi = mid - 1
         else:
             lo = mid + 1

@@ -2,11 +2,15 @@
 (hkust-adsl/kubernetes-scheduler-simulator, ``pkg/simulator/plugin``), so the simulator can
 reproduce the paper's allocation table.
 
-Each returns the artifact's integer score (0..100) plus a seeded jitter below one point, which
-reproduces kube-scheduler's random choice among equally scored nodes (:mod:`.tie_break`). Where
-the artifact normalises by its constants ``MaxSpecCpu = 128000`` and ``MaxSpecGpu = 8000``, we use
-the cluster's largest node (the same numbers on the openb cluster). GPU picks for shares follow
-the artifact's experiment settings: random for Random, best fit for the others.
+Each returns the artifact's integer score (0..100) plus a jitter below one point that follows
+one seeded node order for the whole run: the artifact's scheduler gives a tie to the node whose
+(randomly prefixed) name sorts first, not to a random one (:mod:`.tie_break`). Only BestFit
+normalises its scores (``NormalizeScore``, integer min-max to 0..100), which keeps their order
+and ties and so is left out; Random picks a node uniformly among the feasible ones. Where the
+artifact normalises by its constants ``MaxSpecCpu = 128000`` and ``MaxSpecGpu = 8000``, we use
+the cluster's largest node (the same numbers on the openb cluster). GPU picks for shares
+follow the artifact's experiment settings (``generate_run_scripts.py``): random for Random,
+best fit (the tightest GPU that fits, lowest index on ties) for the others.
 """
 
 from __future__ import annotations
@@ -85,7 +89,9 @@ class DotProductScorer(BestFitGpuPick):
         dot = (cpu_free / cpu_max) * (request.cpu_milli / cpu_max) + (gpu_free / gpu_max) * (
             request.gpu_milli_total / gpu_max
         )
-        return self.tie_breaker.integer_scores(np.floor(MAX_SCORE * (1.0 - HALF_WEIGHT * dot)))
+        return self.tie_breaker.integer_scores(
+            compiled, nodes, np.floor(MAX_SCORE * (1.0 - HALF_WEIGHT * dot))
+        )
 
 
 class BestFitScorer(BestFitGpuPick):
@@ -104,7 +110,7 @@ class BestFitScorer(BestFitGpuPick):
             HALF_WEIGHT * (cpu_free - request.cpu_milli) / cpu_max
             + HALF_WEIGHT * (gpu_free - request.gpu_milli_total) / gpu_max
         )
-        return self.tie_breaker.integer_scores(np.floor(MAX_SCORE * (1.0 - left)))
+        return self.tie_breaker.integer_scores(compiled, nodes, np.floor(MAX_SCORE * (1.0 - left)))
 
 
 class GpuPackingScorer(BestFitGpuPick):
@@ -120,7 +126,7 @@ class GpuPackingScorer(BestFitGpuPick):
         self, compiled: CompiledCluster, request: MemberRequest, nodes: np.ndarray
     ) -> np.ndarray:
         if request.gpu_milli_total == 0:
-            return self.tie_breaker.integer_scores(np.zeros(len(nodes)))
+            return self.tie_breaker.integer_scores(compiled, nodes, np.zeros(len(nodes)))
         free = free_milli(compiled, nodes)
         whole_free = compiled.free_gpu_count[nodes].astype(np.int64)
         idle = whole_free == compiled.gpu_count[nodes]
@@ -141,7 +147,9 @@ class GpuPackingScorer(BestFitGpuPick):
             used_score = np.full(
                 len(nodes), max(PACKING_USED_NODE - request.gpus, PACKING_WHOLE_NODE)
             )
-        return self.tie_breaker.integer_scores(np.where(idle, idle_score, used_score))
+        return self.tie_breaker.integer_scores(
+            compiled, nodes, np.where(idle, idle_score, used_score)
+        )
 
 
 class GpuClusteringScorer(BestFitGpuPick):
@@ -174,7 +182,7 @@ class GpuClusteringScorer(BestFitGpuPick):
             else shape_of(request.gpus, MILLI_PER_GPU)
         )
         if shape is None:
-            return self.tie_breaker.integer_scores(np.zeros(len(nodes)))
+            return self.tie_breaker.integer_scores(compiled, nodes, np.zeros(len(nodes)))
         self._refresh()
         _, gpu_max = max_spec(compiled)
         gpu_free = free_milli(compiled, nodes).sum(axis=1)
@@ -186,7 +194,7 @@ class GpuClusteringScorer(BestFitGpuPick):
                 band[i] = 3 if len(shapes) == 1 else 2
             else:
                 band[i] = 1 if not shapes else 0
-        return self.tie_breaker.integer_scores(fullness + CLUSTERING_BAND * band)
+        return self.tie_breaker.integer_scores(compiled, nodes, fullness + CLUSTERING_BAND * band)
 
     def _refresh(self) -> None:
         if self.state is None:

@@ -93,6 +93,67 @@ def expected_fragmentation(
 
 
 @njit(cache=True)
+def share_fragmentation(
+    free: np.ndarray,
+    cpu_free: int,
+    memory_free: int,
+    product_row: int,
+    share_milli: int,
+    shares: np.ndarray,
+    share_index: np.ndarray,
+    gpus: np.ndarray,
+    cpu_milli: np.ndarray,
+    memory_mib: np.ndarray,
+    popularity: np.ndarray,
+    access: np.ndarray,
+    cpu_task_popularity: float,
+    room: np.ndarray,
+    stranded: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Into ``out`` (one slot per GPU): the expected fragmentation of one node state after a
+    ``share_milli`` share lands on that GPU, ``inf`` where it has no room. ``free`` is left
+    as it was; ``cpu_free``/``memory_free`` are already net of the share's request."""
+    for g in range(free.size):
+        if free[g] < share_milli:
+            out[g] = np.inf
+            continue
+        free[g] -= share_milli
+        out[g] = state_fragmentation(
+            free, cpu_free, memory_free, product_row, shares, share_index, gpus, cpu_milli,
+            memory_mib, popularity, access, cpu_task_popularity, room, stranded,
+        )  # fmt: skip
+        free[g] += share_milli
+
+
+@njit(cache=True)
+def share_options(
+    free: np.ndarray,
+    cpu_free: int,
+    memory_free: int,
+    product_row: int,
+    share_milli: int,
+    shares: np.ndarray,
+    share_index: np.ndarray,
+    gpus: np.ndarray,
+    cpu_milli: np.ndarray,
+    memory_mib: np.ndarray,
+    popularity: np.ndarray,
+    access: np.ndarray,
+    cpu_task_popularity: float,
+) -> np.ndarray:
+    """Per GPU of one node (``free`` is its row): expected fragmentation once the share lands
+    there, ``inf`` where it does not fit."""
+    out = np.empty(free.size)
+    share_fragmentation(
+        free.copy(), cpu_free, memory_free, product_row, share_milli, shares, share_index, gpus,
+        cpu_milli, memory_mib, popularity, access, cpu_task_popularity,
+        np.empty(shares.size, dtype=np.int64), np.empty(shares.size, dtype=np.int64), out,
+    )  # fmt: skip
+    return out
+
+
+@njit(cache=True)
 def best_share(
     free: np.ndarray,
     cpu_free: np.ndarray,
@@ -117,19 +178,17 @@ def best_share(
     room = np.empty(shares.size, dtype=np.int64)
     stranded = np.empty(shares.size, dtype=np.int64)
     row = np.empty(free.shape[1], dtype=free.dtype)
+    options = np.empty(free.shape[1])
     for s in range(n):
         for g in range(free.shape[1]):
             row[g] = free[s, g]
+        share_fragmentation(
+            row, cpu_free[s], memory_free[s], product_row[s], share_milli, shares, share_index,
+            gpus, cpu_milli, memory_mib, popularity, access, cpu_task_popularity, room, stranded,
+            options,
+        )  # fmt: skip
         for g in range(free.shape[1]):
-            if row[g] < share_milli:
-                continue
-            row[g] -= share_milli
-            frag = state_fragmentation(
-                row, cpu_free[s], memory_free[s], product_row[s], shares, share_index, gpus,
-                cpu_milli, memory_mib, popularity, access, cpu_task_popularity, room, stranded,
-            )  # fmt: skip
-            row[g] += share_milli
-            if frag < best[s]:
-                best[s] = frag
+            if options[g] < best[s]:
+                best[s] = options[g]
                 best_gpu[s] = g
     return best, best_gpu

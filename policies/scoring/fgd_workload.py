@@ -2,12 +2,12 @@
 
 FGD (Weng et al., ATC '23) measures fragmentation *for a workload*: GPU capacity the
 workload's typical tasks could not use. A task type is a pod shape (cpu, GPUs, milli-GPU per
-GPU, acceptable GPU models); the workload is the distribution of shapes. By default every shape
-of the trace is kept (the paper's expectation over the whole distribution). The FGD artifact
-(``GetTypicalPods`` in hkust-adsl/kubernetes-scheduler-simulator) keeps only the most popular
-shapes covering ``podPopularityThreshold`` (95%) of the pods; ``popularity_threshold=0.95``
-does the same. On the openb default trace that cut drops every 2-, 4- and 8-GPU shape, and FGD
-then splits the nodes those pods need (see docs/policies.md for the measured effect).
+GPU, acceptable GPU models); the workload is the distribution of shapes. As in the FGD artifact
+(``GetTypicalPods`` in hkust-adsl/kubernetes-scheduler-simulator, ``podPopularityThreshold``
+95), only the most popular shapes covering 95% of the pods are kept by default;
+``popularity_threshold=1.0`` keeps the whole distribution. On the openb default trace the cut
+drops every 2-, 4- and 8-GPU shape; with the artifact's integer scores FGD still keeps whole
+nodes free for them (95.6% allocated at 130% demand, seed 42, against 95.4% with every shape).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from scheduler.gang import MemberRequest
 from topology.model import MILLI_PER_GPU
 
-DEFAULT_POPULARITY_THRESHOLD = 1.0
-"""Share of pods the kept task types must cover: all of them (the artifact used 0.95)."""
+DEFAULT_POPULARITY_THRESHOLD = 0.95
+"""Share of pods the kept task types must cover (the artifact's ``podPopularityThreshold``)."""
 
 DEFAULT_TASK_COUNTS: tuple[tuple[int, int, int], ...] = (
     # (gpus, gpu_milli per GPU, pods), from the openb default pod list (8,152 pods), cpu

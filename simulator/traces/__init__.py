@@ -26,9 +26,7 @@ class TraceOptions:
 def split_spec(spec: str) -> tuple[str, str]:
     fmt, sep, rest = spec.partition(":")
     if not sep or fmt not in FORMATS:
-        raise TraceError(
-            spec, f"expected FORMAT:PATH with FORMAT one of {', '.join(FORMATS)}"
-        )
+        raise TraceError(spec, f"expected FORMAT:PATH with FORMAT one of {', '.join(FORMATS)}")
     return fmt, rest
 
 

@@ -17,8 +17,10 @@ batch exceeds what one GPU holds.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -161,7 +163,9 @@ def _read(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
     return rows
 
 
-def _curves(rows: list[dict[str, str]], key_of) -> dict:
+def _curves(
+    rows: list[dict[str, str]], key_of: Callable[[dict[str, str]], Hashable]
+) -> dict[Any, _Curve]:
     grouped: dict[object, list[tuple[float, float, float]]] = {}
     for values in rows:
         grouped.setdefault(key_of(values), []).append(

@@ -74,9 +74,7 @@ def job_from_row(row: Row, where: str) -> Job:
         pods=row.integer("pods") if pods else None,
         cpu_milli=row.integer("cpu_milli", default=0),
         memory_mib=row.integer("memory_mib", default=0),
-        gpu_products=tuple(
-            sorted({p.strip() for p in spec.split(PRODUCT_SEPARATOR) if p.strip()})
-        ),
+        gpu_products=tuple(sorted({p.strip() for p in spec.split(PRODUCT_SEPARATOR) if p.strip()})),
         tenant=row.text("tenant", default=DEFAULT_TENANT),
         priority=row.integer("priority", default=0),
         job_class=row.text("job_class", default=""),

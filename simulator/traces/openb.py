@@ -18,7 +18,7 @@ from pathlib import Path
 from simulator.job import Job, TraceError, TraceWorkload
 from simulator.traces.rows import JobCollector, Row, RowError, RowReader
 from topology.costs import COST_SAME_SPINE
-from topology.model import MILLI_PER_GPU, CLUSTER_LEVEL, Cluster, FabricLevel, Gpu, Node, NvlinkKind
+from topology.model import CLUSTER_LEVEL, MILLI_PER_GPU, Cluster, FabricLevel, Gpu, Node, NvlinkKind
 
 DEFAULT_NODE_LIST = "gpu_node"
 """The FGD experiments use the 1,213 GPU nodes (6,212 GPUs); ``all_node`` adds 310 CPU nodes."""
@@ -62,7 +62,10 @@ def _list_path(folder: Path, kind: str, name: str) -> Path:
             return candidate
     found = sorted(
         p.stem.removeprefix(f"openb_{kind}_list_")
-        for p in [*folder.glob(f"openb_{kind}_list_*.csv"), *folder.glob(f"csv/openb_{kind}_list_*.csv")]
+        for p in [
+            *folder.glob(f"openb_{kind}_list_*.csv"),
+            *folder.glob(f"csv/openb_{kind}_list_*.csv"),
+        ]
     )
     raise TraceError(str(folder / f"{stem}.csv"), f"no such {kind} list; found {found}")
 
@@ -171,7 +174,7 @@ def load_openb(
         elif num_gpu == 1:
             gpus, milli = 0, share
         else:
-            raise RowError("gpu_milli", "a GPU share below 1000 is only valid with num_gpu 1")
+            raise RowError("gpu_milli", "is a share (below 1000), which needs num_gpu 1")
         spec = row.text("gpu_spec", default="")
         products = tuple(sorted({p.strip() for p in spec.split("|") if p.strip()}))
         if replay:

@@ -15,6 +15,4 @@ from simulator.traces.app_profiles import load_profiled_workload
 
 
 def load_pollux(path: Path, *, profiles: Path | None = None, strict: bool = False) -> TraceWorkload:
-    return load_profiled_workload(
-        path, profiles=profiles, suffix="", strict=strict, label="pollux"
-    )
+    return load_profiled_workload(path, profiles=profiles, suffix="", strict=strict, label="pollux")

@@ -65,8 +65,10 @@ def parse_spec(text: str) -> SyntheticSpec:
     if text and path.suffix in (".json", ".yaml", ".yml"):
         if not path.is_file():
             raise TraceError(text, "no such file")
-        raw = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(
-            path.read_text()
+        raw = (
+            json.loads(path.read_text())
+            if path.suffix == ".json"
+            else yaml.safe_load(path.read_text())
         )
         if not isinstance(raw, dict):
             raise TraceError(text, "expected a mapping of synthetic workload settings")

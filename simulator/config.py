@@ -1,0 +1,50 @@
+"""Everything that configures one simulation run, as plain values (picklable for sweeps)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from simulator.slowdown import SlowdownModel
+
+DEFAULT_SAMPLES = 500
+"""Time-series points over the trace's arrival span (replay)."""
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    policy: str = "fifo"
+    """Queue policy (``policies.registry``); under the fill protocol a scorer name here is
+    taken as the scorer, since one pod at a time leaves nothing to order."""
+    policy_options: dict[str, object] = field(default_factory=dict)
+    scorer: str | None = None
+    scorer_options: dict[str, object] = field(default_factory=dict)
+    preemption: str | None = None
+    preemption_options: dict[str, object] = field(default_factory=dict)
+    solver: str = "fast"
+    seed: int = 0
+    scheduling_interval_s: float | None = None
+    """None: a cycle after every batch of same-time events; else only every interval."""
+    reserve_ttl_s: float | None = None
+    """Started gangs are reserved for this long and bind ``bind_delay_s`` later."""
+    bind_delay_s: float = 0.0
+    slowdown: SlowdownModel = field(default_factory=SlowdownModel)
+    oracle_estimates: bool = False
+    resume_after_preemption: bool = False
+    """True: an evicted job keeps its progress (checkpointed); False: it starts over, as the
+    preemption policies assume when they count lost work."""
+    drop_unplaced: bool = False
+    """Fill protocol: a gang that does not start on arrival is dropped, not retried."""
+    check_invariants: bool = False
+    """Check the ledger after every cycle (tests; slow)."""
+    samples: int = DEFAULT_SAMPLES
+
+    def check(self) -> None:
+        if self.scheduling_interval_s is not None and not self.scheduling_interval_s > 0:
+            raise ValueError("scheduling interval must be positive")
+        if self.reserve_ttl_s is not None:
+            if not self.reserve_ttl_s > 0:
+                raise ValueError("reservation TTL must be positive")
+            if not 0 <= self.bind_delay_s < self.reserve_ttl_s:
+                raise ValueError("bind delay must be >= 0 and shorter than the reservation TTL")
+        elif self.bind_delay_s:
+            raise ValueError("a bind delay needs a reservation TTL (reserve_ttl_s)")
