@@ -2,10 +2,11 @@
 
 Measured at the request-body level (parse, plan, reply, encode), so the figure is the
 server-side work of one request without the HTTP stack; ``python -m bench.extender_load`` adds
-the server and the echo baseline. The baseline here is the same request parsed and answered
-without planning. ``prioritize`` gets the filter's survivors, as kube-scheduler sends it
-(``survivors``), or every node (``all``, the worst case). Default run: 256 nodes (smoke);
-``-m benchmark_heavy``: 10,000 nodes.
+the server and the echo baseline. Bodies are decoded as the server does
+(:func:`~extender.args_decoder.decode_extender_args`). The baseline here is the same request
+decoded and answered without planning. ``prioritize`` gets the filter's survivors, as
+kube-scheduler sends it (``survivors``), or every node (``all``, the worst case). Default run:
+256 nodes (smoke); ``-m benchmark_heavy``: 10,000 nodes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import orjson
 import pytest
 
 from extender import wire
+from extender.args_decoder import decode_extender_args
 from extender.config import ServeConfig
 from extender.runtime import planner_factory
 from topology.presets import cluster_preset
@@ -43,12 +45,12 @@ def make_round(nodes: int, prioritize_all: bool = False):
         return (request_body(next(counter), names),), {}
 
     def filter_and_prioritize(body: bytes) -> tuple[dict, list]:
-        args = wire.parse_extender_args(wire.decode(body))
+        args = decode_extender_args(body)
         decision = planner.filter(args.pod, args.node_names)
         filtered = wire.encode(wire.filter_reply(decision.passing, decision.failed))
         survivors = {"Pod": args.pod, "Nodes": None, "NodeNames": decision.passing}
         second = body if prioritize_all else orjson.dumps(survivors)
-        args = wire.parse_extender_args(wire.decode(second))
+        args = decode_extender_args(second)
         scores = wire.prioritize_reply(
             args.node_names, planner.prioritize(args.pod, args.node_names)
         )
@@ -56,7 +58,7 @@ def make_round(nodes: int, prioritize_all: bool = False):
         return orjson.loads(filtered), scores
 
     def echo(body: bytes) -> bytes:
-        wire.parse_extender_args(wire.decode(body))
+        decode_extender_args(body)
         return wire.encode(wire.filter_reply([]))
 
     return setup, filter_and_prioritize, echo

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from extender import wire
+from extender.args_decoder import decode_extender_args
 from extender.binding import Binder
 from extender.metrics import ExtenderMetrics
 from extender.planner import Planner
@@ -203,7 +204,7 @@ class ExtenderApp:
     # ------------------------------------------------------------------ verbs
     def _filter(self, body: bytes) -> tuple[int, Any]:
         try:
-            args = wire.parse_extender_args(wire.decode(body))
+            args = decode_extender_args(body)
         except wire.WireError as exc:
             return 200, wire.filter_reply([], error=f"bad filter request: {exc}")
         planner = self.backend.planner
@@ -223,7 +224,7 @@ class ExtenderApp:
 
     def _prioritize(self, body: bytes) -> tuple[int, Any]:
         try:
-            args = wire.parse_extender_args(wire.decode(body))
+            args = decode_extender_args(body)
         except wire.WireError as exc:
             return 400, {"Error": f"bad prioritize request: {exc}"}
         planner = self.backend.planner

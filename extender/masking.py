@@ -8,11 +8,15 @@ exactly the offered nodes without a copy of the whole cluster state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
+from extender.node_list import NodeNameList
+from extender.node_table import UNKNOWN, NodeNameTable
 from topology.compiled import CompiledCluster
 from topology.model import MILLI_PER_GPU
 
@@ -53,44 +57,89 @@ def withheld(compiled: CompiledCluster, nodes: np.ndarray) -> Iterator[None]:
 
 
 RECENT_OFFER_LISTS = 4
-"""Offered lists remembered: the filter's and prioritize's lists for the same pod differ."""
+"""Offered lists remembered (kube-scheduler may offer one list to consecutive pods)."""
+MIN_REMEMBERED_OFFER = 64
+"""Shorter lists (prioritize's filter survivors) are resolved faster than compared, and
+remembering them would push the long lists out."""
+
+
+@dataclass(frozen=True, eq=False)
+class Offer:
+    """An offered node list resolved against the cluster, so that the planner's questions
+    (is this node offered, which nodes to withhold) cost no pass over the names."""
+
+    compiled: CompiledCluster
+    names: Sequence[str]
+    known: np.ndarray
+    """Indices of the offered nodes Phalanx knows, in offer order."""
+    known_at: np.ndarray
+    """Position in ``names`` of each entry of ``known``."""
+    unknown: list[str]
+    """Offered names Phalanx does not know."""
+    offered: np.ndarray
+    """Per cluster node: is it offered."""
+
+    @classmethod
+    def resolve(
+        cls, compiled: CompiledCluster, names: Sequence[str], table: NodeNameTable | None = None
+    ) -> Offer:
+        """``table`` maps a :class:`NodeNameList` in one compiled pass; other lists (and lists
+        without a table) are looked up name by name."""
+        if isinstance(names, NodeNameList) and table is not None:
+            found = table.lookup(names)
+        else:
+            names = list(names)
+            index = compiled.node_index
+            found = np.fromiter((index.get(n, UNKNOWN) for n in names), np.int64, len(names))
+        known_at = np.flatnonzero(found != UNKNOWN)
+        known = found[known_at]
+        unknown = [names[i] for i in np.flatnonzero(found == UNKNOWN).tolist()]
+        offered = np.zeros(compiled.n_nodes, dtype=bool)
+        offered[known] = True
+        return cls(compiled, names, known, known_at, unknown, offered)
+
+    def includes(self, node: str) -> bool:
+        """Is ``node`` in the list (without a pass over it)."""
+        index = self.compiled.node_index.get(node)
+        return bool(self.offered[index]) if index is not None else node in self.unknown
+
+    def position(self, node_index: int) -> int | None:
+        """Where the node first appears in the list, None when it is not offered."""
+        if not self.offered[node_index]:
+            return None
+        return int(self.known_at[np.argmax(self.known == node_index)])
+
+    @cached_property
+    def outside(self) -> np.ndarray:
+        """Indices of the cluster nodes not offered; computed once per offer (usually empty)."""
+        return np.flatnonzero(~self.offered)
+
+    def withheld_nodes(self) -> np.ndarray:
+        """Nodes outside the offer that still have something free (the only ones worth
+        withholding from the planner)."""
+        outside, c = self.outside, self.compiled
+        free = (c.free_gpu_count[outside] > 0) | (c.cpu_free_milli[outside] > 0)
+        return outside[free]
 
 
 class OfferedIndex:
-    """Node names -> indices, remembering recent lists: kube-scheduler offers the same
-    feasible set to consecutive pods, and comparing two lists is cheaper than mapping one
-    (lists of different lengths differ at once)."""
+    """Offered lists -> :class:`Offer` for one cluster view, remembering recent long lists:
+    kube-scheduler may offer the same list to consecutive pods, and comparing two lists (of
+    the same kind: bytes with bytes, strings with strings) is cheaper than resolving one."""
 
     def __init__(self, compiled: CompiledCluster) -> None:
         self.compiled = compiled
-        self._recent: list[tuple[list[str], tuple[np.ndarray, list[str]]]] = []
+        self.table = NodeNameTable(compiled.node_names)
+        self._recent: list[Offer] = []
 
-    def __call__(self, names: list[str]) -> tuple[np.ndarray, list[str]]:
-        """Indices of the offered nodes Phalanx knows, and the names it does not know."""
-        for i, (seen, result) in enumerate(self._recent):
-            if seen == names:
+    def __call__(self, names: Sequence[str]) -> Offer:
+        for i, offer in enumerate(self._recent):
+            if type(offer.names) is type(names) and offer.names == names:
                 if i:
                     self._recent.insert(0, self._recent.pop(i))
-                return result
-        result = offered_indices(self.compiled, names)
-        self._recent.insert(0, (list(names), result))
-        del self._recent[RECENT_OFFER_LISTS:]
-        return result
-
-
-def offered_indices(compiled: CompiledCluster, names: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Indices of the offered nodes Phalanx knows, and the names it does not know."""
-    found = list(map(compiled.node_index.get, names))
-    if None not in found:
-        return np.fromiter(found, dtype=np.int64, count=len(found)), []
-    known = np.fromiter((i for i in found if i is not None), dtype=np.int64)
-    return known, [n for n, i in zip(names, found, strict=True) if i is None]
-
-
-def not_offered(compiled: CompiledCluster, offered: np.ndarray) -> np.ndarray:
-    """Nodes outside ``offered`` that still have something free (the only ones worth
-    withholding)."""
-    mask = np.ones(compiled.n_nodes, dtype=bool)
-    mask[offered] = False
-    mask &= (compiled.free_gpu_count > 0) | (compiled.cpu_free_milli > 0)
-    return np.flatnonzero(mask)
+                return offer
+        offer = Offer.resolve(self.compiled, names, self.table)
+        if len(names) >= MIN_REMEMBERED_OFFER:
+            self._recent.insert(0, offer)
+            del self._recent[RECENT_OFFER_LISTS:]
+        return offer

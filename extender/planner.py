@@ -34,7 +34,7 @@ from extender.binding import (
 from extender.gangs import GroupKind, resolve_gang
 from extender.gangs.ref import SINGLETON_SOURCE
 from extender.hints import GangHints, gang_hints
-from extender.masking import OfferedIndex, not_offered, offered_indices, withheld
+from extender.masking import Offer, OfferedIndex, withheld
 from extender.podspec import (
     PodSpecError,
     is_terminal,
@@ -231,20 +231,23 @@ class Planner:
                 self._reindex(gang)
 
     # ================================================================== verbs
-    def filter(self, pod: dict[str, Any], offered: list[str]) -> FilterDecision:
+    def filter(self, pod: dict[str, Any], offered: Sequence[str]) -> FilterDecision:
         with self.lock:
             now = self.clock()
             self._expire(now)
             rec = self._observe(pod)
             if rec is None:
                 return _reject(offered, f"pod {pod_key(pod)} has finished", unresolvable=True)
-            known, unknown = self._offered(offered)
-            decision = self._filter(rec, offered, known, now)
-            if unknown:
-                decision.failed = {**dict.fromkeys(unknown, UNKNOWN_NODE_REASON), **decision.failed}
+            offer = self._offered(offered)
+            decision = self._filter(rec, offer, now)
+            if offer.unknown:
+                decision.failed = {
+                    **dict.fromkeys(offer.unknown, UNKNOWN_NODE_REASON),
+                    **decision.failed,
+                }
             return decision
 
-    def prioritize(self, pod: dict[str, Any], offered: list[str]) -> np.ndarray:
+    def prioritize(self, pod: dict[str, Any], offered: Sequence[str]) -> np.ndarray:
         """Integer scores 0..10 aligned with ``offered``: the planned node gets the top score,
         other nodes a lower one from the placement cost the gang would have with this member
         moved there, nodes Phalanx does not know 0."""
@@ -255,16 +258,17 @@ class Planner:
                 return np.zeros(len(offered), dtype=np.int64)
             ledger_key, member = slot
             running = self._running[ledger_key]
-            known, unknown = self._offered(offered)
+            offer = self._offered(offered)
             alt = scoring.alternative_scores(
-                self.compiled, running.gang, running.placement, member, known
+                self.compiled, running.gang, running.placement, member, offer.known
             )
-            if unknown:
+            if offer.unknown:
                 aligned = np.zeros(len(offered), dtype=np.int64)
-                aligned[[i for i, n in enumerate(offered) if n in self.compiled.node_index]] = alt
+                aligned[offer.known_at] = alt
                 alt = aligned
-            if member.node in offered:
-                alt[offered.index(member.node)] = MAX_EXTENDER_PRIORITY
+            planned = offer.position(member.node_index)
+            if planned is not None:
+                alt[planned] = MAX_EXTENDER_PRIORITY
             return alt
 
     def bind(self, namespace: str, name: str, uid: str, node: str, binder: Binder) -> str:
@@ -323,31 +327,30 @@ class Planner:
             return self._expire(self.clock())
 
     # ================================================================== filter internals
-    def _filter(
-        self, rec: PodRecord, offered: list[str], known: np.ndarray, now: float
-    ) -> FilterDecision:
+    def _filter(self, rec: PodRecord, offer: Offer, now: float) -> FilterDecision:
         gang = self.gangs[rec.gang_key]
         if rec.node:
-            return FilterDecision([rec.node] if rec.node in offered else [])
+            return FilterDecision([rec.node] if offer.includes(rec.node) else [])
         if rec.spec_error:
-            return _reject(offered, rec.spec_error, unresolvable=True)
+            return _reject(offer.names, rec.spec_error, unresolvable=True)
         slot = self._slot(rec)
         if slot is not None:
             ledger_key, member = slot
-            if member.node in offered:
+            if offer.includes(member.node):
                 return FilterDecision([member.node])
             self.stats.replans += 1
             holding = self.state.holdings[ledger_key]
             whole = ledger_key == gang.key and not holding.bound_members and not gang.binding
             self._drop(ledger_key, None if whole else {rec.name})
         if gang.plans:
-            return self._plan_extra(gang, rec, offered, known, now)
-        return self._plan_gangs(gang, rec, offered, known, now)
+            return self._plan_extra(gang, rec, offer, now)
+        return self._plan_gangs(gang, rec, offer, now)
 
     def _plan_gangs(
-        self, gang: GangRecord, rec: PodRecord, offered: list[str], known: np.ndarray, now: float
+        self, gang: GangRecord, rec: PodRecord, offer: Offer, now: float
     ) -> FilterDecision:
         """Run one scheduling cycle over every quorate gang without a plan."""
+        offered = offer.names
         reason = self._gate(gang)
         if reason:
             return _reject(offered, reason, gang.unresolvable)
@@ -366,7 +369,7 @@ class Planner:
             self.state, self.queue, None, self.scorer, solver=self.config.solver
         )
         try:
-            with withheld(self.compiled, not_offered(self.compiled, known)):
+            with withheld(self.compiled, offer.withheld_nodes()):
                 outcome = cycle.run(
                     pending,
                     list(self._running.values()),
@@ -385,14 +388,15 @@ class Planner:
         if slot is not None:
             return FilterDecision([slot[1].node])
         if gang.plans:
-            return self._plan_extra(gang, rec, offered, known, now)
+            return self._plan_extra(gang, rec, offer, now)
         return _reject(offered, gang.waiting or f"gang {gang.key}: not placed")
 
     def _plan_extra(
-        self, gang: GangRecord, rec: PodRecord, offered: list[str], known: np.ndarray, now: float
+        self, gang: GangRecord, rec: PodRecord, offer: Offer, now: float
     ) -> FilterDecision:
         """A member outside the gang's plans (late arrival, re-planned): placed on its own,
         preferring the level where the rest of the gang sits."""
+        offered = offer.names
         if rec.request is None:
             return _reject(offered, rec.spec_error, unresolvable=True)
         try:
@@ -412,7 +416,7 @@ class Planner:
             submit_time_s=hints.submit_time_s,
         )
         try:
-            with withheld(self.compiled, not_offered(self.compiled, known)):
+            with withheld(self.compiled, offer.withheld_nodes()):
                 result = self._place(single, self.state)
         except GangSpecError as exc:
             return _reject(offered, str(exc), unresolvable=True)
@@ -476,8 +480,7 @@ class Planner:
         slot = self._slot(rec)
         if slot is None:
             # e.g. Phalanx restarted between this pod's filter and its bind: plan it now
-            known, _ = offered_indices(self.compiled, [node])
-            decision = self._filter(rec, [node], known, self.clock())
+            decision = self._filter(rec, Offer.resolve(self.compiled, [node]), self.clock())
             slot = self._slot(rec)
             if slot is None or decision.passing != [node]:
                 why = {**decision.failed, **decision.unresolvable}.get(node, "not placed")
@@ -947,7 +950,7 @@ class Planner:
         return out
 
 
-def _reject(offered: list[str], reason: str, unresolvable: bool = False) -> FilterDecision:
+def _reject(offered: Sequence[str], reason: str, unresolvable: bool = False) -> FilterDecision:
     """No node passes; every offered node carries the reason, which kube-scheduler shows in
     the pod's events. Unresolvable reasons keep preemption from trying."""
     reasons = dict.fromkeys(offered, reason)

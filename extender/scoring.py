@@ -39,7 +39,8 @@ def alternative_scores(
     fit, else ``ALTERNATIVE_TOP`` for the cheapest alternative down to 0 for the dearest."""
     scores = np.zeros(candidates.size, dtype=np.int64)
     request = next((m.request for m in gang.members if m.name == member.member), None)
-    if request is None or candidates.size == 0:
+    fits = candidates != member.node_index
+    if request is None or not fits.any():
         return scores
     others = [m for m in placement.members if m.member != member.member]
     # price alternatives against the cluster without this member's own reservation
@@ -47,8 +48,7 @@ def alternative_scores(
         member.node_index, member.gpus, member.gpu_milli, member.cpu_milli, member.memory_mib
     )
     try:
-        fits = _fits(compiled, request, candidates)
-        fits &= candidates != member.node_index
+        fits &= _fits(compiled, request, candidates)
         nodes = candidates[fits]
         if nodes.size == 0:
             return scores

@@ -28,6 +28,7 @@ def uvicorn_config(app: ExtenderApp, config: ServeConfig, **overrides: Any) -> u
         "loop": "auto",
         "lifespan": "on",
         "access_log": False,
+        "proxy_headers": False,
         "log_level": "info",
         **tls,
         **overrides,

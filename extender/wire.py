@@ -30,7 +30,9 @@ class ExtenderArgs:
     """Body of ``filter`` and ``prioritize``: the pod and the candidate nodes."""
 
     pod: dict[str, Any]
-    node_names: list[str]
+    node_names: Sequence[str]
+    """Read-only; a :class:`~extender.node_list.NodeNameList` (names kept as the request's
+    bytes) when :mod:`extender.args_decoder` took it from a compact list."""
     node_objects: list[dict[str, Any]] | None
     """The full Node objects when kube-scheduler runs with ``nodeCacheCapable: false``."""
 
@@ -61,10 +63,11 @@ def decode(body: bytes) -> dict[str, Any]:
         raise WireError(f"request body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise WireError(f"request body must be a JSON object, got {type(doc).__name__}")
-    return _fold(doc)
+    return fold_keys(doc)
 
 
-def _fold(obj: Mapping[str, Any]) -> dict[str, Any]:
+def fold_keys(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level keys lower-cased: Go matches keys to fields case-insensitively."""
     return {str(k).lower(): v for k, v in obj.items()}
 
 
@@ -144,7 +147,7 @@ def parse_preemption_args(doc: Mapping[str, Any]) -> PreemptionArgs:
         where = f"{field}[{node!r}]"
         if not isinstance(entry, dict):
             raise WireError(f"{where} must be an object")
-        entry = _fold(entry)
+        entry = fold_keys(entry)
         pods = entry.get("pods") or []
         if not isinstance(pods, list):
             raise WireError(f"{where}.Pods must be a list")
@@ -165,7 +168,7 @@ def parse_preemption_args(doc: Mapping[str, Any]) -> PreemptionArgs:
 def _victim_uid(entry: Any, meta: bool) -> str:
     if not isinstance(entry, dict):
         return ""
-    uid = _fold(entry).get("uid") if meta else (entry.get("metadata") or {}).get("uid")
+    uid = fold_keys(entry).get("uid") if meta else (entry.get("metadata") or {}).get("uid")
     return uid if isinstance(uid, str) else ""
 
 

@@ -79,6 +79,19 @@ def test_unknown_nodes_are_reported():
     assert len(decision.passing) == 1
 
 
+def test_prioritize_scores_line_up_with_the_offered_list():
+    p, names, _ = planner(nodes=4)
+    pod = kube_pod("s")
+    (node,) = p.filter(pod, names).passing
+    offered = ["ghost", *reversed(names), node]
+    scores = p.prioritize(pod, offered).tolist()
+    assert len(scores) == len(offered) and scores[0] == 0
+    assert scores[offered.index(node)] == 10 and scores[-1] < 10
+    assert all(s < 10 for n, s in zip(offered[1:-1], scores[1:-1], strict=True) if n != node)
+    assert p.prioritize(pod, [node]).tolist() == [10]
+    assert p.prioritize(pod, ["ghost"]).tolist() == [0]
+
+
 def test_reservation_expires_when_members_never_bind():
     p, names, clock = planner(ttl=30)
     for i in range(2):

@@ -45,10 +45,10 @@ def test_scores_are_integers_in_range():
 
 def test_binding_and_preemption_args():
     doc = {"podname": "p", "PodNamespace": "ml", "PodUID": "u", "Node": "n"}
-    args = wire.parse_binding_args(wire._fold(doc))
+    args = wire.parse_binding_args(wire.fold_keys(doc))
     assert (args.pod_name, args.pod_namespace, args.pod_uid, args.node) == ("p", "ml", "u", "n")
     pre = wire.parse_preemption_args(
-        wire._fold(
+        wire.fold_keys(
             {
                 "Pod": POD,
                 "NodeNameToMetaVictims": {"n": {"Pods": [{"UID": "v1"}], "NumPDBViolations": 1}},

@@ -1,0 +1,62 @@
+"""Decoding ``filter``/``prioritize`` bodies without turning the offered node list into
+thousands of Python strings.
+
+In ``NodeNames`` mode the candidate list is nearly all of a request (about 140 KB for 10,000
+nodes). kube-scheduler marshals ``ExtenderArgs`` in field order (``Pod``, ``Nodes``,
+``NodeNames``), so the list is the body's last member: the head is parsed with ``null``
+standing in for the list, and the list is kept as a :class:`~extender.node_list.NodeNameList`
+(its bytes, checked and split in one compiled pass).
+
+The answer is always the one :func:`extender.wire.parse_extender_args` gives for the whole
+body: the stand-in is used only where it is provably the same document (its key closes the
+top-level object, no other spelling of ``NodeNames`` competes with it, the list is a compact
+array of plain strings); every other body (``Nodes`` mode, another writer's key order or
+layout, a bad request) takes the general path.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from extender import wire
+from extender.node_list import NodeNameList
+
+NODE_NAMES_KEY = b'"NodeNames":'
+"""The key as Go's encoder writes it (struct field name, no JSON tag)."""
+STAND_IN = NODE_NAMES_KEY + b"null}"
+NODE_NAMES_FIELD = "nodenames"
+CLOSING_BRACE = b"}"
+
+
+def decode_extender_args(body: bytes) -> wire.ExtenderArgs:
+    """``ExtenderArgs`` of a filter or prioritize body; raises
+    :class:`~extender.wire.WireError` exactly as the general path does."""
+    args = _decode_with_node_list(body)
+    return args if args is not None else wire.parse_extender_args(wire.decode(body))
+
+
+def _decode_with_node_list(body: bytes) -> wire.ExtenderArgs | None:
+    """None unless the body is ``{...,"NodeNames":[...]}`` with a compact list of plain strings
+    as its last top-level member.
+
+    The stand-in's key is a top-level member closing the object when the head + stand-in
+    parses and the head does not end in a backslash (which would escape the key's quote and
+    make it part of an earlier key). The list is then the value of ``NodeNames`` unless another
+    spelling of the key (``nodeNames``...) is folded onto it.
+    """
+    at = body.rfind(NODE_NAMES_KEY)
+    if at < 0 or not body.endswith(CLOSING_BRACE):
+        return None
+    head = body[:at]
+    if head.endswith(b"\\"):
+        return None
+    names = NodeNameList.parse(body[at + len(NODE_NAMES_KEY) : -len(CLOSING_BRACE)])
+    if names is None:
+        return None
+    try:
+        raw = orjson.loads(head + STAND_IN)
+    except orjson.JSONDecodeError:
+        return None
+    if sum(1 for key in raw if key.lower() == NODE_NAMES_FIELD) != 1:
+        return None
+    return wire.ExtenderArgs(wire.parse_pod(wire.fold_keys(raw).get("pod")), names, None)

@@ -1,0 +1,128 @@
+"""Decoding filter/prioritize bodies with the node list kept as bytes gives exactly what the
+general path (``wire.parse_extender_args(wire.decode(body))``) gives, for every body."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from extender import wire
+from extender.args_decoder import decode_extender_args
+from extender.node_list import NodeNameList
+
+POD = {"metadata": {"name": "w-0", "namespace": "ml", "uid": "u1"}, "spec": {}}
+NAMES = [f"h100-{i:05d}" for i in range(50)]
+
+
+def kube_body(pod: object, names: list | None) -> bytes:
+    """As kube-scheduler marshals ExtenderArgs: Pod, Nodes, NodeNames."""
+    return orjson.dumps({"Pod": pod, "Nodes": None, "NodeNames": names})
+
+
+def general(body: bytes) -> wire.ExtenderArgs | str:
+    try:
+        return wire.parse_extender_args(wire.decode(body))
+    except wire.WireError as exc:
+        return f"WireError: {exc}"
+
+
+def decoded(body: bytes) -> wire.ExtenderArgs | str:
+    try:
+        return decode_extender_args(body)
+    except wire.WireError as exc:
+        return f"WireError: {exc}"
+
+
+@pytest.mark.parametrize("names", [NAMES, [], ["a"], ["", "x.y-z_0"]])
+def test_kube_scheduler_bodies_keep_the_list_as_bytes(names: list[str]):
+    args = decode_extender_args(kube_body(POD, names))
+    assert isinstance(args.node_names, NodeNameList)
+    assert args == general(kube_body(POD, names))
+    assert args.pod == POD and args.node_objects is None and list(args.node_names) == names
+
+
+TAIL = orjson.dumps(NAMES).decode() + "}"
+POD_JSON = '{"metadata":{"name":"x"}}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # the list after a key whose escaped quote swallows the real key
+        '{"Pod":' + POD_JSON + ',"NodeNames":null,"x\\"NodeNames":' + TAIL,
+        '{"Pod":' + POD_JSON + ',"NodeNames":5,"x\\\\"NodeNames":' + TAIL,
+        # another spelling of the key competes after folding
+        '{"Pod":' + POD_JSON + ',"nodeNames":["a"],"NodeNames":' + TAIL,
+        '{"nodenames":["a"],"Pod":' + POD_JSON + ',"NodeNames":' + TAIL,
+        # the same key twice: the last one wins, as in the general path
+        '{"NodeNames":["a"],"Pod":' + POD_JSON + ',"NodeNames":' + TAIL,
+        # the list nested in the pod, not a top-level member
+        '{"Pod":{"metadata":{"name":"x"},"NodeNames":' + TAIL + "}",
+        # NodeNames first: the list does not end the body
+        '{"NodeNames":' + orjson.dumps(NAMES).decode() + ',"Pod":' + POD_JSON + "}",
+        # a head that is not JSON, a pod that is not a Pod, no pod at all
+        '{"Pod":' + POD_JSON + ',,"NodeNames":' + TAIL,
+        '{"Pod":3,"NodeNames":' + TAIL,
+        '{"NodeNames":' + TAIL,
+        # layouts kube-scheduler does not write
+        '{"Pod": ' + POD_JSON + ', "NodeNames": ' + TAIL,
+        '{"Pod":' + POD_JSON + ',"NodeNames":' + TAIL + "\n",
+        '{"Pod":' + POD_JSON + ',"NodeNames":[ "a"]}',
+        '{"Pod":' + POD_JSON + ',"NodeNames":["a",]}',
+        '{"Pod":' + POD_JSON + ',"NodeNames":["a""b"]}',
+        '{"Pod":' + POD_JSON + ',"NodeNames":["a\\u0062"]}',
+        '{"Pod":' + POD_JSON + ',"NodeNames":["a",1]}',
+        '{"Pod":' + POD_JSON + ',"NodeNames":"a"}',
+        # Nodes mode
+        '{"Pod":' + POD_JSON + ',"Nodes":{"items":[{"metadata":{"name":"a"}}]},"NodeNames":null}',
+    ],
+)
+def test_unusual_bodies_get_the_general_answer(body: str):
+    assert decoded(body.encode()) == general(body.encode())
+
+
+texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=6)
+plain_texts = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=6)
+ints = st.integers(-(2**63), 2**63 - 1)
+names_lists = st.one_of(
+    st.just(NAMES),
+    st.lists(plain_texts, max_size=5),
+    st.lists(texts, max_size=5),
+    st.lists(st.one_of(texts, ints, st.none()), min_size=1, max_size=3),
+)
+pods = st.one_of(
+    st.just(POD),
+    st.builds(
+        lambda name, ns: {"metadata": {"name": name, "namespace": ns}},
+        texts,
+        st.one_of(texts, ints),
+    ),
+    ints,
+)
+key_spellings = st.sampled_from(["NodeNames", "nodeNames", "nodenames"])
+
+
+@st.composite
+def bodies(draw) -> bytes:
+    """kube-scheduler's shape with random pods and lists, and other key orders, spellings,
+    duplicate keys and whitespace."""
+    pod, names = draw(pods), draw(names_lists)
+    members = [("Pod", orjson.dumps(pod)), ("Nodes", b"null")]
+    members += [(draw(key_spellings), orjson.dumps(names)) for _ in range(draw(st.integers(0, 2)))]
+    members.append(("NodeNames", orjson.dumps(names if draw(st.booleans()) else NAMES)))
+    order = draw(st.permutations(range(len(members))))
+    if draw(st.booleans()):
+        order = sorted(order)
+    space = draw(st.sampled_from(["", "", " ", "\n"]))
+    text = ("," + space).join(
+        orjson.dumps(members[i][0]).decode() + ":" + space + members[i][1].decode() for i in order
+    )
+    return ("{" + text + "}" + draw(st.sampled_from(["", "", "\n"]))).encode()
+
+
+@settings(max_examples=400, deadline=None)
+@given(bodies())
+def test_any_body_decodes_as_the_general_path_does(body: bytes):
+    assert decoded(body) == general(body)
