@@ -3,10 +3,10 @@
 Measured at the request-body level (parse, plan, reply, encode), so the figure is the
 server-side work of one request without the HTTP stack; ``python -m bench.extender_load`` adds
 the server and the echo baseline. Bodies are decoded as the server does
-(:func:`~extender.args_decoder.decode_extender_args`). The baseline here is the same request
-decoded and answered without planning. ``prioritize`` gets the filter's survivors, as
-kube-scheduler sends it (``survivors``), or every node (``all``, the worst case). Default run:
-256 nodes (smoke); ``-m benchmark_heavy``: 10,000 nodes.
+(:class:`~extender.args_decoder.ExtenderArgsDecoder`, one per server). The baseline here is
+the same request decoded and answered without planning. ``prioritize`` gets the filter's
+survivors, as kube-scheduler sends it (``survivors``), or every node (``all``, the worst
+case). Default run: 256 nodes (smoke); ``-m benchmark_heavy``: 10,000 nodes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from extender import wire
-from extender.args_decoder import decode_extender_args
+from extender.args_decoder import ExtenderArgsDecoder
 from extender.config import ServeConfig
 from extender.runtime import planner_factory
 from topology.presets import cluster_preset
@@ -40,17 +40,18 @@ def make_round(nodes: int, prioritize_all: bool = False):
     planner = planner_factory(ServeConfig())(cluster)
     names = [n.name for n in cluster.nodes]
     counter = itertools.count()
+    decode_args = ExtenderArgsDecoder()
 
     def setup():
         return (request_body(next(counter), names),), {}
 
     def filter_and_prioritize(body: bytes) -> tuple[dict, list]:
-        args = decode_extender_args(body)
+        args = decode_args(body)
         decision = planner.filter(args.pod, args.node_names)
         filtered = wire.encode(wire.filter_reply(decision.passing, decision.failed))
         survivors = {"Pod": args.pod, "Nodes": None, "NodeNames": decision.passing}
         second = body if prioritize_all else orjson.dumps(survivors)
-        args = decode_extender_args(second)
+        args = decode_args(second)
         scores = wire.prioritize_reply(
             args.node_names, planner.prioritize(args.pod, args.node_names)
         )
@@ -58,7 +59,7 @@ def make_round(nodes: int, prioritize_all: bool = False):
         return orjson.loads(filtered), scores
 
     def echo(body: bytes) -> bytes:
-        decode_extender_args(body)
+        decode_args(body)
         return wire.encode(wire.filter_reply([]))
 
     return setup, filter_and_prioritize, echo

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from extender import wire
-from extender.args_decoder import decode_extender_args
+from extender.args_decoder import ExtenderArgsDecoder
 from extender.binding import Binder
 from extender.metrics import ExtenderMetrics
 from extender.planner import Planner
@@ -75,6 +75,7 @@ class ExtenderApp:
         self.backend = backend
         self.options = options or AppOptions()
         self.metrics = ExtenderMetrics(lambda: backend.planner)
+        self._decode_args = ExtenderArgsDecoder()
         self._executor = ThreadPoolExecutor(
             max_workers=self.options.bind_workers, thread_name_prefix="bind"
         )
@@ -204,7 +205,7 @@ class ExtenderApp:
     # ------------------------------------------------------------------ verbs
     def _filter(self, body: bytes) -> tuple[int, Any]:
         try:
-            args = decode_extender_args(body)
+            args = self._decode_args(body)
         except wire.WireError as exc:
             return 200, wire.filter_reply([], error=f"bad filter request: {exc}")
         planner = self.backend.planner
@@ -224,7 +225,7 @@ class ExtenderApp:
 
     def _prioritize(self, body: bytes) -> tuple[int, Any]:
         try:
-            args = decode_extender_args(body)
+            args = self._decode_args(body)
         except wire.WireError as exc:
             return 400, {"Error": f"bad prioritize request: {exc}"}
         planner = self.backend.planner

@@ -5,7 +5,8 @@ In ``NodeNames`` mode the candidate list is nearly all of a request (about 140 K
 nodes). kube-scheduler marshals ``ExtenderArgs`` in field order (``Pod``, ``Nodes``,
 ``NodeNames``), so the list is the body's last member: the head is parsed with ``null``
 standing in for the list, and the list is kept as a :class:`~extender.node_list.NodeNameList`
-(its bytes, checked and split in one compiled pass).
+(its bytes, checked and split in one compiled pass). A list byte-for-byte the same as a recent
+one (consecutive pods are often offered the same nodes) is not even scanned again.
 
 The answer is always the one :func:`extender.wire.parse_extender_args` gives for the whole
 body: the stand-in is used only where it is provably the same document (its key closes the
@@ -26,37 +27,55 @@ NODE_NAMES_KEY = b'"NodeNames":'
 STAND_IN = NODE_NAMES_KEY + b"null}"
 NODE_NAMES_FIELD = "nodenames"
 CLOSING_BRACE = b"}"
+RECENT_LISTS = 4
+"""Long lists remembered by their bytes."""
+MIN_REMEMBERED_BYTES = 4096
+"""Shorter lists (prioritize's filter survivors) are scanned faster than compared, and
+remembering them would push the long lists out."""
 
 
-def decode_extender_args(body: bytes) -> wire.ExtenderArgs:
-    """``ExtenderArgs`` of a filter or prioritize body; raises
+class ExtenderArgsDecoder:
+    """``bytes -> ExtenderArgs`` for ``filter`` and ``prioritize``; raises
     :class:`~extender.wire.WireError` exactly as the general path does."""
-    args = _decode_with_node_list(body)
-    return args if args is not None else wire.parse_extender_args(wire.decode(body))
 
+    def __init__(self) -> None:
+        self._recent: list[NodeNameList] = []
 
-def _decode_with_node_list(body: bytes) -> wire.ExtenderArgs | None:
-    """None unless the body is ``{...,"NodeNames":[...]}`` with a compact list of plain strings
-    as its last top-level member.
+    def __call__(self, body: bytes) -> wire.ExtenderArgs:
+        args = self._with_node_list(body)
+        return args if args is not None else wire.parse_extender_args(wire.decode(body))
 
-    The stand-in's key is a top-level member closing the object when the head + stand-in
-    parses and the head does not end in a backslash (which would escape the key's quote and
-    make it part of an earlier key). The list is then the value of ``NodeNames`` unless another
-    spelling of the key (``nodeNames``...) is folded onto it.
-    """
-    at = body.rfind(NODE_NAMES_KEY)
-    if at < 0 or not body.endswith(CLOSING_BRACE):
-        return None
-    head = body[:at]
-    if head.endswith(b"\\"):
-        return None
-    names = NodeNameList.parse(body[at + len(NODE_NAMES_KEY) : -len(CLOSING_BRACE)])
-    if names is None:
-        return None
-    try:
-        raw = orjson.loads(head + STAND_IN)
-    except orjson.JSONDecodeError:
-        return None
-    if sum(1 for key in raw if key.lower() == NODE_NAMES_FIELD) != 1:
-        return None
-    return wire.ExtenderArgs(wire.parse_pod(wire.fold_keys(raw).get("pod")), names, None)
+    def _with_node_list(self, body: bytes) -> wire.ExtenderArgs | None:
+        """None unless the body is ``{...,"NodeNames":[...]}`` with a compact list of plain
+        strings as its last top-level member.
+
+        The stand-in's key is a top-level member closing the object when the head + stand-in
+        parses and the head does not end in a backslash (which would escape the key's quote
+        and make it part of an earlier key). The list is then the value of ``NodeNames``
+        unless another spelling of the key (``nodeNames``...) is folded onto it.
+        """
+        at = body.rfind(NODE_NAMES_KEY)
+        if at < 0 or not body.endswith(CLOSING_BRACE):
+            return None
+        head = body[:at]
+        if head.endswith(b"\\"):
+            return None
+        names = self._node_list(body[at + len(NODE_NAMES_KEY) : -len(CLOSING_BRACE)])
+        if names is None:
+            return None
+        try:
+            raw = orjson.loads(head + STAND_IN)
+        except orjson.JSONDecodeError:
+            return None
+        if sum(1 for key in raw if key.lower() == NODE_NAMES_FIELD) != 1:
+            return None
+        return wire.ExtenderArgs(wire.parse_pod(wire.fold_keys(raw).get("pod")), names, None)
+
+    def _node_list(self, raw: bytes) -> NodeNameList | None:
+        known = next((names for names in self._recent if names.raw == raw), None)
+        if known is not None:
+            return known
+        names = NodeNameList.parse(raw)
+        if names is not None and len(raw) >= MIN_REMEMBERED_BYTES:
+            self._recent = [names, *self._recent[: RECENT_LISTS - 1]]
+        return names

@@ -34,6 +34,7 @@ import numpy as np
 from scheduler.cluster_index import ClusterIndex, cluster_index
 from scheduler.cost import (
     FRAGMENTATION_WEIGHT,
+    LATENCY_COST_PER_LEVEL,
     RAIL_MISALIGN_PENALTY,
     lowest_common_domain,
     placement_cost,
@@ -130,9 +131,17 @@ class ClassCapacity:
 
 
 def class_capacity(
-    compiled: CompiledCluster, index: ClusterIndex, cls: UnitClass, free: FreeArrays
+    compiled: CompiledCluster,
+    index: ClusterIndex,
+    cls: UnitClass,
+    free: FreeArrays,
+    allowed: np.ndarray | None = None,
 ) -> ClassCapacity:
+    """Capacity for ``cls`` on the eligible nodes, only those in ``allowed`` when given."""
     eligible = static_mask(compiled, index, cls.request)
+    if allowed is not None:
+        eligible = eligible & allowed
+        eligible.flags.writeable = False  # the kernels' compiled signature takes read-only masks
     mcap = member_capacity(compiled, cls.request, eligible, free)
     n_domains = len(compiled.domain_names)
     g = cls.unit_members
@@ -216,6 +225,18 @@ class Scratch:
 
 # ---------------------------------------------------------------------------- the search
 @dataclass
+class _EgressTier:
+    """Nodes whose network egress costs at most ``egress``: a multi-node gang pays its
+    dearest node's egress on every link, so its placement is searched once per tier."""
+
+    egress: float
+    allowed: np.ndarray | None
+    """bool [nodes]; None for the last tier, every eligible node."""
+    caps: list[ClassCapacity] | None
+    """Filled on first use: a tier pruned by its cost floor never computes them."""
+
+
+@dataclass
 class _Search:
     compiled: CompiledCluster
     index: ClusterIndex
@@ -226,21 +247,85 @@ class _Search:
 
     def run(self) -> PlacementResult:
         c = self.compiled
-        caps = [class_capacity(c, self.index, cls, FreeArrays.of(c)) for cls in self.classes]
+        caps = self._capacities(None)
         top = c.n_levels - 1
         stop = c.level_index(self.gang.required_level) if self.gang.required_level else top
-        for level in range(stop + 1):
-            lo, hi = c.level_domain_range[level]
-            fits = np.ones(hi - lo, dtype=bool)
-            for cls, cap in zip(self.classes, caps, strict=True):
-                fits &= cap.unit_cap[lo:hi] >= cls.units
-            candidates = lo + np.flatnonzero(fits)
+        first = next((lv for lv in range(stop + 1) if self._fitting(lv, caps).size), None)
+        if first is None:
+            return self._explain(caps, stop)
+        preferred = self.gang.preferred_level
+        ceiling = max(first, c.level_index(preferred)) if preferred else stop
+        best = None
+        if first == 0:
+            best = self._best_of(0, self._rank(0, self._fitting(0, caps), caps), caps, None)
+        if len(self.members) > 1:
+            for tier in self._tiers(caps):
+                best = self._climb(tier, max(first, 1), ceiling, stop, best)
+        return best if best is not None else self._explain(caps, stop)
+
+    def _capacities(self, allowed: np.ndarray | None) -> list[ClassCapacity]:
+        free = FreeArrays.of(self.compiled)
+        return [
+            class_capacity(self.compiled, self.index, cls, free, allowed) for cls in self.classes
+        ]
+
+    def _fitting(self, level: int, caps: list[ClassCapacity]) -> np.ndarray:
+        """Domains of ``level`` with room for every class."""
+        lo, hi = self.compiled.level_domain_range[level]
+        fits = np.ones(hi - lo, dtype=bool)
+        for cls, cap in zip(self.classes, caps, strict=True):
+            fits &= cap.unit_cap[lo:hi] >= cls.units
+        return lo + np.flatnonzero(fits)
+
+    def _tiers(self, caps: list[ClassCapacity]) -> list[_EgressTier]:
+        """The egress tiers of the nodes the gang may use, cheapest first, the last one
+        unrestricted. Without communication egress costs nothing: one tier."""
+        c = self.compiled
+        eligible = np.zeros(c.n_nodes, dtype=bool)
+        for cls in self.classes:
+            eligible |= static_mask(c, self.index, cls.request)
+        egress = np.unique(c.node_egress_cost[eligible])
+        tiers = [_EgressTier(float(egress[-1]), None, caps)]
+        if self.gang.comm_intensity > 0:
+            tiers[:0] = [_EgressTier(float(e), c.node_egress_cost <= e, None) for e in egress[:-1]]
+        return tiers
+
+    def _climb(
+        self, tier: _EgressTier, start: int, ceiling: int, stop: int, best: Placement | None
+    ) -> Placement | None:
+        """The cheapest of ``best`` and the placements this tier finds at levels ``start`` to
+        ``ceiling`` (the levels a preferred level ranks equal; further up while nothing is
+        found, for the unrestricted tier), skipping levels whose cost floor cannot beat
+        ``best``."""
+        if best is not None:
+            floors = [self._cost_floor(lv, tier.egress) for lv in range(start, ceiling + 1)]
+            if min(floors, default=np.inf) >= best.cost.total:
+                return best
+        if tier.caps is None:
+            tier.caps = self._capacities(tier.allowed)
+        for level in range(start, stop + 1):
+            if level > ceiling and (best is not None or tier.allowed is not None):
+                break
+            if best is not None and self._cost_floor(level, tier.egress) >= best.cost.total:
+                continue
+            candidates = self._fitting(level, tier.caps)
             if candidates.size == 0:
                 continue
-            best = self._best_of(level, self._rank(level, candidates, caps), caps)
-            if best is not None:
-                return best
-        return self._explain(caps, stop)
+            ranked = self._rank(level, candidates, tier.caps)
+            found = self._best_of(level, ranked, tier.caps, tier.allowed)
+            if found is not None and (best is None or found.cost.total < best.cost.total):
+                best = found
+        return best
+
+    def _cost_floor(self, level: int, egress: float) -> float:
+        """What any placement spanning a domain of ``level`` pays for communication and
+        latency when it touches a node of the tier's highest ``egress`` (the nodes a tier adds
+        over the one below are those; a placement without them is that tier's)."""
+        c = self.compiled
+        link = float(c.level_cost[level])
+        if not c.level_is_nvlink[level]:
+            link = max(link, egress)
+        return LATENCY_COST_PER_LEVEL * level + self.gang.comm_intensity * link
 
     # -------------------------------------------------------------- ranking candidates
     def _rank(self, level: int, candidates: np.ndarray, caps: list[ClassCapacity]) -> np.ndarray:
@@ -299,7 +384,11 @@ class _Search:
 
     # -------------------------------------------------------------- filling and pricing
     def _best_of(
-        self, level: int, ranked: np.ndarray, caps: list[ClassCapacity]
+        self,
+        level: int,
+        ranked: np.ndarray,
+        caps: list[ClassCapacity],
+        allowed: np.ndarray | None,
     ) -> Placement | None:
         """Fill the best-ranked candidates and keep the cheapest by :func:`placement_cost`.
         A single member on one node is priced exactly by the ranking proxy, and a scorer's
@@ -312,7 +401,7 @@ class _Search:
         best: Placement | None = None
         filled = 0
         for domain in ranked[:CANDIDATES_TRIED].tolist():
-            members = self._fill(domain, level, caps)
+            members = self._fill(domain, level, caps, allowed)
             if members is None:
                 continue
             placement = self._placement(members)
@@ -336,7 +425,7 @@ class _Search:
         )
 
     def _fill(
-        self, domain: int, level: int, caps: list[ClassCapacity]
+        self, domain: int, level: int, caps: list[ClassCapacity], allowed: np.ndarray | None
     ) -> list[MemberPlacement] | None:
         scratch = Scratch(self.compiled)
         slots: dict[int, MemberPlacement] = {}
@@ -345,7 +434,7 @@ class _Search:
             cap = (
                 caps[i]
                 if i == 0
-                else class_capacity(self.compiled, self.index, cls, scratch.arrays())
+                else class_capacity(self.compiled, self.index, cls, scratch.arrays(), allowed)
             )
             if cap.unit_cap[domain] < cls.units:
                 return None

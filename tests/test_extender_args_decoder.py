@@ -1,5 +1,6 @@
-"""Decoding filter/prioritize bodies with the node list kept as bytes gives exactly what the
-general path (``wire.parse_extender_args(wire.decode(body))``) gives, for every body."""
+"""Decoding filter/prioritize bodies with the node list kept as bytes (and long lists
+remembered) gives exactly what the general path (``wire.parse_extender_args(wire.decode(body))``)
+gives, for every body."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extender import wire
-from extender.args_decoder import decode_extender_args
+from extender.args_decoder import MIN_REMEMBERED_BYTES, ExtenderArgsDecoder
 from extender.node_list import NodeNameList
 
 POD = {"metadata": {"name": "w-0", "namespace": "ml", "uid": "u1"}, "spec": {}}
-NAMES = [f"h100-{i:05d}" for i in range(50)]
+NAMES = [f"h100-{i:05d}" for i in range(MIN_REMEMBERED_BYTES // 8)]
 
 
 def kube_body(pod: object, names: list | None) -> bytes:
@@ -28,19 +29,35 @@ def general(body: bytes) -> wire.ExtenderArgs | str:
         return f"WireError: {exc}"
 
 
-def decoded(body: bytes) -> wire.ExtenderArgs | str:
+def decoded(decoder: ExtenderArgsDecoder, body: bytes) -> wire.ExtenderArgs | str:
     try:
-        return decode_extender_args(body)
+        return decoder(body)
     except wire.WireError as exc:
         return f"WireError: {exc}"
 
 
 @pytest.mark.parametrize("names", [NAMES, [], ["a"], ["", "x.y-z_0"]])
 def test_kube_scheduler_bodies_keep_the_list_as_bytes(names: list[str]):
-    args = decode_extender_args(kube_body(POD, names))
+    args = ExtenderArgsDecoder()(kube_body(POD, names))
     assert isinstance(args.node_names, NodeNameList)
     assert args == general(kube_body(POD, names))
     assert args.pod == POD and args.node_objects is None and list(args.node_names) == names
+
+
+def test_a_repeated_long_list_is_scanned_once_and_shared():
+    decoder = ExtenderArgsDecoder()
+    first = decoder(kube_body(POD, NAMES))
+    other_pod = {"metadata": {"name": "w-1", "namespace": "ml"}}
+    second = decoder(kube_body(other_pod, NAMES))
+    assert second.node_names is first.node_names and second.pod == other_pod
+
+
+def test_short_lists_do_not_push_a_long_one_out():
+    decoder = ExtenderArgsDecoder()
+    long_names = decoder(kube_body(POD, NAMES)).node_names
+    for i in range(10):
+        assert decoder(kube_body(POD, [f"n{i}"])).node_names == [f"n{i}"]
+    assert decoder(kube_body(POD, NAMES)).node_names is long_names
 
 
 TAIL = orjson.dumps(NAMES).decode() + "}"
@@ -80,7 +97,9 @@ POD_JSON = '{"metadata":{"name":"x"}}'
     ],
 )
 def test_unusual_bodies_get_the_general_answer(body: str):
-    assert decoded(body.encode()) == general(body.encode())
+    decoder = ExtenderArgsDecoder()
+    decoder(kube_body(POD, NAMES))  # the list is remembered
+    assert decoded(decoder, body.encode()) == general(body.encode())
 
 
 texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=6)
@@ -122,7 +141,9 @@ def bodies(draw) -> bytes:
     return ("{" + text + "}" + draw(st.sampled_from(["", "", "\n"]))).encode()
 
 
-@settings(max_examples=400, deadline=None)
-@given(bodies())
-def test_any_body_decodes_as_the_general_path_does(body: bytes):
-    assert decoded(body) == general(body)
+@settings(max_examples=300, deadline=None)
+@given(st.lists(bodies(), min_size=1, max_size=4))
+def test_any_body_decodes_as_the_general_path_does(sequence: list[bytes]):
+    decoder = ExtenderArgsDecoder()
+    for body in sequence:
+        assert decoded(decoder, body) == general(body)
