@@ -5,16 +5,22 @@
    into *classes*.
 2. Every node's capacity in members (and units) comes from one kernel pass over the free
    arrays; summing it up the domain tree gives every domain's capacity in member-sized chunks.
-3. Levels are tried finest first (node, then NVLink clique, scalable unit, ...). The first
-   level with a domain that holds the whole gang wins: ``required_level`` stops the climb there,
-   ``preferred_level`` needs nothing extra because the climb already starts below it and widens
-   one level at a time (Kueue's semantics).
-4. Among that level's candidates, best fit: the least capacity left over (so large domains stay
+3. Levels are tried finest first (node, then NVLink clique, scalable unit, ...), from the first
+   level with a domain that holds the whole gang up to ``required_level`` (or the root), or,
+   with a ``preferred_level``, up to the higher of it and that first level: the levels it
+   ranks equal (Kueue's semantics, and the exact model's). A level is skipped once its cost
+   floor (latency plus the level's link) cannot beat the cheapest placement found so far.
+4. A multi-node gang pays the egress cost of its dearest node on every link, so one slow node
+   type (PCIe cards behind two NICs) prices the whole gang. Its levels above the node are
+   therefore searched once per *egress tier*: only the nodes whose egress costs at most each
+   distinct value among the eligible nodes, cheapest tier first, all nodes last. A tier whose
+   egress alone prices it above the best placement so far is skipped.
+5. Among a level's candidates, best fit: the least capacity left over (so large domains stay
    whole for large jobs), busier domains first on ties; single nodes are ranked by a kernel
    that prices each exactly as the cost function would for one member. The first few
    (``CANDIDATES_SCORED``, fewer for big gangs) are filled and priced with
-   :func:`scheduler.cost.placement_cost`, and the cheapest wins.
-5. Inside a domain, children are filled touching the fewest of them: the largest first until
+   :func:`scheduler.cost.placement_cost`, and the cheapest over all levels and tiers wins.
+6. Inside a domain, children are filled touching the fewest of them: the largest first until
    the remainder fits in one child, which is then the best-fitting one (nodes of equal room
    told apart by what their GPU sets would cost); recursively down to nodes, where
    :mod:`scheduler.gpu_choice` picks the GPUs.
