@@ -107,8 +107,8 @@ class NodeNameList(Sequence[str]):
     def __eq__(self, other: object) -> bool:
         if isinstance(other, NodeNameList):
             return self.raw == other.raw
-        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
-            return self.names == list(other)
+        if isinstance(other, list):
+            return self.names == other
         return NotImplemented
 
     def __repr__(self) -> str:

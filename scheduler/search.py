@@ -256,14 +256,17 @@ class _Search:
         caps = self._capacities(None)
         top = c.n_levels - 1
         stop = c.level_index(self.gang.required_level) if self.gang.required_level else top
-        first = next((lv for lv in range(stop + 1) if self._fitting(lv, caps).size), None)
-        if first is None:
+        first, candidates = 0, self._fitting(0, caps)
+        while candidates.size == 0 and first < stop:
+            first += 1
+            candidates = self._fitting(first, caps)
+        if candidates.size == 0:
             return self._explain(caps, stop)
         preferred = self.gang.preferred_level
         ceiling = max(first, c.level_index(preferred)) if preferred else stop
         best = None
         if first == 0:
-            best = self._best_of(0, self._rank(0, self._fitting(0, caps), caps), caps, None)
+            best = self._best_of(0, self._rank(0, candidates, caps), caps, None)
         if len(self.members) > 1:
             for tier in self._tiers(caps):
                 best = self._climb(tier, max(first, 1), ceiling, stop, best)
