@@ -48,6 +48,8 @@ from topology.model import MILLI_PER_GPU
 MIN_SOLVE_S = 0.01
 """Solver time left even when building the model used up the limit."""
 SOLVER = "exact"
+HINT_COST_TOLERANCE = 1e-9
+"""Costs closer than this are equal: both sides are summed from the same cost terms."""
 
 
 @dataclass(frozen=True)
@@ -142,11 +144,8 @@ def solve_detailed(
     solution = model.solve(max(time_limit_s - build_s, MIN_SOLVE_S), num_workers, incumbent)
     result = _result(problem, solution, time_limit_s)
     status = solution.status
-    if (
-        solution.domain < 0
-        and hint is not None
-        and valid_hint_cost(problem, state, hint) is not None
-    ):
+    hint_cost = valid_hint_cost(problem, state, hint) if hint is not None else None
+    if hint_cost is not None and _hint_is_better(result, hint_cost):
         result = _as_exact(problem, hint)
         status = HINT_STATUS
     cost = result.cost.total if isinstance(result, Placement) else None
@@ -165,6 +164,14 @@ def solve_detailed(
         model_nodes=len(problem.nodes),
         gpu_sets=len(problem.patterns),
     )
+
+
+def _hint_is_better(result: PlacementResult, hint_cost: float) -> bool:
+    """A valid hint beats no answer and beats a dearer one (a time-limited search may stop on
+    a worse solution when the hint could not be loaded as its incumbent in time)."""
+    if not isinstance(result, Placement):
+        return True
+    return result.cost.total > hint_cost + HINT_COST_TOLERANCE
 
 
 def _infeasible_bound(solution: ModelSolution) -> float:

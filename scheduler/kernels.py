@@ -24,6 +24,18 @@ def floor_div(x: int, d: int) -> int:
     return np.int64(x / d)
 
 
+@njit(cache=True, inline="always")
+def cap_by_cpu_memory(
+    cap: int, cpu_free_milli: int, memory_free_mib: int, cpu_milli: int, memory_mib: int
+) -> int:
+    """``cap`` lowered to what the node's free cpu and memory hold (0 requests: no limit)."""
+    if cpu_milli > 0:
+        cap = min(cap, floor_div(cpu_free_milli, cpu_milli))
+    if memory_mib > 0:
+        cap = min(cap, floor_div(memory_free_mib, memory_mib))
+    return cap
+
+
 @njit(cache=True)
 def popcount(mask: np.uint64) -> int:
     """Number of set bits of a free-GPU mask."""
@@ -55,11 +67,9 @@ def whole_member_capacity(
         cap = unbounded
         if gpus > 0:
             cap = min(cap, floor_div(free_gpu_count[i], gpus))
-        if cpu_milli > 0:
-            cap = min(cap, floor_div(cpu_free_milli[i], cpu_milli))
-        if memory_mib > 0:
-            cap = min(cap, floor_div(memory_free_mib[i], memory_mib))
-        out[i] = cap
+        out[i] = cap_by_cpu_memory(
+            cap, cpu_free_milli[i], memory_free_mib[i], cpu_milli, memory_mib
+        )
     return out
 
 
@@ -88,11 +98,9 @@ def fractional_member_capacity(
             if not gpu_usable[i, g] or used == MILLI_PER_GPU:
                 continue
             cap += per_free_gpu if used == 0 else floor_div(MILLI_PER_GPU - used, gpu_milli)
-        if cpu_milli > 0:
-            cap = min(cap, floor_div(cpu_free_milli[i], cpu_milli))
-        if memory_mib > 0:
-            cap = min(cap, floor_div(memory_free_mib[i], memory_mib))
-        out[i] = cap
+        out[i] = cap_by_cpu_memory(
+            cap, cpu_free_milli[i], memory_free_mib[i], cpu_milli, memory_mib
+        )
     return out
 
 

@@ -41,59 +41,77 @@ def _uuid(node: str, g: int) -> str:
     return f"GPU-{node}-{g}"
 
 
-def dgx_h100(name: str) -> Node:
+DGX_GPUS = 8
+DGX_GPUS_PER_SOCKET = 4
+
+
+def _dgx(
+    name: str,
+    product: str,
+    *,
+    gpus_per_pcie_switch: int,
+    nic_gbit_s: float,
+    cpu_milli: int,
+    memory_gib: int,
+    nvlink_generation: int,
+    pcie_generation: int,
+) -> Node:
+    """An 8-GPU NVSwitch DGX: two sockets of four GPUs, one compute NIC (rail) per GPU."""
     gpus = tuple(
         Gpu(
             g,
             _uuid(name, g),
-            "NVIDIA-H100-80GB-HBM3",
+            product,
             80 * GIB_IN_MIB,
-            numa_node=g // 4,
-            pcie_switch=g,
+            numa_node=g // DGX_GPUS_PER_SOCKET,
+            pcie_switch=g // gpus_per_pcie_switch,
             nvlink_group=0,
             rail=g,
         )
-        for g in range(8)
+        for g in range(DGX_GPUS)
     )
-    nics = tuple(Nic(f"mlx5_{g}", NDR_GBIT_S, numa_node=g // 4, rail=g) for g in range(8))
+    nics = tuple(
+        Nic(f"mlx5_{g}", nic_gbit_s, numa_node=g // DGX_GPUS_PER_SOCKET, rail=g)
+        for g in range(DGX_GPUS)
+    )
     return Node(
         name,
         gpus,
-        cpu_milli=224_000,
-        memory_mib=2048 * GIB_IN_MIB,
+        cpu_milli=cpu_milli,
+        memory_mib=memory_gib * GIB_IN_MIB,
         nvlink=NvlinkKind.NVSWITCH,
+        nvlink_generation=nvlink_generation,
+        pcie_generation=pcie_generation,
+        nics=nics,
+        network_gbps_per_gpu=nic_gbit_s / DGX_GPUS,
+    )
+
+
+def dgx_h100(name: str) -> Node:
+    """DGX H100: each GPU behind its own PCIe Gen5 switch with a 400G NDR NIC."""
+    return _dgx(
+        name,
+        "NVIDIA-H100-80GB-HBM3",
+        gpus_per_pcie_switch=1,
+        nic_gbit_s=NDR_GBIT_S,
+        cpu_milli=224_000,
+        memory_gib=2048,
         nvlink_generation=4,
         pcie_generation=5,
-        nics=nics,
-        network_gbps_per_gpu=NDR_GBIT_S / 8,
     )
 
 
 def dgx_a100(name: str) -> Node:
-    gpus = tuple(
-        Gpu(
-            g,
-            _uuid(name, g),
-            "NVIDIA-A100-SXM4-80GB",
-            80 * GIB_IN_MIB,
-            numa_node=g // 4,
-            pcie_switch=g // 2,
-            nvlink_group=0,
-            rail=g,
-        )
-        for g in range(8)
-    )
-    nics = tuple(Nic(f"mlx5_{g}", HDR_GBIT_S, numa_node=g // 4, rail=g) for g in range(8))
-    return Node(
+    """DGX A100: GPU pairs behind PCIe Gen4 switches, a 200G HDR NIC per GPU."""
+    return _dgx(
         name,
-        gpus,
+        "NVIDIA-A100-SXM4-80GB",
+        gpus_per_pcie_switch=2,
+        nic_gbit_s=HDR_GBIT_S,
         cpu_milli=256_000,
-        memory_mib=1024 * GIB_IN_MIB,
-        nvlink=NvlinkKind.NVSWITCH,
+        memory_gib=1024,
         nvlink_generation=3,
         pcie_generation=4,
-        nics=nics,
-        network_gbps_per_gpu=HDR_GBIT_S / 8,
     )
 
 
