@@ -8,7 +8,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from extender.gangs.ref import GangRef, GroupKind, GroupLookup, LevelRef, LevelRefKind, positive_int
+from extender.gangs.ref import (
+    GangRef,
+    GroupKind,
+    GroupLookup,
+    LevelRef,
+    LevelRefKind,
+    group_spec,
+    positive_int,
+    waiting_gang,
+)
 
 KIND = GroupKind("native", "scheduling.k8s.io", "v1alpha2")
 
@@ -18,26 +27,18 @@ def match(pod: Mapping[str, Any], lookup: GroupLookup) -> GangRef | None:
     if not group_name:
         return None
     namespace = pod["metadata"].get("namespace") or "default"
-    group = lookup(KIND, namespace, group_name)
-    if group is None:
-        return GangRef(
-            KIND.source,
-            namespace,
-            group_name,
-            None,
-            problem=f"PodGroup {namespace}/{group_name} ({KIND.group}) not found",
-        )
-    spec = group.get("spec") or {}
+    spec = group_spec(KIND, namespace, group_name, lookup)
+    if isinstance(spec, GangRef):
+        return spec
     policy = spec.get("schedulingPolicy") or {}
     gang = policy.get("gang")
     min_count = positive_int(gang.get("minCount")) if isinstance(gang, dict) else 1
     if min_count is None:
-        return GangRef(
-            KIND.source,
+        return waiting_gang(
+            KIND,
             namespace,
             group_name,
-            None,
-            problem=f"PodGroup {namespace}/{group_name}: spec.schedulingPolicy.gang.minCount "
+            f"PodGroup {namespace}/{group_name}: spec.schedulingPolicy.gang.minCount "
             f"{gang.get('minCount')!r} is not a positive integer",
         )
     topology = (spec.get("schedulingConstraints") or {}).get("topology") or []

@@ -67,6 +67,43 @@ GroupLookup = Callable[[GroupKind, str, str], Mapping[str, Any] | None]
 """(kind, namespace, name) -> the group object, or None when it is not (yet) in the cache."""
 
 
+def waiting_gang(kind: GroupKind, namespace: str, name: str, problem: str) -> GangRef:
+    """The gang of a pod that must wait, with the reason its group cannot be used yet."""
+    return GangRef(kind.source, namespace, name, None, problem=problem)
+
+
+def group_spec(
+    kind: GroupKind, namespace: str, name: str, lookup: GroupLookup
+) -> Mapping[str, Any] | GangRef:
+    """The group object's ``spec``, or a waiting gang when the object is not in the cache."""
+    group = lookup(kind, namespace, name)
+    if group is None:
+        return waiting_gang(
+            kind, namespace, name, f"PodGroup {namespace}/{name} ({kind.group}) not found"
+        )
+    return group.get("spec") or {}
+
+
+def min_member_group(
+    kind: GroupKind, namespace: str, name: str, lookup: GroupLookup
+) -> tuple[Mapping[str, Any], int] | GangRef:
+    """``spec`` and ``spec.minMember`` (default 1) of a PodGroup that carries its quorum
+    there (scheduler-plugins, Volcano), or a waiting gang saying what is wrong."""
+    spec = group_spec(kind, namespace, name, lookup)
+    if isinstance(spec, GangRef):
+        return spec
+    min_member = positive_int(spec.get("minMember", 1))
+    if min_member is None:
+        return waiting_gang(
+            kind,
+            namespace,
+            name,
+            f"PodGroup {namespace}/{name}: spec.minMember {spec.get('minMember')!r} "
+            "is not a positive integer",
+        )
+    return spec, min_member
+
+
 def positive_int(value: Any) -> int | None:
     """An int >= 1 from an int or a decimal string, else None."""
     if isinstance(value, bool):

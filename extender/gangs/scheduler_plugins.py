@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from extender.gangs.ref import GangRef, GroupKind, GroupLookup, positive_int, seconds
+from extender.gangs.ref import GangRef, GroupKind, GroupLookup, min_member_group, seconds
 
 KIND = GroupKind("scheduler-plugins", "scheduling.x-k8s.io", "v1alpha1")
 LABELS = ("scheduling.x-k8s.io/pod-group", "pod-group.scheduling.sigs.k8s.io")
@@ -20,26 +20,10 @@ def match(pod: Mapping[str, Any], lookup: GroupLookup) -> GangRef | None:
     if name is None:
         return None
     namespace = meta.get("namespace") or "default"
-    group = lookup(KIND, namespace, name)
-    if group is None:
-        return GangRef(
-            KIND.source,
-            namespace,
-            name,
-            None,
-            problem=f"PodGroup {namespace}/{name} ({KIND.group}) not found",
-        )
-    spec = group.get("spec") or {}
-    min_member = positive_int(spec.get("minMember", 1))
-    if min_member is None:
-        return GangRef(
-            KIND.source,
-            namespace,
-            name,
-            None,
-            problem=f"PodGroup {namespace}/{name}: spec.minMember {spec.get('minMember')!r} "
-            "is not a positive integer",
-        )
+    found = min_member_group(KIND, namespace, name, lookup)
+    if isinstance(found, GangRef):
+        return found
+    spec, min_member = found
     return GangRef(
         KIND.source,
         namespace,

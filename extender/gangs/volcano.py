@@ -7,7 +7,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from extender.gangs.ref import GangRef, GroupKind, GroupLookup, LevelRef, LevelRefKind, positive_int
+from extender.gangs.ref import (
+    GangRef,
+    GroupKind,
+    GroupLookup,
+    LevelRef,
+    LevelRefKind,
+    min_member_group,
+    positive_int,
+)
 
 KIND = GroupKind("volcano", "scheduling.volcano.sh", "v1beta1")
 ANNOTATIONS = ("scheduling.k8s.io/group-name", "scheduling.volcano.sh/group-name")
@@ -21,26 +29,10 @@ def match(pod: Mapping[str, Any], lookup: GroupLookup) -> GangRef | None:
     if name is None:
         return None
     namespace = meta.get("namespace") or "default"
-    group = lookup(KIND, namespace, name)
-    if group is None:
-        return GangRef(
-            KIND.source,
-            namespace,
-            name,
-            None,
-            problem=f"PodGroup {namespace}/{name} ({KIND.group}) not found",
-        )
-    spec = group.get("spec") or {}
-    min_member = positive_int(spec.get("minMember", 1))
-    if min_member is None:
-        return GangRef(
-            KIND.source,
-            namespace,
-            name,
-            None,
-            problem=f"PodGroup {namespace}/{name}: spec.minMember {spec.get('minMember')!r} "
-            "is not a positive integer",
-        )
+    found = min_member_group(KIND, namespace, name, lookup)
+    if isinstance(found, GangRef):
+        return found
+    spec, min_member = found
     required = preferred = None
     topo = spec.get("networkTopology") or {}
     tier = positive_int(topo.get("highestTierAllowed"))
