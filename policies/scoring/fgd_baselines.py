@@ -15,14 +15,12 @@ best fit (the tightest GPU that fits, lowest index on ties) for the others.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 
 from policies.scoring.common import BestFitGpuPick, fitting_gpus, free_milli
 from policies.scoring.tie_break import TieBreaker
 from scheduler.gang import MemberRequest
-from scheduler.state import ClusterState
+from scheduler.state import ClusterState, Holding
 from topology.compiled import CompiledCluster
 from topology.model import MILLI_PER_GPU
 
@@ -31,6 +29,14 @@ HALF_WEIGHT = 0.5
 """BestFit and DotProd weigh cpu and GPU equally."""
 CLUSTERING_BAND = MAX_SCORE // 4
 """GpuClustering's four score bands of 25 points."""
+BAND_ONLY_SAME_SHAPE = 3
+BAND_SAME_SHAPE_MIXED = 2
+BAND_IDLE = 1
+BAND_OTHER_SHAPES = 0
+"""GpuClustering's bands, best first: the node runs only pods of the pod's shape; that shape
+among others; nothing; only other shapes."""
+SHARE_SHAPE = 0
+"""GpuClustering's shape column for shares (column n counts pods of n whole GPUs)."""
 PACKING_WHOLE_NODE = MAX_SCORE // 3
 PACKING_USED_NODE = MAX_SCORE // 2
 PACKING_SHARE_DIVISOR = 10
@@ -165,65 +171,97 @@ class GpuClusteringScorer(BestFitGpuPick):
     def __init__(self, seed: int = 0) -> None:
         self.tie_breaker = TieBreaker(seed)
         self.state: ClusterState | None = None
-        self._seen: dict[str, list[tuple[int, str]]] = {}
-        self._shapes: dict[int, Counter[str]] = {}
+        self._census: NodeShapeCensus | None = None
 
     def bind_state(self, state: ClusterState) -> None:
         if state is not self.state:
             self.state = state
-            self._seen, self._shapes = {}, {}
+            self._census = NodeShapeCensus(state.compiled)
 
     def score(
         self, compiled: CompiledCluster, request: MemberRequest, nodes: np.ndarray
     ) -> np.ndarray:
         shape = (
-            shape_of(1, request.gpu_milli)
+            shape_index(1, request.gpu_milli)
             if request.is_fractional
-            else shape_of(request.gpus, MILLI_PER_GPU)
+            else shape_index(request.gpus, MILLI_PER_GPU)
         )
         if shape is None:
             return self.tie_breaker.integer_scores(compiled, nodes, np.zeros(len(nodes)))
-        self._refresh()
-        _, gpu_max = max_spec(compiled)
-        gpu_free = free_milli(compiled, nodes).sum(axis=1)
-        fullness = (CLUSTERING_BAND * (gpu_max - gpu_free)) // gpu_max
-        band = np.empty(len(nodes), dtype=np.int64)
-        for i, node in enumerate(np.asarray(nodes).tolist()):
-            shapes = self._shapes.get(node, Counter())
-            if shapes[shape] > 0:
-                band[i] = 3 if len(shapes) == 1 else 2
-            else:
-                band[i] = 1 if not shapes else 0
-        return self.tie_breaker.integer_scores(compiled, nodes, fullness + CLUSTERING_BAND * band)
-
-    def _refresh(self) -> None:
-        if self.state is None:
+        if self.state is None or self._census is None:
             raise ValueError(
                 "the gpu-clustering scorer ranks nodes by the pods already on them: bind it to "
                 "the cluster state first (SchedulingCycle does; or call bind_state(state))"
             )
-        holdings = self.state.holdings
-        for gang in self._seen.keys() - holdings.keys():
-            for node, shape in self._seen.pop(gang):
-                counter = self._shapes[node]
-                counter[shape] -= 1
-                if counter[shape] == 0:
-                    del counter[shape]
-        for gang in holdings.keys() - self._seen.keys():
+        census = self._census
+        census.sync(self.state.holdings)
+        _, gpu_max = max_spec(compiled)
+        gpu_free = free_milli(compiled, nodes).sum(axis=1)
+        fullness = (CLUSTERING_BAND * (gpu_max - gpu_free)) // gpu_max
+        kinds = census.distinct[nodes]
+        if shape < census.counts.shape[1]:
+            hosts_shape = census.counts[nodes, shape] > 0
+        else:
+            hosts_shape = np.zeros(len(nodes), dtype=bool)
+        band = np.where(
+            hosts_shape,
+            np.where(kinds == 1, BAND_ONLY_SAME_SHAPE, BAND_SAME_SHAPE_MIXED),
+            np.where(kinds == 0, BAND_IDLE, BAND_OTHER_SHAPES),
+        )
+        return self.tie_breaker.integer_scores(compiled, nodes, fullness + CLUSTERING_BAND * band)
+
+
+class NodeShapeCensus:
+    """How many pods of each GPU shape every node runs, kept in step with a ledger's holdings.
+
+    The ledger has no change feed, and comparing every holding on every call made the scorer
+    quadratic in the number of running pods. :meth:`sync` instead relies on two facts of
+    ``ClusterState.holdings``: it is a dict, so a gang reserved since the last sync sits after
+    every older one, and each reservation is a new ``Holding`` object. Walking back from the
+    newest holding to the first one already counted finds every new gang; a full scan runs only
+    when some counted gang is gone.
+    """
+
+    def __init__(self, compiled: CompiledCluster) -> None:
+        self.counts = np.zeros((compiled.n_nodes, compiled.max_gpus + 1), dtype=np.int64)
+        """[node, shape]: pods of each shape (:func:`shape_index`) on each node."""
+        self.distinct = np.zeros(compiled.n_nodes, dtype=np.int64)
+        """Per node: how many different shapes it runs."""
+        self._counted: dict[str, tuple[Holding, list[tuple[int, int]]]] = {}
+
+    def sync(self, holdings: dict[str, Holding]) -> None:
+        """Count the gangs reserved since the last call and discount the ones released."""
+        new: list[tuple[str, Holding]] = []
+        for gang in reversed(holdings):
+            holding = holdings[gang]
+            counted = self._counted.get(gang)
+            if counted is not None and counted[0] is holding:
+                break
+            new.append((gang, holding))
+        if len(self._counted) > len(holdings) - len(new):
+            for gang in [g for g, (h, _) in self._counted.items() if holdings.get(g) is not h]:
+                self._update(self._counted.pop(gang)[1], -1)
+        for gang, holding in reversed(new):
             entries = [
                 (m.node_index, s)
-                for m in holdings[gang].placement.members
-                if (s := shape_of(len(m.gpus), m.gpu_milli)) is not None
+                for m in holding.placement.members
+                if (s := shape_index(len(m.gpus), m.gpu_milli)) is not None
             ]
-            for node, shape in entries:
-                self._shapes.setdefault(node, Counter())[shape] += 1
-            self._seen[gang] = entries
+            self._update(entries, 1)
+            self._counted[gang] = (holding, entries)
+
+    def _update(self, entries: list[tuple[int, int]], step: int) -> None:
+        for node, shape in entries:
+            self.counts[node, shape] += step
+        touched = [node for node, _ in entries]
+        self.distinct[touched] = np.count_nonzero(self.counts[touched], axis=1)
 
 
-def shape_of(gpus: int, gpu_milli: int) -> str | None:
-    """The artifact's GPU affinity tag: "share", "<n>-gpu", or None for no GPU."""
+def shape_index(gpus: int, gpu_milli: int) -> int | None:
+    """The artifact's GPU affinity tag as a column of :attr:`NodeShapeCensus.counts`:
+    ``SHARE_SHAPE`` for "share", n for "<n>-gpu", or None for no GPU."""
     if gpus == 0:
         return None
     if gpu_milli < MILLI_PER_GPU:
-        return "share"
-    return f"{gpus}-gpu"
+        return SHARE_SHAPE
+    return gpus
