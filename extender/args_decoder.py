@@ -24,6 +24,9 @@ from extender.node_list import NodeNameList
 
 NODE_NAMES_KEY = b'"NodeNames":'
 """The key as Go's encoder writes it (struct field name, no JSON tag)."""
+NODE_NAMES_START = NODE_NAMES_KEY + b"["
+"""The key and the list's first byte: searched from the front, it is found right after the
+pod (a few hundred bytes in) instead of after a scan back over the whole list."""
 STAND_IN = NODE_NAMES_KEY + b"null}"
 NODE_NAMES_FIELD = "nodenames"
 CLOSING_BRACE = b"}"
@@ -54,7 +57,7 @@ class ExtenderArgsDecoder:
         and make it part of an earlier key). The list is then the value of ``NodeNames``
         unless another spelling of the key (``nodeNames``...) is folded onto it.
         """
-        at = body.rfind(NODE_NAMES_KEY)
+        at = body.find(NODE_NAMES_START)
         if at < 0 or not body.endswith(CLOSING_BRACE):
             return None
         head = body[:at]

@@ -66,37 +66,56 @@ remembering them would push the long lists out."""
 @dataclass(frozen=True, eq=False)
 class Offer:
     """An offered node list resolved against the cluster, so that the planner's questions
-    (is this node offered, which nodes to withhold) cost no pass over the names."""
+    (is this node offered, which nodes to withhold) cost no pass over the names. Positions of
+    the known names and the unknown names themselves are worked out only when asked for (a
+    list that offers every node once, the common case, needs neither)."""
 
     compiled: CompiledCluster
     names: Sequence[str]
-    known: np.ndarray
-    """Indices of the offered nodes Phalanx knows, in offer order."""
-    known_at: np.ndarray
-    """Position in ``names`` of each entry of ``known``."""
-    unknown: list[str]
-    """Offered names Phalanx does not know."""
+    found: np.ndarray
+    """Node index of each listed name, ``UNKNOWN`` for names Phalanx does not know."""
     offered: np.ndarray
     """Per cluster node: is it offered."""
+    unknown_count: int
+    offered_count: int
+    """How many cluster nodes are offered (each counted once)."""
 
     @classmethod
     def resolve(
         cls, compiled: CompiledCluster, names: Sequence[str], table: NodeNameTable | None = None
     ) -> Offer:
-        """``table`` maps a :class:`NodeNameList` in one compiled pass; other lists (and lists
-        without a table) are looked up name by name."""
+        """``table`` resolves a :class:`NodeNameList` in one compiled pass; other lists (and
+        lists without a table) are looked up name by name."""
         if isinstance(names, NodeNameList) and table is not None:
-            found = table.lookup(names)
-        else:
-            names = list(names)
-            index = compiled.node_index
-            found = np.fromiter((index.get(n, UNKNOWN) for n in names), np.int64, len(names))
-        known_at = np.flatnonzero(found != UNKNOWN)
-        known = found[known_at]
-        unknown = [names[i] for i in np.flatnonzero(found == UNKNOWN).tolist()]
+            r = table.resolve(names)
+            return cls(compiled, names, r.found, r.offered, r.unknown, r.distinct)
+        names = list(names)
+        index = compiled.node_index
+        found = np.fromiter((index.get(n, UNKNOWN) for n in names), np.int64, len(names))
+        known = found[found != UNKNOWN]
         offered = np.zeros(compiled.n_nodes, dtype=bool)
         offered[known] = True
-        return cls(compiled, names, known, known_at, unknown, offered)
+        distinct = int(np.count_nonzero(offered))
+        return cls(compiled, names, found, offered, len(names) - known.size, distinct)
+
+    @cached_property
+    def known_at(self) -> np.ndarray:
+        """Position in ``names`` of each name Phalanx knows."""
+        if not self.unknown_count:
+            return np.arange(self.found.size)
+        return np.flatnonzero(self.found != UNKNOWN)
+
+    @cached_property
+    def known(self) -> np.ndarray:
+        """Indices of the offered nodes Phalanx knows, in offer order."""
+        return self.found[self.known_at] if self.unknown_count else self.found
+
+    @cached_property
+    def unknown(self) -> list[str]:
+        """Offered names Phalanx does not know."""
+        if not self.unknown_count:
+            return []
+        return [self.names[i] for i in np.flatnonzero(self.found == UNKNOWN).tolist()]
 
     def includes(self, node: str) -> bool:
         """Is ``node`` in the list (without a pass over it)."""
@@ -111,7 +130,10 @@ class Offer:
 
     @cached_property
     def outside(self) -> np.ndarray:
-        """Indices of the cluster nodes not offered; computed once per offer (usually empty)."""
+        """Indices of the cluster nodes not offered; computed once per offer (usually empty,
+        known to be without a pass when every node is offered)."""
+        if self.offered_count == self.compiled.n_nodes:
+            return np.empty(0, dtype=np.int64)
         return np.flatnonzero(~self.offered)
 
     def withheld_nodes(self) -> np.ndarray:

@@ -18,6 +18,21 @@ import numpy as np
 import orjson
 from numba import njit
 
+from extender.name_bytes import (
+    HASH_SEED,
+    HIGH_BITS,
+    ONES,
+    WORD_BYTES,
+    byte_count,
+    bytes_before,
+    bytes_below,
+    hash_finish,
+    hash_step,
+    load_tail,
+    load_word,
+    zero_bytes,
+)
+
 OPEN_BRACKET = ord("[")
 CLOSE_BRACKET = ord("]")
 QUOTE = ord('"')
@@ -27,60 +42,86 @@ FIRST_PLAIN_BYTE = 0x20
 LAST_PLAIN_BYTE = 0x7E
 """Printable ASCII: what JSON lets a string hold unescaped and one byte decodes to one
 character, so the bytes between two quotes are the name."""
+DELETE_BYTE = LAST_PLAIN_BYTE + 1
 NOT_PLAIN = -1
+QUOTES = ONES * np.uint64(QUOTE)
+BACKSLASHES = ONES * np.uint64(BACKSLASH)
+DELETES = ONES * np.uint64(DELETE_BYTE)
 
 
 @njit(cache=True)
-def plain_string_spans(buf: np.ndarray) -> tuple[int, np.ndarray]:
-    """``(count, spans)`` where ``spans[k] = (start, end)`` of the k-th string's bytes, when
-    ``buf`` is exactly ``[]`` or ``["...","..."]`` with plain characters; else count -1."""
+def scan_names(buf: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """``(count, spans, hashes)`` where ``spans[k] = (start, end)`` of the k-th string's bytes
+    and ``hashes[k]`` its name hash, when ``buf`` is exactly ``[]`` or ``["...","..."]`` with
+    plain characters; else count -1. One pass, a word at a time: each word's first quote ends
+    the name, and a byte that is not plain before it rejects the list."""
     n = buf.shape[0]
-    spans = np.empty((n // 3 + 1, 2), dtype=np.int64)
+    capacity = n // 3 + 1
+    spans = np.empty((capacity, 2), dtype=np.int64)
+    hashes = np.empty(capacity, dtype=np.uint64)
     if n < 2 or buf[0] != OPEN_BRACKET or buf[n - 1] != CLOSE_BRACKET:
-        return NOT_PLAIN, spans
+        return NOT_PLAIN, spans, hashes
     if n == 2:
-        return 0, spans
+        return 0, spans, hashes
     count = 0
     i = 1
     while True:
         if buf[i] != QUOTE:
-            return NOT_PLAIN, spans
+            return NOT_PLAIN, spans, hashes
         start = i + 1
         i = start
-        while i < n - 1 and buf[i] != QUOTE:
-            c = buf[i]
-            if c < FIRST_PLAIN_BYTE or c > LAST_PLAIN_BYTE or c == BACKSLASH:
-                return NOT_PLAIN, spans
-            i += 1
-        if i >= n - 1:
-            return NOT_PLAIN, spans
+        h = HASH_SEED
+        while True:
+            word = load_word(buf, i) if i + WORD_BYTES <= n else load_tail(buf, i)
+            quotes = zero_bytes(word ^ QUOTES)
+            bad = (
+                (word & HIGH_BITS)
+                | bytes_below(word, FIRST_PLAIN_BYTE)
+                | zero_bytes(word ^ BACKSLASHES)
+                | zero_bytes(word ^ DELETES)
+            )
+            before = bytes_before(quotes)
+            if bad & before:
+                return NOT_PLAIN, spans, hashes
+            if quotes == 0:
+                h = hash_step(h, word)
+                i += WORD_BYTES
+                continue
+            if before:
+                h = hash_step(h, word & before)
+            i += byte_count(before)
+            break
+        # the last byte is the closing bracket, so a quote found is never past it
         spans[count, 0] = start
         spans[count, 1] = i
+        hashes[count] = hash_finish(h, i - start)
         count += 1
         i += 1
         if i == n - 1:
-            return count, spans
+            return count, spans, hashes
         if buf[i] != COMMA:
-            return NOT_PLAIN, spans
+            return NOT_PLAIN, spans, hashes
         i += 1
 
 
 class NodeNameList(Sequence[str]):
     """The names of a compact JSON array of plain strings, decoded on first use; read-only."""
 
-    def __init__(self, raw: bytes, spans: np.ndarray) -> None:
+    def __init__(self, raw: bytes, spans: np.ndarray, hashes: np.ndarray) -> None:
         self.raw = raw
         self.spans = spans
         """``(start, end)`` of each name's bytes in ``raw``."""
+        self.hashes = hashes
+        """Each name's hash (:mod:`extender.name_bytes`), for the cluster's name table."""
 
     @classmethod
     def parse(cls, raw: bytes) -> NodeNameList | None:
         """The list, or None when ``raw`` is not a compact array of plain strings (the caller
         then decodes it as any JSON)."""
-        count, spans = plain_string_spans(np.frombuffer(raw, dtype=np.uint8))
+        count, spans, hashes = scan_names(np.frombuffer(raw, dtype=np.uint8))
         if count == NOT_PLAIN:
             return None
-        return cls(raw, spans[:count])
+        return cls(raw, spans[:count], hashes[:count])
 
     @cached_property
     def names(self) -> list[str]:

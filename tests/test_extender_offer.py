@@ -4,10 +4,13 @@ over the list would."""
 from __future__ import annotations
 
 import numpy as np
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extender.masking import MIN_REMEMBERED_OFFER, Offer, OfferedIndex
+from extender.node_list import NodeNameList
+from extender.node_table import NodeNameTable
 from topology.model import MILLI_PER_GPU
 from topology.presets import cluster_preset
 
@@ -37,6 +40,32 @@ def test_offer_matches_a_pass_over_the_list(names: list[str], busy: list[int]):
     has_free = (c.free_gpu_count > 0) | (c.cpu_free_milli > 0)
     expected = [i for i, node in enumerate(NAMES) if node not in names and has_free[i]]
     assert offer.withheld_nodes().tolist() == expected
+
+
+TABLE = NodeNameTable(NAMES)
+
+
+@settings(max_examples=200, deadline=None)
+@given(offers)
+def test_a_list_kept_as_bytes_resolves_as_the_names_do(names: list[str]):
+    by_name = Offer.resolve(COMPILED, names)
+    by_bytes = Offer.resolve(COMPILED, NodeNameList.parse(orjson.dumps(names)), TABLE)
+    assert by_bytes.found.tolist() == by_name.found.tolist()
+    assert by_bytes.offered.tolist() == by_name.offered.tolist()
+    assert (by_bytes.unknown_count, by_bytes.offered_count) == (
+        by_name.unknown_count,
+        by_name.offered_count,
+    )
+    assert by_bytes.unknown == by_name.unknown
+    assert by_bytes.known_at.tolist() == by_name.known_at.tolist()
+    assert by_bytes.withheld_nodes().tolist() == by_name.withheld_nodes().tolist()
+
+
+def test_an_offer_of_every_node_withholds_none_without_a_pass():
+    offer = Offer.resolve(COMPILED, NodeNameList.parse(orjson.dumps(NAMES[::-1])), TABLE)
+    assert offer.offered_count == COMPILED.n_nodes and offer.unknown == []
+    assert offer.withheld_nodes().size == 0
+    assert offer.known.tolist() == list(range(len(NAMES)))[::-1]
 
 
 def test_index_remembers_long_lists_by_value_not_by_object():
