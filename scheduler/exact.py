@@ -132,7 +132,7 @@ def solve_detailed(
         add_gpu_sets(problem)
     except NoCandidate as why:
         wall = time.perf_counter() - start
-        result = Unplaceable(gang.name, why.reason, why.constraint, None, proven=True)
+        result = Unplaceable(gang.name, why.reason, why.constraint, why.level, proven=True)
         return ExactResult(result, "PRUNED", None, float("inf"), False, wall_s=wall, build_s=wall)
     model = PlacementModel(problem)
     incumbent = None
@@ -188,7 +188,7 @@ def _result(problem: ExactProblem, solution: ModelSolution, time_limit_s: float)
             gang.name,
             f"CP-SAT proved that no placement of the gang exists{scope}",
             _infeasible_constraint(gang),
-            gang.required_level,
+            gang.required_level or problem.compiled.level_names[-1],
             proven=proven,
         )
     if solution.domain < 0:

@@ -150,12 +150,14 @@ class ExactProblem:
 
 
 class NoCandidate(Exception):
-    """No node or domain can hold the gang; ``constraint`` names the failing condition."""
+    """No node or domain can hold the gang; ``constraint`` names the failing condition and
+    ``level`` where it failed (None when no node passes the gang's filters)."""
 
-    def __init__(self, constraint: str, reason: str) -> None:
+    def __init__(self, constraint: str, reason: str, level: str | None = None) -> None:
         super().__init__(reason)
         self.constraint = constraint
         self.reason = reason
+        self.level = level
 
 
 def build_problem(
@@ -177,7 +179,9 @@ def build_problem(
             if not static_mask(compiled, index, cls.request).any():
                 constraint, why = explain_no_node(compiled, index, cls.request)
                 raise NoCandidate(constraint, f"member {who!r}: {why}")
-            raise NoCandidate("capacity", f"no node has room for member {who!r} now")
+            raise NoCandidate(
+                "capacity", f"no node has room for member {who!r} now", compiled.level_names[-1]
+            )
     any_room = np.zeros(compiled.n_nodes, dtype=bool)
     for cls in classes:
         any_room |= cls.eligible
@@ -193,6 +197,7 @@ def build_problem(
         raise NoCandidate(
             "required_level" if gang.required_level else "capacity",
             _no_domain_reason(compiled, gang, max_level),
+            compiled.level_names[max_level],
         )
     return ExactProblem(
         compiled=compiled,

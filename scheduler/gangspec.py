@@ -6,7 +6,7 @@ once with its field path (and its line, for files), as one :class:`GangSpecError
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,9 @@ def gang_from_dict(
         for p in problems.items:
             line = _line_of(lines or {}, p.path)
             located.append(f"{source}:{line}: {p}" if line else f"{source}: {p}")
-        noun = "problem" if len(located) == 1 else "problems"
-        raise GangSpecError(f"{source}: {len(located)} {noun}:\n  " + "\n  ".join(located))
+        if len(located) == 1:
+            raise GangSpecError(located[0])
+        raise GangSpecError(f"{source}: {len(located)} problems:\n  " + "\n  ".join(located))
     try:
         gang.validate()
     except GangSpecError as exc:
@@ -66,8 +67,13 @@ def load_gang_file(path: str | Path) -> Gang:
     try:
         parsed = read_document_file(path)
     except ClusterFileError as exc:
-        raise GangSpecError("\n".join(exc.problems)) from None
+        raise GangSpecError(file_problems(exc.source, exc.problems)) from None
     return gang_from_dict(parsed.doc, parsed.source, parsed.lines)
+
+
+def file_problems(source: str, problems: Sequence[str]) -> str:
+    """A file's problems one a line, each naming the file (a read error does not by itself)."""
+    return "\n".join(p if p.startswith(source) else f"{source}: {p}" for p in problems)
 
 
 def gang_to_dict(gang: Gang) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from scheduler.cost import lowest_common_domain
+from scheduler.gangspec import file_problems
 from scheduler.placement import CostBreakdown, MemberPlacement, Placement
 from scheduler.state import ClusterState, LedgerError
 from topology.compiled import CapacityError
@@ -37,7 +38,7 @@ def load_state_file(path: str | Path, state: ClusterState, now_s: float = 0.0) -
     try:
         parsed = read_document_file(path)
     except ClusterFileError as exc:
-        raise StateFileError("\n".join(exc.problems)) from None
+        raise StateFileError(file_problems(exc.source, exc.problems)) from None
     return apply_state(parsed.doc, state, parsed.source, now_s)
 
 
@@ -76,7 +77,8 @@ def _parse(doc: object, state: ClusterState, problems: Problems) -> list[Placeme
         a.allow_only(ALLOCATION_FIELDS)
         gang = a.string("gang")
         members: list[MemberPlacement] = []
-        for j, raw in enumerate(a.items("members") or []):
+        entries = a.items("members")
+        for j, raw in enumerate(entries or []):
             m = Reader.of(raw, join(a.at("members"), j), problems)
             if m is None or gang is None:
                 continue
@@ -102,9 +104,9 @@ def _parse(doc: object, state: ClusterState, problems: Problems) -> list[Placeme
                     name, node, compiled.node_index[node], tuple(gpus), milli, cpu, memory, rank=j
                 )
             )
+        if gang is not None and entries == []:
+            problems.add(a.at("members"), "must list at least one member")
         if gang is None or not members:
-            if gang is not None:
-                problems.add(a.at("members"), "must list at least one member")
             continue
         level, domain = lowest_common_domain(compiled, [m.node_index for m in members])
         placements.append(

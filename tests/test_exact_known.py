@@ -62,6 +62,7 @@ def test_too_large_gang_is_proven_unplaceable_by_the_reductions():
     answer = solve_detailed(Gang.uniform("g", 5, MemberRequest(gpus=8)), state)
     assert isinstance(answer.result, Unplaceable) and answer.result.proven
     assert answer.status == "PRUNED"
+    assert answer.result.level == state.compiled.level_names[-1]  # the whole cluster is short
 
 
 def test_nvlink_groups_that_fit_no_node_are_proven_unplaceable_by_cp_sat():
@@ -73,6 +74,7 @@ def test_nvlink_groups_that_fit_no_node_are_proven_unplaceable_by_cp_sat():
     assert answer.status == "INFEASIBLE"
     assert isinstance(answer.result, Unplaceable) and answer.result.proven
     assert answer.result.constraint == "nvlink_group"
+    assert answer.result.level == state.compiled.level_names[-1]
 
 
 def test_required_level_that_no_domain_meets_is_proven_unplaceable():
@@ -82,4 +84,4 @@ def test_required_level_that_no_domain_meets_is_proven_unplaceable():
     gang = Gang.uniform("g", 2, MemberRequest(gpus=8), required_level="su")
     result = solve(gang, state)
     assert isinstance(result, Unplaceable) and result.proven
-    assert result.constraint == "required_level"
+    assert (result.constraint, result.level) == ("required_level", "su")

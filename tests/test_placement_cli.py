@@ -104,6 +104,52 @@ def test_spec_that_can_never_fit_is_an_error(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "zero.json",
+            '{"name": "z", "members": 0, "request": {"gpus": 8}}',
+            "zero.json:1: members: ",
+        ),
+        ("empty.json", '{"name": "z", "members": []}', "members: must not be empty"),
+        ("nine.json", '{"name": "n", "members": 2, "request": {"gpus": 9}}', "largest node"),
+        (
+            "level.json",
+            '{"name": "l", "members": 2, "request": {"gpus": 8}, "required_level": "rack"}',
+            "required_level 'rack' is not a level",
+        ),
+        (
+            "pref.json",
+            '{"name": "l", "members": 2, "request": {"gpus": 8}, "preferred_level": "zone"}',
+            "preferred_level 'zone' is not a level",
+        ),
+        (
+            "model.json",
+            '{"name": "m", "members": 1, "request": {"gpus": 1, "gpu_products": ["B300", "'
+            + "NVIDIA-H100-80GB-HBM3"
+            + '"]}}',
+            "unknown GPU product 'B300'",
+        ),
+        ("bad.json", '{"name": "x", "members": 2,', "bad.json:1: invalid JSON"),
+        ("bad.yaml", "name: x\nmembers: [a\n", "bad.yaml:3: invalid YAML"),
+        ("list.json", "[1, 2]", "must be a mapping, got a list"),
+        ("milli.json", '{"name": "f", "members": 1, "request": {"gpu_milli": 1000}}', "below"),
+        ("missing.json", None, "missing.json: cannot read file"),
+    ],
+)
+def test_bad_gang_spec_is_one_error_line(tmp_path, name, text, message):
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    result = run("--cluster", "superpod-h100:4", "--gang", str(path))
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
     ("state", "message"),
     [
         (
@@ -134,6 +180,7 @@ def test_bad_state_file_is_an_error(tmp_path, state, message):
     )
     assert result.exit_code == EXIT_BAD_INPUT
     assert message in result.stderr
+    assert result.stderr.count("\n") == 1, "one problem, one line"
 
 
 def test_a_bad_state_file_applies_nothing(tmp_path):
