@@ -159,8 +159,9 @@ def command(
             click.echo(json.dumps(summary, sort_keys=True))
         else:
             click.echo(metrics_table(summary))
-            for line in result.skipped.lines():
-                click.echo(f"note: {line}", err=True)
+        # On stderr, so that --json output stays one JSON object on stdout.
+        for line in result.skipped.lines():
+            click.echo(f"note: {line}", err=True)
         if out is not None:
             written = write_outputs(result, summary, out)
             if not as_json:

@@ -158,8 +158,18 @@ class Simulation:
             cycles=self._cycles,
             preemption_events=self._preemption_events,
             fill_demand=self.fill_demand,
-            notes=list(self.workload.notes),
+            notes=self._notes(),
         )
+
+    def _notes(self) -> list[str]:
+        """The loader's assumptions; those about the trace's own cluster only if it ran."""
+        own = self.workload.cluster
+        if own is None or self.cluster is own:
+            return [*self.workload.cluster_notes, *self.workload.notes]
+        return [
+            f"cluster {self.cluster.name} given instead of the trace's own ({own.name})",
+            *self.workload.notes,
+        ]
 
     def _drain(self, now: float, below: int) -> bool:
         """Handle queued events at ``now`` whose kind sorts below ``below``; True if a

@@ -70,6 +70,7 @@ def fill_workload(
         cluster=workload.cluster,
         skipped=workload.skipped,
         tenant_guarantees=dict(workload.tenant_guarantees),
+        cluster_notes=list(workload.cluster_notes),
         notes=[
             *workload.notes,
             f"fill protocol: {len(jobs)} pods (the list shuffled, topped up with replacement, "

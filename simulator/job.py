@@ -149,6 +149,9 @@ class TraceWorkload:
     tenant_guarantees: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     """What the loader assumed (duration model, unit conversions), for the report."""
+    cluster_notes: list[str] = field(default_factory=list)
+    """What the loader assumed about ``cluster``; reported only when a run uses that cluster
+    (not one given with ``--cluster``)."""
 
     def __post_init__(self) -> None:
         self.jobs.sort(key=lambda j: (j.submit_time_s, j.name))

@@ -85,12 +85,13 @@ def _label(cluster: str | None) -> tuple[str, str | None]:
 
 def run_summary(spec: RunSpec) -> dict[str, Any]:
     """Run one spec and return its summary row, labelled for grouping (a worker entry point)."""
-    _, summary = run_spec(spec)
+    result, summary = run_spec(spec)
     trace = spec.trace
     if spec.trace_options.pod_list:
         trace = f"{trace}#{spec.trace_options.pod_list}"
     return {
         **summary,
+        "rows_skipped_why": "; ".join(result.skipped.lines()),
         "trace": trace,
         "cluster": spec.label,
         "policy": spec.config.policy,
@@ -146,6 +147,20 @@ def run_ray(
     return rows
 
 
+def skipped_notes(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """One line per trace whose loader skipped rows: how many, and why (the same for every
+    run of that trace)."""
+    notes = {}
+    for row in rows:
+        if row.get("rows_skipped"):
+            notes.setdefault(
+                row["trace"],
+                f"{row['trace']}: {row['rows_skipped']} trace rows skipped: "
+                f"{row.get('rows_skipped_why', '')}",
+            )
+    return [notes[t] for t in sorted(notes)]
+
+
 def aggregate(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and standard deviation over seeds of each compared metric, per group."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
@@ -173,7 +188,10 @@ def write_sweep(rows: list[dict[str, Any]], table: list[dict[str, Any]], out: Pa
     table_path = out / "comparison.csv"
     _write(table_path, table)
     markdown = out / "comparison.md"
-    markdown.write_text(comparison_markdown(table) + "\n")
+    skipped = "".join(f"\n- {line}" for line in skipped_notes(rows))
+    if skipped:
+        skipped = "\n\nTrace rows skipped:\n" + skipped
+    markdown.write_text(comparison_markdown(table) + skipped + "\n")
     return [runs_path, table_path, markdown, *write_sweep_plots(table, out)]
 
 
@@ -244,6 +262,9 @@ def write_sweep_plots(table: list[dict[str, Any]], out: Path) -> list[Path]:
             )
         ax.set_xticks(range(len(rows)), names, rotation=60, ha="right", fontsize=7)
         ax.set_ylabel(label)
+        if len(groups) > 1:
+            handles = [plt.Rectangle((0, 0), 1, 1, color=colours[i]) for i in range(len(groups))]
+            ax.legend(handles, groups, fontsize=7, title="trace", title_fontsize=7)
         fig.tight_layout()
         path = out / f"{metric}.png"
         fig.savefig(path, dpi=120)

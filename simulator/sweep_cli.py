@@ -18,8 +18,12 @@ from simulator.traces import TraceOptions, split_spec
 
 @click.command("sweep")
 @click.option("--trace", "traces", multiple=True, metavar="FORMAT:PATH", help="Repeatable.")
-@click.option("--policy", "policies", multiple=True, help="Queue policy (repeatable).")
-@click.option("--scorer", "scorers", multiple=True, help="Placement scorer (repeatable).")
+@click.option(
+    "--policy", "policies", multiple=True, help="Queue policy (repeatable, or NAME,NAME)."
+)
+@click.option(
+    "--scorer", "scorers", multiple=True, help="Placement scorer (repeatable, or NAME,NAME)."
+)
 @click.option(
     "--cluster",
     "clusters",
@@ -29,7 +33,9 @@ from simulator.traces import TraceOptions, split_spec
 )
 @click.option("--seeds", default="0", show_default=True, help="e.g. 42-51 or 1,2,3.")
 @click.option("--demand", type=float, help="Fill protocol target (openb default 1.3).")
-@click.option("--pod-list", "pod_lists", multiple=True, help="openb pod lists (repeatable).")
+@click.option(
+    "--pod-list", "pod_lists", multiple=True, help="openb pod lists (repeatable, or NAME,NAME)."
+)
 @click.option("--policy-option", multiple=True, metavar="KEY=VALUE")
 @click.option("--slowdown/--no-slowdown", default=False)
 @click.option("--interval", type=float, help="Scheduling interval in s.")
@@ -68,10 +74,12 @@ def command(
         parse_seeds,
         run_local,
         run_ray,
+        skipped_notes,
         write_sweep,
     )
 
     with reported_errors():
+        policies, scorers, pod_lists = _names(policies), _names(scorers), _names(pod_lists)
         if not traces:
             traces = (SAMPLE_TRACE,)
             clusters = clusters or (SAMPLE_CLUSTER,)
@@ -110,6 +118,8 @@ def command(
             rows = run_ray(specs, ray_address, on_done=report)
         else:
             rows = run_local(specs, workers, on_done=report if sys.stderr.isatty() else None)
+        for line in skipped_notes(rows):
+            click.echo(f"note: {line}", err=True)
         table = aggregate(rows)
         write_sweep(rows, table, out)
         if as_json:
@@ -117,3 +127,9 @@ def command(
         else:
             click.echo(comparison_markdown(table))
             click.echo(f"wrote runs.csv, comparison.csv, comparison.md and plots to {out}")
+
+
+def _names(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Repeated options and comma-separated lists alike (``--policy fifo,backfill``); names
+    of policies, scorers and pod lists never contain commas."""
+    return tuple(n.strip() for v in values for n in v.split(",") if n.strip())

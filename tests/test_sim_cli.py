@@ -163,3 +163,63 @@ def test_seeds_and_aggregation():
     assert row["runs"] == 2
     assert row["gpu_allocation_ratio"] == 0.6
     assert abs(row["gpu_allocation_ratio_std"] - 0.1) < 1e-12
+
+
+def test_json_stays_json_and_skipped_rows_still_show_on_stderr(tmp_path: Path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("name,submit_time_s,duration_s,gpus\nok,0,10,1\nbad,0,abc,1\n")
+    result = CliRunner().invoke(
+        simulate_command, ["--trace", f"generic:{trace}", "--cluster", "dgx-h100:1", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows_skipped"] == 1
+    assert "note: 1 skipped: field 'duration_s' is not a number (e.g. t.csv:3)" in result.stderr
+
+
+def test_sweep_takes_comma_lists_and_reports_skipped_rows(tmp_path: Path):
+    trace = tmp_path / "t.csv"
+    trace.write_text("name,submit_time_s,duration_s,gpus\nok,0,10,1\nlate,5,20,2\nbad,0,-1,1\n")
+    out = tmp_path / "sweep"
+    args = ["--trace", f"generic:{trace}", "--cluster", "dgx-h100:1", "--policy", "fifo,sjf"]
+    result = CliRunner().invoke(sweep_command, [*args, "--workers", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = (out / "comparison.md").read_text()
+    assert "| fifo |" in table and "| sjf |" in table
+    why = "1 trace rows skipped: 1 skipped: duration must be positive (e.g. t.csv:4)"
+    assert why in table
+    assert f"note: generic:{trace}: {why}" in result.stderr
+    assert "rows_skipped_why" in (out / "runs.csv").read_text().splitlines()[0]
+
+
+def test_sweep_on_ray_submits_every_run_and_collects_the_rows(tmp_path: Path, monkeypatch):
+    # A stand-in for Ray's task API (init, remote, wait, get), running tasks in this process:
+    # Ray itself is an optional extra, so this checks the wiring of ``--ray ADDRESS``.
+    import sys
+    import types
+
+    calls: dict[str, object] = {}
+
+    class Ref:
+        def __init__(self, value):
+            self.value = value
+
+    def remote(fn):
+        return types.SimpleNamespace(remote=lambda *a: Ref(fn(*a)))
+
+    def wait(refs, num_returns):
+        return refs[:num_returns], refs[num_returns:]
+
+    fake = types.SimpleNamespace(
+        init=lambda address, **kw: calls.setdefault("address", address),
+        remote=remote,
+        wait=wait,
+        get=lambda ref: ref.value,
+    )
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    out = tmp_path / "sweep"
+    args = ["--policy", "fifo,sjf", "--seeds", "1-2", "--ray", "ray://head:10001"]
+    result = CliRunner().invoke(sweep_command, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert calls["address"] == "ray://head:10001"
+    assert len((out / "runs.csv").read_text().splitlines()) == 1 + 4
+    assert "| fifo |" in (out / "comparison.md").read_text()

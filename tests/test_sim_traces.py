@@ -215,3 +215,21 @@ def test_real_traces_load_without_skips():
     sia = load_trace(f"sia:{SHARED / 'sia' / 'workloads' / 'newtrace' / 'workload-1.csv'}")
     assert len(pollux.jobs) == 160 and len(sia.jobs) == 960
     assert all(j.duration_s > 0 for j in pollux.jobs + sia.jobs)
+
+
+def test_trace_cluster_assumptions_are_reported_only_for_that_cluster(tmp_path: Path):
+    from simulator.clusters import resolve_cluster
+    from simulator.config import SimulationConfig
+    from simulator.run import simulate
+
+    path = write(
+        tmp_path / "philly_jobs_x.csv",
+        "timestamp,duration,num_gpus,gpu_time,cluster\n2017-10-01 00:00:00,60.0,8,480.0,vc1\n",
+    )
+    workload = load_philly(path)
+    own = simulate(workload, resolve_cluster(None, workload), SimulationConfig())
+    assert any("352 8-GPU PCIe hosts" in note for note in own.notes)
+    other = simulate(workload, resolve_cluster("philly:4", workload), SimulationConfig())
+    assert not any("352 8-GPU" in note for note in other.notes)
+    assert "cluster philly:4 given instead of the trace's own (philly:352)" in other.notes
+    assert any("relative to the first job" in note for note in other.notes)

@@ -203,10 +203,8 @@ def load_openb(
         source=str(path),
         cluster=cluster,
         skipped=collector.skipped,
-        notes=[
-            "openb nodes modelled as PCIe-only hosts on one flat network level",
-            "times replayed from creation/deletion" if replay else "fill protocol (FGD)",
-        ],
+        notes=["times replayed from creation/deletion" if replay else "fill protocol (FGD)"],
+        cluster_notes=["openb nodes modelled as PCIe-only hosts on one flat network level"],
     )
 
 

@@ -112,9 +112,9 @@ def load_philly(path: Path, *, strict: bool = False) -> TraceWorkload:
         cluster=philly_cluster(),
         skipped=collector.skipped,
         tenant_guarantees=guarantees,
-        notes=[
-            f"cluster: {PHILLY_NODES} 8-GPU PCIe hosts, one {PHILLY_NIC_GBIT_S:.0f}G NIC each",
-            "submit times relative to the first job; rows re-sorted by time",
+        notes=["submit times relative to the first job; rows re-sorted by time"],
+        cluster_notes=[
+            f"cluster: {PHILLY_NODES} 8-GPU PCIe hosts, one {PHILLY_NIC_GBIT_S:.0f}G NIC each"
         ],
     )
 
