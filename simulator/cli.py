@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from simulator.config import SimulationConfig
+from simulator.config import BIND_DELAY_DISTRIBUTIONS, SimulationConfig
 from simulator.data import SAMPLE_CLUSTER, SAMPLE_TRACE
 from simulator.fill import FGD_DEMAND
 from simulator.options import parse_options, progress_bar, reported_errors
@@ -59,6 +59,15 @@ from simulator.traces import FORMATS, TraceOptions, load_trace, split_spec
 @click.option("--interval", type=float, help="Scheduling interval in s (default: event-driven).")
 @click.option("--reserve-ttl", type=float, help="Reserve started gangs for this many s.")
 @click.option("--bind-delay", type=float, default=0.0, help="Seconds from reservation to bind.")
+@click.option(
+    "--bind-delay-dist",
+    type=click.Choice(BIND_DELAY_DISTRIBUTIONS),
+    default="fixed",
+    show_default=True,
+    help="fixed: every gang binds --bind-delay s after its reservation; exponential: each pod "
+    "binds after an exponential delay of that mean, the gang when its last pod has (a gang "
+    "whose last pod misses the TTL loses its reservation and is queued again).",
+)
 @click.option("--slowdown/--no-slowdown", default=False, help="Stretch run times by placement.")
 @click.option(
     "--default-intensity",
@@ -93,6 +102,7 @@ def command(
     interval: float | None,
     reserve_ttl: float | None,
     bind_delay: float,
+    bind_delay_dist: str,
     slowdown: bool,
     default_intensity: float,
     oracle_estimates: bool,
@@ -133,6 +143,7 @@ def command(
             scheduling_interval_s=interval,
             reserve_ttl_s=reserve_ttl,
             bind_delay_s=bind_delay,
+            bind_delay_distribution=bind_delay_dist,
             slowdown=SlowdownModel(enabled=slowdown, default_intensity=default_intensity),
             oracle_estimates=oracle_estimates,
             check_invariants=check_invariants,

@@ -8,6 +8,11 @@ from simulator.slowdown import SlowdownModel
 
 DEFAULT_SAMPLES = 500
 """Time-series points over the trace's arrival span (replay)."""
+BIND_DELAY_DISTRIBUTIONS = ("fixed", "exponential")
+"""``fixed``: every gang binds ``bind_delay_s`` after its reservation. ``exponential``: each
+pod takes an exponential time of mean ``bind_delay_s`` to arrive and bind (controller creating
+pods, image pulls, scheduler back-off), and the gang binds when its slowest pod has; a gang
+whose slowest pod is later than the TTL loses its reservation and is queued again."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,8 @@ class SimulationConfig:
     reserve_ttl_s: float | None = None
     """Started gangs are reserved for this long and bind ``bind_delay_s`` later."""
     bind_delay_s: float = 0.0
+    bind_delay_distribution: str = "fixed"
+    """One of :data:`BIND_DELAY_DISTRIBUTIONS`."""
     slowdown: SlowdownModel = field(default_factory=SlowdownModel)
     oracle_estimates: bool = False
     resume_after_preemption: bool = False
@@ -41,10 +48,19 @@ class SimulationConfig:
     def check(self) -> None:
         if self.scheduling_interval_s is not None and not self.scheduling_interval_s > 0:
             raise ValueError("scheduling interval must be positive")
+        if self.bind_delay_distribution not in BIND_DELAY_DISTRIBUTIONS:
+            raise ValueError(
+                f"unknown bind delay distribution {self.bind_delay_distribution!r}; "
+                f"choose one of {', '.join(BIND_DELAY_DISTRIBUTIONS)}"
+            )
         if self.reserve_ttl_s is not None:
             if not self.reserve_ttl_s > 0:
                 raise ValueError("reservation TTL must be positive")
-            if not 0 <= self.bind_delay_s < self.reserve_ttl_s:
+            if self.bind_delay_distribution == "fixed" and not (
+                0 <= self.bind_delay_s < self.reserve_ttl_s
+            ):
                 raise ValueError("bind delay must be >= 0 and shorter than the reservation TTL")
+            if self.bind_delay_distribution == "exponential" and not self.bind_delay_s > 0:
+                raise ValueError("an exponential bind delay needs a positive mean (bind_delay_s)")
         elif self.bind_delay_s:
             raise ValueError("a bind delay needs a reservation TTL (reserve_ttl_s)")

@@ -16,6 +16,8 @@ import math
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from scheduler.gang import Gang
 from scheduler.interfaces import PlacementScorer, RunningGang, RuntimeObserver
 from scheduler.placement import Placement
@@ -28,6 +30,9 @@ from simulator.placement_memo import PlacementMemo, VersionedState, comm_cost
 from simulator.records import JobRun, JobStatus, RunningSet, SimulationResult
 from simulator.timeline import Timeline
 from topology.model import MILLI_PER_GPU, Cluster
+
+BIND_DELAY_STREAM = 1
+"""Random stream of the pods' bind delays, apart from the scorers' (which take the seed)."""
 
 MIN_SAMPLE_STEP_S = 60.0
 PERCENT = 100
@@ -105,6 +110,7 @@ class Simulation:
         self._cycles = 0
         self._events = 0
         self._preemption_events = 0
+        self._bind_rng = np.random.default_rng([config.seed, BIND_DELAY_STREAM])
         self._next_percent = 0
         self._dirty = False
 
@@ -292,8 +298,17 @@ class Simulation:
         run.reason = ""
         self._occupy(run, placement, now)
         ttl = self.config.reserve_ttl_s or math.inf
-        self.events.push(now + self.config.bind_delay_s, EventKind.BIND, run.index, run.version)
+        delay = self._bind_delay(len(placement.members))
+        if delay < ttl:  # at a tie the expiry runs first (events.py)
+            self.events.push(now + delay, EventKind.BIND, run.index, run.version)
         self.events.push(now + ttl, EventKind.RESERVATION_EXPIRY, run.index, run.version)
+
+    def _bind_delay(self, pods: int) -> float:
+        """Seconds until the last of ``pods`` is bound (``SimulationConfig``)."""
+        mean = self.config.bind_delay_s
+        if self.config.bind_delay_distribution == "fixed":
+            return mean
+        return float(self._bind_rng.exponential(mean, size=pods).max())
 
     def _bind(self, run: JobRun, now: float) -> None:
         if run.status is not JobStatus.RESERVED:
@@ -307,6 +322,7 @@ class Simulation:
             run.version += 1
             run.status = JobStatus.QUEUED
             run.reason = "reservation expired before binding"
+            run.reservation_expiries += 1
             self.running.remove(name)
             self.timeline.release(run.gang.tenant, run.gang.gpu_milli_total)
             self.pending[name] = run.gang

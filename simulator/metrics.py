@@ -135,6 +135,7 @@ def summarize(result: SimulationResult) -> dict[str, Any]:
         "ftf_rho_max": _num(rho.max()) if rho.size else None,
         "ftf_rho_unfair_fraction": _num((rho > 1.0).mean()) if rho.size else None,
         "preemptions": int(sum(r.preemptions for r in runs)),
+        "reservation_expiries": int(sum(r.reservation_expiries for r in runs)),
         "gang_placement_cost_mean": _num(
             np.mean([r.placement_cost for r in multi]) if multi else None
         ),

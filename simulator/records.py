@@ -41,6 +41,8 @@ class JobRun:
     """Work left, in seconds at full speed."""
     stretch: float = 1.0
     preemptions: int = 0
+    reservation_expiries: int = 0
+    """Times the gang was reserved but not bound within the TTL, and queued again."""
     attained_gpu_s: float = 0.0
     version: int = 0
     placement_cost: float = math.nan

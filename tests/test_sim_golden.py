@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from simulator.config import SimulationConfig
+from simulator.engine import BIND_DELAY_STREAM
 from simulator.job import Job, TraceWorkload
 from simulator.metrics import summarize
 from simulator.records import JobStatus
@@ -139,6 +140,34 @@ def test_reservation_binds_after_the_delay():
     config = SimulationConfig(reserve_ttl_s=5.0, bind_delay_s=2.0)
     runs = by_name(simulate(trace, cluster(1, 4), config))
     assert runs["x"].first_start_s == 2 and runs["x"].end_s == 12
+
+
+def test_exponential_bind_delays_expire_late_reservations_and_requeue():
+    # A 2-pod gang, each pod binding after an exponential delay of mean 10 s, TTL 5 s. The
+    # gang binds when its later pod has; every draw of that at or past 5 s loses the
+    # reservation, which is taken again at once (the cluster is otherwise empty). The draws
+    # are the engine's stream, so the start time is the expiries' TTLs plus the first draw
+    # under the TTL.
+    trace = workload(Job("x", 0.0, 10.0, gpus=2, pods=2))
+    seed, mean_s, ttl_s = 3, 10.0, 5.0
+    config = SimulationConfig(
+        seed=seed,
+        reserve_ttl_s=ttl_s,
+        bind_delay_s=mean_s,
+        bind_delay_distribution="exponential",
+        check_invariants=True,
+    )
+    result = simulate(trace, cluster(2, 4), config)
+    draws = np.random.default_rng([seed, BIND_DELAY_STREAM])
+    expiries = 0
+    while (delay := float(draws.exponential(mean_s, size=2).max())) >= ttl_s:
+        expiries += 1
+    x = by_name(result)["x"]
+    assert expiries > 0, "the seed should make at least one reservation expire"
+    assert x.reservation_expiries == expiries
+    assert x.first_start_s == pytest.approx(expiries * ttl_s + delay)
+    assert x.end_s == pytest.approx(x.first_start_s + 10.0)
+    assert summarize(result)["reservation_expiries"] == expiries
 
 
 def test_a_gang_that_never_fits_is_rejected_with_a_reason():

@@ -18,6 +18,9 @@ from simulator.traces.openb import flat_cluster, pcie_node
 
 POLICIES = ("fifo", "priority", "sjf", "backfill", "las", "drf", "finish-time-fairness")
 SCORERS = (None, "bestfit", "fgd", "topology", "binpack", "spread")
+RESERVE_TTL_S = 10.0
+"""Reservation TTL when the run reserves before binding (exponential bind delays of mean 4 s
+then miss it now and again)."""
 
 
 @st.composite
@@ -64,9 +67,10 @@ def jobs(draw: st.DrawFn) -> list[Job]:
     preemption=st.sampled_from((None, "priority")),
     interval=st.sampled_from((None, 15.0)),
     slowdown=st.booleans(),
+    binding=st.sampled_from((None, ("fixed", 3.0), ("exponential", 4.0))),
 )
 def test_ledger_holds_and_every_job_is_accounted_for(
-    trace, nodes, policy, scorer, preemption, interval, slowdown
+    trace, nodes, policy, scorer, preemption, interval, slowdown, binding
 ):
     cluster = flat_cluster(
         "prop", [pcie_node(f"n{i}", "T4", 4, 8_000, 65_536) for i in range(nodes)]
@@ -79,6 +83,15 @@ def test_ledger_holds_and_every_job_is_accounted_for(
         scheduling_interval_s=interval,
         slowdown=SlowdownModel(enabled=slowdown),
         check_invariants=True,
+        **(
+            {}
+            if binding is None
+            else {
+                "reserve_ttl_s": RESERVE_TTL_S,
+                "bind_delay_distribution": binding[0],
+                "bind_delay_s": binding[1],
+            }
+        ),
     )
     result = simulate(TraceWorkload("prop", trace, source="hypothesis"), cluster, config)
     assert len(result.runs) == len(trace)
