@@ -152,6 +152,40 @@ requests = st.one_of(
 )
 
 
+@settings(max_examples=80, deadline=None)
+@given(node_specs, workloads, st.lists(requests, min_size=1, max_size=12), st.data())
+def test_fgd_remembered_scores_equal_fresh_ones(
+    specs: list[tuple[str, int, int]],
+    workload: Workload,
+    sequence: list[MemberRequest],
+    data: st.DataObject,
+) -> None:
+    """One scorer kept across placements and releases (its memo reused) scores every node
+    exactly as a new scorer does, in artifact points and in exact deltas."""
+    specs = [(p if n else "", n if p else 0, cpu) for p, n, cpu in specs]
+    c = cluster(specs)
+    kept = [FgdScorer(workload), FgdScorer(workload, artifact_scores=False)]
+    nodes = np.arange(c.n_nodes)
+    held: list[tuple[int, list[int], int, int]] = []
+    for request in sequence:
+        for scorer in kept:
+            fresh = FgdScorer(workload, artifact_scores=scorer.artifact_scores)
+            assert np.array_equal(scorer.score(c, request, nodes), fresh.score(c, request, nodes))
+            assert np.array_equal(
+                scorer.node_fragmentation(c, nodes), fresh.node_fragmentation(c, nodes)
+            )
+        if held and data.draw(st.booleans()):
+            node, gpus, milli, cpu = held.pop(data.draw(st.integers(0, len(held) - 1)))
+            c.release(node, gpus, milli, cpu)
+            continue
+        node = data.draw(st.integers(0, c.n_nodes - 1))
+        free = [g for g in range(specs[node][1]) if c.gpu_used_milli[node, g] == 0]
+        cpu = 1000 if c.cpu_free_milli[node] >= 1000 else 0
+        if free:
+            c.allocate(node, free[:1], 500, cpu)
+            held.append((node, free[:1], 500, cpu))
+
+
 @settings(max_examples=150, deadline=None)
 @given(node_specs, workloads, requests, st.data())
 def test_fgd_matches_the_definition(

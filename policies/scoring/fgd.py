@@ -31,6 +31,7 @@ import numpy as np
 
 from policies.scoring.fgd_kernels import best_share, expected_fragmentation, share_options
 from policies.scoring.fgd_workload import Workload
+from policies.scoring.node_state_memo import NodeStateMemo
 from policies.scoring.tie_break import TieBreaker
 from scheduler.gang import MemberRequest
 from topology.compiled import NO_PRODUCT, CompiledCluster
@@ -38,6 +39,8 @@ from topology.model import MILLI_PER_GPU
 
 ARTIFACT_MAX_SCORE = 100
 """kube-scheduler's ``MaxNodeScore``."""
+BEFORE = "before"
+"""Memo key of each node's fragmentation as it is (request shapes are tuples)."""
 
 
 @dataclass(frozen=True)
@@ -99,30 +102,72 @@ class FgdScorer:
         self.tie_breaker = TieBreaker(seed)
         self._tables: _Tables | None = None
         self._tables_for: list[str] | None = None
+        self._memo: NodeStateMemo | None = None
 
     def tables(self, compiled: CompiledCluster) -> _Tables:
         if self._tables is None or self._tables_for is not compiled.products:
             self._tables = compile_workload(self.workload, compiled.products)
             self._tables_for = compiled.products
+            self._memo = None
         return self._tables
+
+    def _observed(
+        self, compiled: CompiledCluster, nodes: np.ndarray
+    ) -> tuple[NodeStateMemo, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """The memo (for this cluster's tables and shape) with ``nodes`` observed as they
+        are, and their state arrays."""
+        self.tables(compiled)
+        shape = compiled.gpu_used_milli.shape
+        if self._memo is None or self._memo.shape != shape:
+            self._memo = NodeStateMemo(*shape)
+        state = _node_arrays(compiled, nodes)
+        self._memo.observe(nodes, *state)
+        return self._memo, state
 
     def node_fragmentation(self, compiled: CompiledCluster, nodes: np.ndarray) -> np.ndarray:
         """Expected fragmented milli-GPU of ``nodes`` as they are now."""
-        free, cpu, mem, row = _node_arrays(compiled, np.asarray(nodes, dtype=np.int64))
-        return expected_fragmentation(free, cpu, mem, row, *self.tables(compiled).kernel_args())
+        nodes = np.asarray(nodes, dtype=np.int64)
+        memo, state = self._observed(compiled, nodes)
+        return self._before(memo, nodes, state, self.tables(compiled).kernel_args())
+
+    @staticmethod
+    def _before(
+        memo: NodeStateMemo, nodes: np.ndarray, state: tuple[np.ndarray, ...], args: tuple
+    ) -> np.ndarray:
+        free, cpu, mem, row = state
+        return memo.values(
+            BEFORE, nodes, lambda s: expected_fragmentation(free[s], cpu[s], mem[s], row[s], *args)
+        )
 
     def score(
         self, compiled: CompiledCluster, request: MemberRequest, nodes: np.ndarray
     ) -> np.ndarray:
+        """Every node's value is remembered until its state changes (:class:`NodeStateMemo`):
+        a placement changes one node, so most of a pod's scores are the last pod's."""
+        nodes = np.asarray(nodes, dtype=np.int64)
+        memo, state = self._observed(compiled, nodes)
         args = self.tables(compiled).kernel_args()
-        free, cpu, mem, row = _node_arrays(compiled, np.asarray(nodes, dtype=np.int64))
-        before = expected_fragmentation(free, cpu, mem, row, *args)
+        before = self._before(memo, nodes, state, args)
+        free, cpu, mem, row = state
         cpu, mem = cpu - request.cpu_milli, mem - request.memory_mib
+        shape = (
+            request.is_fractional,
+            request.gpus,
+            request.gpu_milli,
+            request.cpu_milli,
+            request.memory_mib,
+        )
         if request.is_fractional:
-            after = best_share(free, cpu, mem, row, request.gpu_milli, *args)[0]
+
+            def after_of(s: np.ndarray) -> np.ndarray:
+                return best_share(free[s], cpu[s], mem[s], row[s], request.gpu_milli, *args)[0]
         else:
-            after = expected_fragmentation(_take_whole(free, request.gpus), cpu, mem, row, *args)
-        delta_milli = before - after
+
+            def after_of(s: np.ndarray) -> np.ndarray:
+                taken = _take_whole(free[s], request.gpus)
+                return expected_fragmentation(taken, cpu[s], mem[s], row[s], *args)
+
+        delta_milli = before - memo.values(shape, nodes, after_of)
         if not self.artifact_scores:
             return delta_milli / MILLI_PER_GPU
         return self.tie_breaker.integer_scores(compiled, nodes, artifact_points(delta_milli))
