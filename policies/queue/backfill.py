@@ -115,28 +115,33 @@ def plan_reservation(
     head: Gang, ctx: QueueContext, place: PlaceFunction, estimator: RuntimeEstimator
 ) -> Reservation | None:
     """Earliest expected time at which ``head`` fits once running gangs end, found by binary
-    search over the distinct end times (releasing more never makes a gang fit worse)."""
+    search over the distinct end times (releasing more never makes a gang fit worse).
+
+    The shadow at a time is the cluster with every gang expected to end by then released, in
+    end order. Each probe starts from the shadow of the latest time already found too early
+    and releases only the gangs ending after it, so a search releases each gang about twice
+    instead of once per probe (a long queue on a full cluster re-plans every cycle)."""
     running = [r for r in ctx.running if r.gang.name in ctx.state.holdings]
     by_end = sorted(running, key=lambda r: estimator.expected_end_s(r, ctx.now_s))
     ends = [estimator.expected_end_s(r, ctx.now_s) for r in by_end]
     times = sorted(set(ends))
 
-    def shadow_at(t: float) -> ClusterState:
-        shadow = ctx.state.copy()
-        for r, end in zip(by_end, ends, strict=True):
-            if end <= t:
-                shadow.release(r.gang.name)
-        return shadow
-
+    too_early, released = ctx.state, 0
+    """The shadow at the latest time known too early, and how many gangs it has released."""
     found: Reservation | None = None
     lo, hi = 0, len(times) - 1
     while lo <= hi:
         mid = (lo + hi) // 2
-        shadow = shadow_at(times[mid])
+        shadow = too_early.copy()
+        upto = released
+        while upto < len(by_end) and ends[upto] <= times[mid]:
+            shadow.release(by_end[upto].gang.name)
+            upto += 1
         result = place(head, shadow)
         if isinstance(result, Placement):
             found = Reservation(head, times[mid], shadow, result, place)
             hi = mid - 1
         else:
+            too_early, released = shadow, upto
             lo = mid + 1
     return found
