@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from typing import NoReturn
 
 import click
 
 from scheduler.cluster_index import cluster_index
+from scheduler.cost import member_costs
 from scheduler.engine import SOLVERS, place
 from scheduler.gang import Gang, GangSpecError
 from scheduler.gangspec import load_gang_file
 from scheduler.kernels import warm_up
-from scheduler.placement import Placement, PlacementResult
+from scheduler.placement import CostBreakdown, Placement, PlacementResult
 from scheduler.state import ClusterState
 from scheduler.statefile import StateFileError, load_state_file
 
@@ -93,7 +95,12 @@ def command(
         _fail(str(exc))
     except ValueError as exc:
         _fail(str(exc))
-    document = result_to_dict(result, gang, elapsed_ms, startup_ms)
+    per_member = (
+        member_costs(state.compiled, gang, result.members)
+        if isinstance(result, Placement)
+        else None
+    )
+    document = result_to_dict(result, gang, elapsed_ms, startup_ms, per_member)
     if as_json:
         click.echo(json.dumps(document, indent=2))
     else:
@@ -103,10 +110,16 @@ def command(
 
 
 def result_to_dict(
-    result: PlacementResult, gang: Gang, elapsed_ms: float, startup_ms: float = 0.0
+    result: PlacementResult,
+    gang: Gang,
+    elapsed_ms: float,
+    startup_ms: float = 0.0,
+    per_member: Sequence[CostBreakdown] | None = None,
 ) -> dict:
     """The JSON form of a placement or of the reason there is none; ``elapsed_ms`` is the
-    placement alone, ``startup_ms`` the one-time kernel loading and cluster indexing."""
+    placement alone, ``startup_ms`` the one-time kernel loading and cluster indexing,
+    ``per_member`` each member's cost terms (:func:`scheduler.cost.member_costs`), in the
+    placement's member order."""
     head = {
         "gang": gang.name,
         "members_asked": len(gang.members),
@@ -138,8 +151,9 @@ def result_to_dict(
                 "gpu_milli": m.gpu_milli,
                 "cpu_milli": m.cpu_milli,
                 "memory_mib": m.memory_mib,
+                **({"cost": per_member[i].as_dict()} if per_member is not None else {}),
             }
-            for m in result.members
+            for i, m in enumerate(result.members)
         ],
         "cost": result.cost.as_dict(),
         "comm_intensity": gang.comm_intensity,
@@ -152,6 +166,11 @@ COST_NOTES = {
     "misalignment": "NUMA splits and off-rail members",
     "latency": "fabric levels climbed",
 }
+
+
+MEMBER_COST_TERMS = ("communication", "fragmentation", "misalignment")
+MEMBER_COST_HEADS = ("comm", "frag", "misalign")
+"""Per-member columns; latency is the gang's alone."""
 
 
 def format_result(doc: dict, cluster_name: str) -> str:
@@ -171,15 +190,19 @@ def format_result(doc: dict, cluster_name: str) -> str:
         f"solver {doc['solver']}{optimal}, {doc['elapsed_ms']:.1f} ms "
         f"(after {doc['startup_ms']:.0f} ms start-up)"
     )
-    rows = [("rank", "member", "node", "gpus")]
+    with_costs = all("cost" in m for m in doc["members"])
+    rows = [("rank", "member", "node", *(MEMBER_COST_HEADS if with_costs else ()), "gpus")]
     for m in doc["members"]:
         gpus = _gpu_list(m["gpus"])
         if m["gpus"] and m["gpu_milli"] < 1000:
             gpus += f" ({m['gpu_milli']} milli)"
-        rows.append((str(m["rank"]), m["member"], m["node"], gpus or "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        terms = tuple(f"{m['cost'][t]:.3f}" for t in MEMBER_COST_TERMS) if with_costs else ()
+        rows.append((str(m["rank"]), m["member"], m["node"], *terms, gpus or "-"))
+    columns = len(rows[0]) - 1
+    widths = [max(len(r[i]) for r in rows) for i in range(columns)]
     for r in rows:
-        lines.append("  " + "  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3])
+        cells = "  ".join(r[i].ljust(widths[i]) for i in range(columns))
+        lines.append(f"  {cells}  {r[-1]}")
     lines.append("cost (lower is better):")
     for term, value in doc["cost"].items():
         note = f"  {COST_NOTES[term]}" if term in COST_NOTES else ""

@@ -112,12 +112,21 @@ def ideal_leftover_table(compiled: CompiledCluster) -> np.ndarray:
 
 
 def fragmentation_cost(compiled: CompiledCluster, members: Sequence[MemberPlacement]) -> float:
-    total = 0.0
+    return float(sum(_fragmentation_by_node(compiled, members).values()))
+
+
+def _fragmentation_by_node(
+    compiled: CompiledCluster, members: Sequence[MemberPlacement]
+) -> dict[int, float]:
+    """The fragmentation term of each node the members touch."""
+    by_node: dict[int, float] = {}
     ideal_table = ideal_leftover_table(compiled)
     for node, used in _used_after(compiled, members).items():
+        total = 0.0
         usable = compiled.gpu_usable[node]
         capacity = int(usable.sum()) * MILLI_PER_GPU
         if capacity == 0:
+            by_node[node] = total
             continue
         free_milli = int((MILLI_PER_GPU - used[usable]).sum())
         if 0 < free_milli < capacity:
@@ -130,28 +139,92 @@ def fragmentation_cost(compiled: CompiledCluster, members: Sequence[MemberPlacem
             ideal = ideal_table[compiled.node_shape[node], len(free)]
             if worst_node > 0 and np.isfinite(left):
                 total += LEFTOVER_LINK_WEIGHT * (left - ideal) / worst_node
-    return float(total)
+        by_node[node] = total
+    return by_node
 
 
 def misalignment_cost(
     compiled: CompiledCluster, members: Sequence[MemberPlacement], level: int
 ) -> float:
-    penalty = 0.0
-    for m in members:
+    return float(sum(_misalignment_by_member(compiled, members, level)))
+
+
+def _misalignment_by_member(
+    compiled: CompiledCluster, members: Sequence[MemberPlacement], level: int
+) -> list[float]:
+    """Each member's share of the misalignment term: its own NUMA split, and an equal share
+    of the rail penalty if it is off the gang's main rail set."""
+    penalty = [0.0] * len(members)
+    for i, m in enumerate(members):
         if len(m.gpus) < 2:
             continue
         numa = compiled.gpu_numa[m.node_index]
         socket_size = np.bincount(numa[compiled.gpu_usable[m.node_index]]).max()
         if len(m.gpus) <= socket_size and len(set(numa[list(m.gpus)].tolist())) > 1:
-            penalty += NUMA_SPLIT_PENALTY
-    gpu_members = [m for m in members if m.gpus]  # CPU-only members use no GPU rail
-    if level > 0 and len(gpu_members) > 1:
-        rails = [
-            frozenset(compiled.gpu_rail[m.node_index, list(m.gpus)].tolist()) for m in gpu_members
-        ]
-        main_count = Counter(rails).most_common(1)[0][1]
-        penalty += RAIL_MISALIGN_PENALTY * (len(gpu_members) - main_count) / len(gpu_members)
+            penalty[i] += NUMA_SPLIT_PENALTY
+    on_gpus = [i for i, m in enumerate(members) if m.gpus]  # CPU-only members use no GPU rail
+    if level > 0 and len(on_gpus) > 1:
+        rails = {
+            i: frozenset(compiled.gpu_rail[members[i].node_index, list(members[i].gpus)].tolist())
+            for i in on_gpus
+        }
+        main = Counter(rails.values()).most_common(1)[0][0]
+        for i in on_gpus:
+            if rails[i] != main:
+                penalty[i] += RAIL_MISALIGN_PENALTY / len(on_gpus)
     return penalty
+
+
+def member_costs(
+    compiled: CompiledCluster, gang: Gang, members: Sequence[MemberPlacement]
+) -> list[CostBreakdown]:
+    """Each member's part of :func:`placement_cost` (the cluster as it is *before* the
+    placement), so a user can see which member sits on the slow link or strands capacity.
+
+    ``fragmentation`` (each touched node's term, split evenly among the members on it) and
+    ``misalignment`` add up to the gang's terms. ``communication`` is the worst link the
+    member takes part in (inside one node: its GPUs to the gang's; across nodes: the fabric
+    level the gang spans or its own node's network egress, whichever is slower), and
+    ``latency`` the levels the gang climbs; the gang's terms are their largest values (a
+    collective runs at its slowest edge).
+    """
+    if not members:
+        return []
+    nodes = [m.node_index for m in members]
+    gang_level, _ = lowest_common_domain(compiled, nodes)
+    on_node = Counter(nodes)
+    fragmentation = _fragmentation_by_node(compiled, members)
+    misalignment = _misalignment_by_member(compiled, members, gang_level)
+    costs = []
+    for i, m in enumerate(members):
+        if gang_level > 0:
+            comm = float(compiled.level_cost[gang_level])
+            if not compiled.level_is_nvlink[gang_level]:
+                comm = max(comm, float(compiled.node_egress_cost[m.node_index]))
+        else:
+            comm = _node_link(compiled, m, members)
+        costs.append(
+            CostBreakdown(
+                communication=gang.comm_intensity * comm,
+                fragmentation=fragmentation[m.node_index] / on_node[m.node_index],
+                misalignment=misalignment[i],
+                latency=LATENCY_COST_PER_LEVEL * gang_level,
+            )
+        )
+    return costs
+
+
+def _node_link(
+    compiled: CompiledCluster, member: MemberPlacement, members: Sequence[MemberPlacement]
+) -> float:
+    """Worst link between the member's GPUs and the gang's GPUs, all on one node."""
+    own = sorted(set(member.gpus))
+    every = sorted({g for m in members for g in m.gpus})
+    if len(every) < 2 or not own:
+        return 0.0
+    pair = compiled.pair_cost_matrix(member.node_index)[np.ix_(own, every)]
+    mask = np.not_equal.outer(own, every)
+    return float(pair[mask].max()) if mask.any() else 0.0
 
 
 def placement_cost(

@@ -1,6 +1,11 @@
-"""Hand-checked values of each placement-cost term on preset clusters."""
+"""Hand-checked values of each placement-cost term on preset clusters, and each member's part
+of them."""
+
+import dataclasses
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from scheduler.cost import (
     FRAGMENTATION_WEIGHT,
@@ -8,10 +13,15 @@ from scheduler.cost import (
     NUMA_SPLIT_PENALTY,
     RAIL_MISALIGN_PENALTY,
     lowest_common_domain,
+    member_costs,
     placement_cost,
 )
-from scheduler.gang import Gang, MemberRequest
-from scheduler.placement import MemberPlacement
+from scheduler.engine import place
+from scheduler.gang import Gang, GangSpecError, MemberRequest
+from scheduler.placement import MemberPlacement, Placement
+from tests.test_placement_determinism import gangs
+from tests.test_placement_preferred import busy
+from tests.topology_strategies import clusters
 from topology.costs import COST_CROSS_SOCKET, COST_NVLINK4, COST_SAME_LEAF, COST_SAME_SPINE
 from topology.presets import cluster_preset
 
@@ -88,3 +98,40 @@ def test_lowest_common_domain_levels(h100):
     assert lowest_common_domain(compiled, [3])[0] == 0
     assert compiled.level_names[lowest_common_domain(compiled, [0, 31])[0]] == "su"
     assert compiled.level_names[lowest_common_domain(compiled, [0, 32])[0]] == "spine"
+
+
+# ---------------------------------------------------------------------------- per member
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cluster=clusters(), data=st.data(), seed=st.integers(0, 2**16))
+def test_member_costs_add_up_to_the_gang_cost(cluster, data, seed):
+    """Fragmentation and misalignment of the members add up to the gang's; communication
+    and latency of the gang are the members' largest."""
+    state = busy(cluster, seed)
+    gang = data.draw(gangs(state.compiled.level_names))
+    try:
+        result = place(dataclasses.replace(gang, min_members=0), state)
+    except GangSpecError:
+        return
+    if not isinstance(result, Placement):
+        return
+    event(f"placed {len(result.members)} members at level {result.level}")
+    gang_cost = placement_cost(state.compiled, gang, result.members)
+    parts = member_costs(state.compiled, gang, result.members)
+    assert len(parts) == len(result.members)
+    assert sum(p.fragmentation for p in parts) == pytest.approx(gang_cost.fragmentation)
+    assert sum(p.misalignment for p in parts) == pytest.approx(gang_cost.misalignment)
+    assert max(p.communication for p in parts) == pytest.approx(gang_cost.communication)
+    assert max(p.latency for p in parts) == pytest.approx(gang_cost.latency)
+
+
+def test_member_on_the_slow_link_is_the_one_charged(h100):
+    # Three members on one DGX node: two share GPUs 0-3 (NVLink), the third has GPU 4, also
+    # NVSwitch-connected; then one member moves to another node of the same SU: every
+    # member now pays the leaf hop (the collective crosses it).
+    compiled = h100.compile()
+    gang = Gang.uniform("g", 2, MemberRequest(gpus=2))
+    inside = member_costs(compiled, gang, [member("g-0", 0, (0, 1)), member("g-1", 0, (2, 3))])
+    assert [c.communication for c in inside] == [COST_NVLINK4, COST_NVLINK4]
+    across = member_costs(compiled, gang, [member("g-0", 0, (0, 1)), member("g-1", 1, (0, 1))])
+    assert [c.communication for c in across] == [COST_SAME_LEAF, COST_SAME_LEAF]
+    assert [c.latency for c in across] == [LATENCY_COST_PER_LEVEL] * 2
