@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from scheduler.gang import Gang
 from scheduler.placement import CostBreakdown, MemberPlacement, Placement
 from scheduler.state import ClusterState
-from topology.model import MILLI_PER_GPU
+from topology.model import MILLI_PER_GPU, Cluster
 
 
 def occupy(
@@ -27,6 +29,19 @@ def occupy(
     )
     state.assign(Placement(name, (member,), "node", c.domain_names[node], CostBreakdown()), 0.0)
     return name
+
+
+def half_busy(cluster: Cluster, seed: int) -> ClusterState:
+    """A fresh state of ``cluster`` in which about half the nodes have some of their GPUs
+    taken (seeded)."""
+    state = ClusterState(cluster.compile())
+    rng = np.random.default_rng(seed)
+    for node in range(state.compiled.n_nodes):
+        free = state.compiled.free_gpus(node)
+        if free and rng.random() < 0.5:
+            taken = rng.choice(free, size=rng.integers(1, len(free) + 1), replace=False)
+            occupy(state, node, sorted(taken.tolist()))
+    return state
 
 
 def fill_nodes(state: ClusterState, nodes: Sequence[int]) -> None:

@@ -19,8 +19,8 @@ from scheduler.cost import (
 from scheduler.engine import place
 from scheduler.gang import Gang, GangSpecError, MemberRequest
 from scheduler.placement import MemberPlacement, Placement
+from tests.placement_helpers import half_busy
 from tests.test_placement_determinism import gangs
-from tests.test_placement_preferred import busy
 from tests.topology_strategies import clusters
 from topology.costs import COST_CROSS_SOCKET, COST_NVLINK4, COST_SAME_LEAF, COST_SAME_SPINE
 from topology.presets import cluster_preset
@@ -106,7 +106,7 @@ def test_lowest_common_domain_levels(h100):
 def test_member_costs_add_up_to_the_gang_cost(cluster, data, seed):
     """Fragmentation and misalignment of the members add up to the gang's; communication
     and latency of the gang are the members' largest."""
-    state = busy(cluster, seed)
+    state = half_busy(cluster, seed)
     gang = data.draw(gangs(state.compiled.level_names))
     try:
         result = place(dataclasses.replace(gang, min_members=0), state)

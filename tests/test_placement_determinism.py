@@ -10,7 +10,7 @@ from scheduler.engine import place
 from scheduler.gang import Gang, GangSpecError, MemberRequest
 from scheduler.placement import Placement, Unplaceable
 from scheduler.state import ClusterState
-from tests.placement_helpers import assert_valid_placement, occupy
+from tests.placement_helpers import assert_valid_placement, half_busy, occupy
 from tests.topology_strategies import clusters
 from topology.presets import cluster_preset
 
@@ -92,14 +92,8 @@ def gangs(draw, level_names):
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cluster=clusters(), data=st.data(), seed=st.integers(0, 2**16))
 def test_random_gangs_place_validly_or_say_why(cluster, data, seed):
-    state = ClusterState(cluster.compile())
+    state = half_busy(cluster, seed)
     gang = data.draw(gangs(state.compiled.level_names))
-    rng = np.random.default_rng(seed)
-    for node in range(state.compiled.n_nodes):
-        free = state.compiled.free_gpus(node)
-        if free and rng.random() < 0.5:
-            taken = rng.choice(free, size=rng.integers(1, len(free) + 1), replace=False)
-            occupy(state, node, sorted(taken.tolist()))
     before = state.compiled.mutable_state_bytes()
     try:
         result = place(gang, state)

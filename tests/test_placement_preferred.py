@@ -5,34 +5,21 @@ whenever the gang without any level constraint would."""
 
 import dataclasses
 
-import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scheduler.engine import place
 from scheduler.gang import GangSpecError
 from scheduler.placement import Placement
-from scheduler.state import ClusterState
-from tests.placement_helpers import assert_valid_placement, occupy
+from tests.placement_helpers import assert_valid_placement, half_busy
 from tests.test_placement_determinism import gangs
 from tests.topology_strategies import clusters
-
-
-def busy(cluster, seed: int) -> ClusterState:
-    state = ClusterState(cluster.compile())
-    rng = np.random.default_rng(seed)
-    for node in range(state.compiled.n_nodes):
-        free = state.compiled.free_gpus(node)
-        if free and rng.random() < 0.5:
-            taken = rng.choice(free, size=rng.integers(1, len(free) + 1), replace=False)
-            occupy(state, node, sorted(taken.tolist()))
-    return state
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cluster=clusters(), data=st.data(), seed=st.integers(0, 2**16))
 def test_preferred_level_stays_inside_when_it_can_and_widens_when_it_cannot(cluster, data, seed):
-    state = busy(cluster, seed)
+    state = half_busy(cluster, seed)
     levels = state.compiled.level_names
     drawn = data.draw(gangs(levels))
     level = data.draw(
