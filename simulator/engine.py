@@ -39,7 +39,9 @@ PERCENT = 100
 
 
 ProgressHook = Callable[[int, int], None]
-"""Called as ``hook(jobs_arrived_now, jobs_total)``."""
+"""Called as ``hook(jobs_done_now, jobs_total)``: as jobs leave the system in a replay
+(completed or rejected, so the bar ends with the run, not with the last arrival) and as they
+arrive under the fill protocol (which ends with the last arrival)."""
 
 
 class Simulation:
@@ -134,7 +136,7 @@ class Simulation:
             while next_arrival < len(runs) and runs[next_arrival].job.submit_time_s <= now:
                 self._arrive(runs[next_arrival], now)
                 next_arrival += 1
-                if self.progress:
+                if self.progress and self.fill_demand is not None:
                     self.progress(1, len(runs))
                 if self.config.drop_unplaced:
                     self._schedule(now)
@@ -362,6 +364,8 @@ class Simulation:
         run.reason = reason
         run.end_s = now
         self.timeline.in_system -= 1
+        if self.progress and self.fill_demand is None:
+            self.progress(1, len(self.runs))
 
     def _finish(self) -> None:
         if self.config.check_invariants:

@@ -226,3 +226,22 @@ def test_strict_fifo_does_not_stall_behind_a_hopeless_head():
     runs = by_name(simulate(trace, cluster(2, 4), config))
     assert runs["huge"].status is JobStatus.REJECTED
     assert runs["small"].first_start_s == 0 and runs["small"].status is JobStatus.COMPLETED
+
+
+def test_progress_counts_jobs_leaving_a_replay_and_arriving_under_fill():
+    # Replay: a call per job that completes; the endless job arrives but never leaves. Fill:
+    # one call per arriving pod.
+    calls: list[tuple[int, int]] = []
+    trace = workload(Job("a", 0.0, 10.0, gpus=1), Job("endless", 1.0, math.inf, gpus=1))
+    simulate(trace, cluster(1, 4), SimulationConfig(), progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 2)]
+    calls.clear()
+    fill = workload(Job("p", 0.0, 1.0, gpus=1))
+    result = simulate(
+        fill,
+        cluster(1, 2),
+        SimulationConfig(policy="bestfit"),
+        demand=1.5,
+        progress=lambda d, t: calls.append((d, t)),
+    )
+    assert len(calls) == len(result.runs) == 3
