@@ -112,25 +112,30 @@ def ideal_leftover_table(compiled: CompiledCluster) -> np.ndarray:
 
 
 def fragmentation_cost(compiled: CompiledCluster, members: Sequence[MemberPlacement]) -> float:
-    return float(sum(_fragmentation_by_node(compiled, members).values()))
+    total = 0.0
+    for stranded, leftover_link in _fragmentation_by_node(compiled, members).values():
+        total += stranded
+        total += leftover_link
+    return float(total)
 
 
 def _fragmentation_by_node(
     compiled: CompiledCluster, members: Sequence[MemberPlacement]
-) -> dict[int, float]:
-    """The fragmentation term of each node the members touch."""
-    by_node: dict[int, float] = {}
+) -> dict[int, tuple[float, float]]:
+    """Per node the members touch, the two parts of its fragmentation term: capacity left
+    partly used, and leftover GPUs worse connected than they need be."""
+    by_node: dict[int, tuple[float, float]] = {}
     ideal_table = ideal_leftover_table(compiled)
     for node, used in _used_after(compiled, members).items():
-        total = 0.0
+        stranded = leftover_link = 0.0
         usable = compiled.gpu_usable[node]
         capacity = int(usable.sum()) * MILLI_PER_GPU
         if capacity == 0:
-            by_node[node] = total
+            by_node[node] = (stranded, leftover_link)
             continue
         free_milli = int((MILLI_PER_GPU - used[usable]).sum())
         if 0 < free_milli < capacity:
-            total += FRAGMENTATION_WEIGHT * free_milli / capacity
+            stranded = FRAGMENTATION_WEIGHT * free_milli / capacity
         free = np.flatnonzero((used == 0) & usable)
         if len(free) >= 2:
             pair = compiled.pair_cost_matrix(node)
@@ -138,15 +143,19 @@ def _fragmentation_by_node(
             left = float(pair[np.ix_(free, free)].max())
             ideal = ideal_table[compiled.node_shape[node], len(free)]
             if worst_node > 0 and np.isfinite(left):
-                total += LEFTOVER_LINK_WEIGHT * (left - ideal) / worst_node
-        by_node[node] = total
+                leftover_link = LEFTOVER_LINK_WEIGHT * (left - ideal) / worst_node
+        by_node[node] = (stranded, leftover_link)
     return by_node
 
 
 def misalignment_cost(
     compiled: CompiledCluster, members: Sequence[MemberPlacement], level: int
 ) -> float:
-    return float(sum(_misalignment_by_member(compiled, members, level)))
+    split, off_rail, on_gpus = _misaligned(compiled, members, level)
+    penalty = NUMA_SPLIT_PENALTY * sum(split)
+    if off_rail:
+        penalty += RAIL_MISALIGN_PENALTY * sum(off_rail) / on_gpus
+    return penalty
 
 
 def _misalignment_by_member(
@@ -154,25 +163,38 @@ def _misalignment_by_member(
 ) -> list[float]:
     """Each member's share of the misalignment term: its own NUMA split, and an equal share
     of the rail penalty if it is off the gang's main rail set."""
-    penalty = [0.0] * len(members)
-    for i, m in enumerate(members):
-        if len(m.gpus) < 2:
-            continue
+    split, off_rail, on_gpus = _misaligned(compiled, members, level)
+    rail_share = RAIL_MISALIGN_PENALTY / on_gpus if on_gpus else 0.0
+    return [
+        NUMA_SPLIT_PENALTY * s + (rail_share if off_rail and off_rail[i] else 0.0)
+        for i, s in enumerate(split)
+    ]
+
+
+def _misaligned(
+    compiled: CompiledCluster, members: Sequence[MemberPlacement], level: int
+) -> tuple[list[bool], list[bool], int]:
+    """Per member: are its GPUs split across CPU sockets, and (for a multi-node gang of
+    several GPU members, else an empty list) is it off the gang's main rail set; and how
+    many members use GPUs."""
+    split = []
+    for m in members:
         numa = compiled.gpu_numa[m.node_index]
+        if len(m.gpus) < 2:
+            split.append(False)
+            continue
         socket_size = np.bincount(numa[compiled.gpu_usable[m.node_index]]).max()
-        if len(m.gpus) <= socket_size and len(set(numa[list(m.gpus)].tolist())) > 1:
-            penalty[i] += NUMA_SPLIT_PENALTY
+        split.append(bool(len(m.gpus) <= socket_size and len(set(numa[list(m.gpus)].tolist())) > 1))
     on_gpus = [i for i, m in enumerate(members) if m.gpus]  # CPU-only members use no GPU rail
+    off_rail: list[bool] = []
     if level > 0 and len(on_gpus) > 1:
         rails = {
             i: frozenset(compiled.gpu_rail[members[i].node_index, list(members[i].gpus)].tolist())
             for i in on_gpus
         }
         main = Counter(rails.values()).most_common(1)[0][0]
-        for i in on_gpus:
-            if rails[i] != main:
-                penalty[i] += RAIL_MISALIGN_PENALTY / len(on_gpus)
-    return penalty
+        off_rail = [i in rails and rails[i] != main for i in range(len(members))]
+    return split, off_rail, len(on_gpus)
 
 
 def member_costs(
@@ -206,7 +228,7 @@ def member_costs(
         costs.append(
             CostBreakdown(
                 communication=gang.comm_intensity * comm,
-                fragmentation=fragmentation[m.node_index] / on_node[m.node_index],
+                fragmentation=sum(fragmentation[m.node_index]) / on_node[m.node_index],
                 misalignment=misalignment[i],
                 latency=LATENCY_COST_PER_LEVEL * gang_level,
             )
