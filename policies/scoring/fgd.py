@@ -113,26 +113,25 @@ class FgdScorer:
 
     def _observed(
         self, compiled: CompiledCluster, nodes: np.ndarray
-    ) -> tuple[NodeStateMemo, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    ) -> tuple[NodeStateMemo, tuple[np.ndarray, ...], tuple]:
         """The memo (for this cluster's tables and shape) with ``nodes`` observed as they
-        are, and their state arrays."""
-        self.tables(compiled)
+        are, their state arrays, and the kernels' workload arguments."""
+        args = self.tables(compiled).kernel_args()
         shape = compiled.gpu_used_milli.shape
         if self._memo is None or self._memo.shape != shape:
             self._memo = NodeStateMemo(*shape)
         state = _node_arrays(compiled, nodes)
         self._memo.observe(nodes, *state)
-        return self._memo, state
+        return self._memo, state, args
 
     def node_fragmentation(self, compiled: CompiledCluster, nodes: np.ndarray) -> np.ndarray:
         """Expected fragmented milli-GPU of ``nodes`` as they are now."""
         nodes = np.asarray(nodes, dtype=np.int64)
-        memo, state = self._observed(compiled, nodes)
-        return self._before(memo, nodes, state, self.tables(compiled).kernel_args())
+        return self._before(nodes, *self._observed(compiled, nodes))
 
     @staticmethod
     def _before(
-        memo: NodeStateMemo, nodes: np.ndarray, state: tuple[np.ndarray, ...], args: tuple
+        nodes: np.ndarray, memo: NodeStateMemo, state: tuple[np.ndarray, ...], args: tuple
     ) -> np.ndarray:
         free, cpu, mem, row = state
         return memo.values(
@@ -145,9 +144,8 @@ class FgdScorer:
         """Every node's value is remembered until its state changes (:class:`NodeStateMemo`):
         a placement changes one node, so most of a pod's scores are the last pod's."""
         nodes = np.asarray(nodes, dtype=np.int64)
-        memo, state = self._observed(compiled, nodes)
-        args = self.tables(compiled).kernel_args()
-        before = self._before(memo, nodes, state, args)
+        memo, state, args = self._observed(compiled, nodes)
+        before = self._before(nodes, memo, state, args)
         free, cpu, mem, row = state
         cpu, mem = cpu - request.cpu_milli, mem - request.memory_mib
         shape = (
