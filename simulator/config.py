@@ -61,6 +61,6 @@ class SimulationConfig:
             ):
                 raise ValueError("bind delay must be >= 0 and shorter than the reservation TTL")
             if self.bind_delay_distribution == "exponential" and not self.bind_delay_s > 0:
-                raise ValueError("an exponential bind delay needs a positive mean (bind_delay_s)")
+                raise ValueError("an exponential bind delay needs a positive mean bind delay")
         elif self.bind_delay_s:
             raise ValueError("a bind delay needs a reservation TTL (reserve_ttl_s)")
