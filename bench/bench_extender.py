@@ -1,8 +1,9 @@
 """Extender hot path: ``filter`` + ``prioritize`` for one member, in ``NodeNames`` mode.
 
 Measured at the request-body level (parse, plan, reply, encode), so the figure is the
-server-side work of one request without the HTTP stack; ``python -m bench.extender_load`` adds
-the server and the echo baseline. Bodies are decoded as the server does
+server-side work of one request without the HTTP stack;
+``python -m phalanx.bench.extender_load`` adds the server and the echo
+baseline. Bodies are decoded as the server does
 (:class:`~extender.args_decoder.ExtenderArgsDecoder`, one per server). The baseline here is
 the same request decoded and answered without planning. ``prioritize`` gets the filter's
 survivors, as kube-scheduler sends it (``survivors``), or every node (``all``, the worst
@@ -15,12 +16,11 @@ import itertools
 
 import orjson
 import pytest
-
-from extender import wire
-from extender.args_decoder import ExtenderArgsDecoder
-from extender.config import ServeConfig
-from extender.runtime import planner_factory
-from topology.presets import cluster_preset
+from phalanx.extender import wire
+from phalanx.extender.args_decoder import ExtenderArgsDecoder
+from phalanx.extender.config import ServeConfig
+from phalanx.extender.runtime import planner_factory
+from phalanx.topology.presets import cluster_preset
 
 SMOKE_NODES = 256
 FULL_NODES = 10_000

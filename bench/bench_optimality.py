@@ -6,14 +6,13 @@ answer valid, the fast path never places a gang CP-SAT proves unplaceable, the e
 places whenever the fast path does) and the goal: a mean gap within 3%.
 
 Full run: ``python -m pytest bench/bench_optimality.py -m benchmark_heavy --benchmark-enable``
-runs all 200 instances with ``FULL_TIME_LIMIT_S`` (``python -m bench.optimality`` prints the
+runs all 200 instances with ``FULL_TIME_LIMIT_S`` (``python -m phalanx.bench.optimality`` prints the
 same measurement as a table and writes it as JSON).
 """
 
 import pytest
-
-from bench.instances import DEFAULT_INSTANCES
-from bench.optimality import GAP_TARGET, InstanceRecord, run, summarise
+from phalanx.bench.instances import DEFAULT_INSTANCES
+from phalanx.bench.optimality import GAP_TARGET, InstanceRecord, run, summarise
 
 SUBSET = 20
 SUBSET_TIME_LIMIT_S = 1.0

@@ -10,8 +10,7 @@ that the fast path places validly and never costs more than first fit. Full size
 from functools import cache
 
 import pytest
-
-from bench.placement_report import (
+from phalanx.bench.placement_report import (
     BIG_GANG_GPUS,
     BIG_GANG_MEMBERS,
     FULL_NODES,
@@ -23,10 +22,11 @@ from bench.placement_report import (
     fragmented_state,
     single_member_gang,
 )
-from scheduler.engine import place
-from scheduler.gang import Gang, MemberRequest
-from scheduler.placement import Placement
-from scheduler.state import ClusterState
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.placement import Placement
+from phalanx.scheduler.state import ClusterState
+
 from tests.placement_helpers import assert_valid_placement
 
 ONE_MEMBER_GOAL_MS = 1.0

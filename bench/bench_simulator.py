@@ -16,24 +16,23 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-
-from scheduler.engine import place
-from scheduler.interfaces import StateObserver
-from scheduler.placement import Placement
-from scheduler.state import ClusterState
-from simulator.clusters import resolve_cluster
-from simulator.config import SimulationConfig
-from simulator.data import SAMPLE_CLUSTER, SAMPLE_TRACE
-from simulator.engine import build_scorer
-from simulator.fill import FGD_DEMAND, fill_workload
-from simulator.gangs import GangFactory
-from simulator.job import TraceWorkload
-from simulator.metrics import summarize
-from simulator.run import simulate
-from simulator.slowdown import SlowdownModel
-from simulator.traces import load_trace
-from simulator.traces.openb import flat_cluster
-from topology.model import MILLI_PER_GPU, Cluster
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.interfaces import StateObserver
+from phalanx.scheduler.placement import Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.simulator.clusters import resolve_cluster
+from phalanx.simulator.config import SimulationConfig
+from phalanx.simulator.data import SAMPLE_CLUSTER, SAMPLE_TRACE
+from phalanx.simulator.engine import build_scorer
+from phalanx.simulator.fill import FGD_DEMAND, fill_workload
+from phalanx.simulator.gangs import GangFactory
+from phalanx.simulator.job import TraceWorkload
+from phalanx.simulator.metrics import summarize
+from phalanx.simulator.run import simulate
+from phalanx.simulator.slowdown import SlowdownModel
+from phalanx.simulator.traces import load_trace
+from phalanx.simulator.traces.openb import flat_cluster
+from phalanx.topology.model import MILLI_PER_GPU, Cluster
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "traces"
 OPENB = SHARED / "alibaba-gpu-v2023-openb"

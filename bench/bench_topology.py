@@ -12,11 +12,10 @@ cluster-file path (two pools: DGX H100 and explicit L40S nodes) shows what valid
 from __future__ import annotations
 
 import pytest
-
-from topology.clusterfile import cluster_from_document
-from topology.compiled import CompiledCluster
-from topology.model import Cluster
-from topology.presets import SUPERPOD_H100_SU_NODES, cluster_preset
+from phalanx.topology.clusterfile import cluster_from_document
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import Cluster
+from phalanx.topology.presets import SUPERPOD_H100_SU_NODES, cluster_preset
 
 FULL_NODES = 10_000
 SMOKE_NODES = 256

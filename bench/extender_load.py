@@ -1,4 +1,4 @@
-"""Load generator for the extender webhook: ``python -m bench.extender_load``.
+"""Load generator for the extender webhook: ``python -m phalanx.bench.extender_load``.
 
 Starts ``phalanx serve --cluster dgx-h100:NODES --dry-run --echo`` pinned to one CPU core,
 then, from another core over loopback (127.0.0.1 only), plays kube-scheduler's part for one
@@ -251,7 +251,7 @@ def start_server(nodes: int, port: int) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
         "-c",
-        "from topology.cli_root import main; main()",
+        "from phalanx.cli import main; main()",
         "serve",
         "--cluster",
         f"dgx-h100:{nodes}",

@@ -6,9 +6,9 @@ allocation ratio next to the paper's (the authors' own per-run results,
 ``fgd_expected_results/analysis_allo_discrete.csv.gz``, column 130). A policy whose mean is
 more than 1 percentage point from the paper's is listed with its gap.
 
-    python -m bench.fgd_table --save runs.jsonl     # 17 lists x 6 policies x seeds 42-51
-    python -m bench.fgd_table --lists default,cpu050 --seeds 42-43 --workers 2
-    python -m bench.fgd_table --load runs.jsonl     # the table from saved runs
+    python -m phalanx.bench.fgd_table --save runs.jsonl     # 17 lists x 6 policies x seeds 42-51
+    python -m phalanx.bench.fgd_table --lists default,cpu050 --seeds 42-43 --workers 2
+    python -m phalanx.bench.fgd_table --load runs.jsonl     # the table from saved runs
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-
-from simulator.config import SimulationConfig
-from simulator.fill import FGD_DEMAND
-from simulator.sweep import expand, parse_seeds, run_local
-from simulator.traces import TraceOptions
+from phalanx.simulator.config import SimulationConfig
+from phalanx.simulator.fill import FGD_DEMAND
+from phalanx.simulator.sweep import expand, parse_seeds, run_local
+from phalanx.simulator.traces import TraceOptions
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 OPENB = SHARED / "traces" / "alibaba-gpu-v2023-openb"

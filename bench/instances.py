@@ -18,12 +18,11 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-
-from scheduler.gang import Gang, Member, MemberRequest
-from scheduler.placement import CostBreakdown, MemberPlacement, Placement
-from scheduler.state import ClusterState
-from topology.model import MILLI_PER_GPU, NODE_LEVEL, Cluster, Node
-from topology.presets import NODE_PRESETS, rail_fat_tree
+from phalanx.scheduler.gang import Gang, Member, MemberRequest
+from phalanx.scheduler.placement import CostBreakdown, MemberPlacement, Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.model import MILLI_PER_GPU, NODE_LEVEL, Cluster, Node
+from phalanx.topology.presets import NODE_PRESETS, rail_fat_tree
 
 DEFAULT_INSTANCES = 200
 BASE_SEED = 20_240_601

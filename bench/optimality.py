@@ -1,6 +1,6 @@
 """How far the fast placement path is from the exact (CP-SAT) optimum.
 
-``python -m bench.optimality [--instances N] [--time-limit S] [--json PATH]`` places every
+``python -m phalanx.bench.optimality [--instances N] [--time-limit S] [--json PATH]`` places every
 instance of :mod:`bench.instances` with ``scheduler.engine.place(..., solver="fast")`` and
 with :func:`scheduler.exact.solve_detailed` (given the fast answer as a hint, as the engine
 does), checks both answers against the constraints, and reports:
@@ -32,14 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from bench.instances import DEFAULT_INSTANCES, Instance, generate
-from scheduler.cluster_index import cluster_index
-from scheduler.cost import LATENCY_COST_PER_LEVEL, lowest_common_domain
-from scheduler.eligibility import static_mask
-from scheduler.engine import place
-from scheduler.exact import ExactResult, solve_detailed
-from scheduler.placement import Placement, PlacementResult
+from phalanx.bench.instances import DEFAULT_INSTANCES, Instance, generate
+from phalanx.scheduler.cluster_index import cluster_index
+from phalanx.scheduler.cost import LATENCY_COST_PER_LEVEL, lowest_common_domain
+from phalanx.scheduler.eligibility import static_mask
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.exact import ExactResult, solve_detailed
+from phalanx.scheduler.placement import Placement, PlacementResult
 
 DEFAULT_TIME_LIMIT_S = 5.0
 DEFAULT_JSON = "out/optimality.json"
@@ -307,7 +306,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.optimality", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m phalanx.bench.optimality", description=__doc__)
     parser.add_argument("--instances", type=int, default=DEFAULT_INSTANCES)
     parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT_S)
     parser.add_argument("--json", default=DEFAULT_JSON, help="where to write the results")

@@ -1,9 +1,9 @@
 """The whole Philly slice (74,167 jobs, Sep 4 - Nov 30 2017) through the simulator, timed, and
 how run time grows with trace length.
 
-    python -m bench.philly_run                          # full run on the trace's cluster
-    python -m bench.philly_run --scaling 5000,10000,20000,40000,74167
-    python -m bench.philly_run --cluster philly:100 --policy backfill
+    python -m phalanx.bench.philly_run                          # full run on the trace's cluster
+    python -m phalanx.bench.philly_run --scaling 5000,10000,20000,40000,74167
+    python -m phalanx.bench.philly_run --cluster philly:100 --policy backfill
 
 Prints the metrics table of the full run, the wall time of the simulation itself (trace
 loading and cluster building excluded, reported apart) and, with ``--scaling``, seconds and
@@ -18,12 +18,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from simulator.clusters import resolve_cluster
-from simulator.config import SimulationConfig
-from simulator.metrics import summarize
-from simulator.report import metrics_table
-from simulator.run import simulate
-from simulator.traces import load_trace
+from phalanx.simulator.clusters import resolve_cluster
+from phalanx.simulator.config import SimulationConfig
+from phalanx.simulator.metrics import summarize
+from phalanx.simulator.report import metrics_table
+from phalanx.simulator.run import simulate
+from phalanx.simulator.traces import load_trace
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
 PHILLY = SHARED / "traces" / "philly"

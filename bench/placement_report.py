@@ -1,7 +1,7 @@
 """Placement-engine figures: medians of the fast path against a first-fit baseline measured in
 the same run, the node-count scaling curve and the numba-versus-numpy kernel timings.
 
-Run ``python -m bench.placement_report`` (``--quick`` for small sizes); the README's figures
+Run ``python -m phalanx.bench.placement_report`` (``--quick`` for small sizes); the README's figures
 come from it. ``bench/bench_placement.py`` runs the same scenarios under pytest-benchmark.
 """
 
@@ -18,23 +18,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
-from scheduler import kernels
-from scheduler.cluster_index import cluster_index
-from scheduler.cost import FRAGMENTATION_WEIGHT, lowest_common_domain, placement_cost
-from scheduler.engine import place
-from scheduler.gang import Gang, MemberRequest
-from scheduler.gpu_choice import stacked_tables
-from scheduler.placement import (
+from phalanx.scheduler import kernels
+from phalanx.scheduler.cluster_index import cluster_index
+from phalanx.scheduler.cost import FRAGMENTATION_WEIGHT, lowest_common_domain, placement_cost
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.gpu_choice import stacked_tables
+from phalanx.scheduler.placement import (
     CostBreakdown,
     MemberPlacement,
     Placement,
     PlacementResult,
     Unplaceable,
 )
-from scheduler.state import ClusterState
-from topology.model import MILLI_PER_GPU
-from topology.presets import cluster_preset
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.model import MILLI_PER_GPU
+from phalanx.topology.presets import cluster_preset
 
 NODE_PRESET = "dgx-h100"
 FULL_NODES = 10_000

@@ -22,13 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from phalanx.extender import wire
+from phalanx.extender.args_decoder import ExtenderArgsDecoder
+from phalanx.extender.binding import Binder
+from phalanx.extender.metrics import ExtenderMetrics
+from phalanx.extender.planner import Planner
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from extender import wire
-from extender.args_decoder import ExtenderArgsDecoder
-from extender.binding import Binder
-from extender.metrics import ExtenderMetrics
-from extender.planner import Planner
 
 log = logging.getLogger(__name__)
 

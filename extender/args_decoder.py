@@ -18,9 +18,8 @@ layout, a bad request) takes the general path.
 from __future__ import annotations
 
 import orjson
-
-from extender import wire
-from extender.node_list import NodeNameList
+from phalanx.extender import wire
+from phalanx.extender.node_list import NodeNameList
 
 NODE_NAMES_KEY = b'"NodeNames":'
 """The key as Go's encoder writes it (struct field name, no JSON tag)."""

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
-
-from extender import annotations as keys
-from scheduler.placement import MemberPlacement, Placement
-from topology.compiled import CompiledCluster
+from phalanx.extender import annotations as keys
+from phalanx.scheduler.placement import MemberPlacement, Placement
+from phalanx.topology.compiled import CompiledCluster
 
 MAX_PLAN_ANNOTATION_BYTES = 64 * 1024
 """Annotations of one object may total 256 KiB; a larger gang's plan (about 100 bytes a rank)

@@ -7,9 +7,9 @@ install, which is what ``helm template`` does), so the committed manifests in
 
 .. code-block:: sh
 
-    python -m extender.chart deploy/helm/phalanx                      # print, like helm template
-    python -m extender.chart deploy/helm/phalanx --set tls.enabled=true --values my-values.yaml
-    python -m extender.chart deploy/helm/phalanx --out deploy/manifests   # regenerate the files
+    python -m phalanx.extender.chart deploy/helm/phalanx                 # print, as helm template
+    python -m phalanx.extender.chart deploy/helm/phalanx --set tls.enabled=true --values my.yaml
+    python -m phalanx.extender.chart deploy/helm/phalanx --out deploy/manifests   # regenerate
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def _invocation(
     out_dir: str,
 ) -> str:
     """The command line that reproduces a rendering, for the header of the files it writes."""
-    words = ["python", "-m", "extender.chart", chart_dir]
+    words = ["python", "-m", "phalanx.extender.chart", chart_dir]
     if values_file is not None:
         words += ["--values", values_file]
     for expression in sets:

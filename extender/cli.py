@@ -13,12 +13,11 @@ import sys
 from collections.abc import Callable
 
 import click
-
-from extender.app import AppOptions, Backend, ExtenderApp
-from extender.config import ConfigError, ServeConfig, load_config
-from extender.planner import Planner
-from policies.registry import PolicyOptionError, UnknownPolicyError
-from topology.model import Cluster
+from phalanx.extender.app import AppOptions, Backend, ExtenderApp
+from phalanx.extender.config import ConfigError, ServeConfig, load_config
+from phalanx.extender.planner import Planner
+from phalanx.policies.registry import PolicyOptionError, UnknownPolicyError
+from phalanx.topology.model import Cluster
 
 
 def _fail(message: str) -> None:
@@ -54,7 +53,7 @@ def command(
         config = dataclasses.replace(config, port=port)
     if dry_run != (cluster is not None):
         _fail("--dry-run and --cluster go together: --cluster PRESET|FILE --dry-run")
-    from extender.runtime import DryRunBackend, planner_factory
+    from phalanx.extender.runtime import DryRunBackend, planner_factory
 
     try:
         make_planner = planner_factory(config)
@@ -62,7 +61,7 @@ def command(
         _fail(f"{config_path or 'policies'}: {exc}")
         return
     if cluster is not None:
-        from topology.sources import load_cluster
+        from phalanx.topology.sources import load_cluster
 
         try:
             described = load_cluster(cluster, config.kube.topology_labels)
@@ -78,7 +77,7 @@ def command(
         bind_workers=config.bind_workers,
         echo=echo,
     )
-    from extender.server import serve
+    from phalanx.extender.server import serve
 
     serve(ExtenderApp(backend, options), config)
 
@@ -86,8 +85,7 @@ def command(
 def _kube_backend(config: ServeConfig, make_planner: Callable[[Cluster], Planner]) -> Backend:
     from kubernetes import client
     from kubernetes import config as kube_config
-
-    from extender.kube_backend import KubeBackend
+    from phalanx.extender.kube_backend import KubeBackend
 
     try:
         if config.kube.kubeconfig:

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from extender.app import DEFAULT_BIND_WORKERS, DEFAULT_MAX_BODY_BYTES
-from extender.planner import DEFAULT_RESERVATION_TTL_S
+from phalanx.extender.app import DEFAULT_BIND_WORKERS, DEFAULT_MAX_BODY_BYTES
+from phalanx.extender.planner import DEFAULT_RESERVATION_TTL_S
 
 DEFAULT_PORT = 8888
 DEFAULT_WATCH_TIMEOUT_S = 300

@@ -7,15 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from extender import annotations as keys
-from extender.gangs.ref import GangRef, LevelRef, LevelRefKind
-from extender.podspec import annotations_of, created_s, namespace_of, priority_of
-from scheduler.gang import GangSpecError
-from topology.compiled import CompiledCluster
-from topology.model import NODE_LEVEL
+from phalanx.extender import annotations as keys
+from phalanx.extender.gangs.ref import GangRef, LevelRef, LevelRefKind
+from phalanx.extender.podspec import annotations_of, created_s, namespace_of, priority_of
+from phalanx.scheduler.gang import GangSpecError
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import NODE_LEVEL
 
 if TYPE_CHECKING:
-    from extender.records import PodRecord
+    from phalanx.extender.records import PodRecord
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 """Kueue and native topology constraints name the node level by this label."""

@@ -16,17 +16,16 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
-
-from extender.binding import Binder
-from extender.config import KubeConfig
-from extender.gangs import GROUP_KINDS, GroupKind
-from extender.kube_binder import KubeBinder
-from extender.planner import Planner
-from extender.podspec import namespace_of, uid_of
-from extender.reflector import HTTP_NOT_FOUND, Handlers, Reflector, list_objects
-from topology.discovery import ANNOTATION_GPU_TOPOLOGY
-from topology.kube import MalformedNodeError, cluster_from_nodes
-from topology.model import Cluster
+from phalanx.extender.binding import Binder
+from phalanx.extender.config import KubeConfig
+from phalanx.extender.gangs import GROUP_KINDS, GroupKind
+from phalanx.extender.kube_binder import KubeBinder
+from phalanx.extender.planner import Planner
+from phalanx.extender.podspec import namespace_of, uid_of
+from phalanx.extender.reflector import HTTP_NOT_FOUND, Handlers, Reflector, list_objects
+from phalanx.topology.discovery import ANNOTATION_GPU_TOPOLOGY
+from phalanx.topology.kube import MalformedNodeError, cluster_from_nodes
+from phalanx.topology.model import Cluster
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,7 @@ from typing import Any
 import orjson
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-from extender.binding import BindOutcome, BindRequest
+from phalanx.extender.binding import BindOutcome, BindRequest
 
 HTTP_CONFLICT = 409
 

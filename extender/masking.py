@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-
-from extender.node_list import NodeNameList
-from extender.node_table import UNKNOWN, NodeNameTable
-from topology.compiled import CompiledCluster
-from topology.model import MILLI_PER_GPU
+from phalanx.extender.node_list import NodeNameList
+from phalanx.extender.node_table import UNKNOWN, NodeNameTable
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 
 @contextmanager

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from phalanx.extender.planner import Planner
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from extender.planner import Planner
 
 LATENCY_BUCKETS_S = (
     0.0005,

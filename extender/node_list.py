@@ -17,8 +17,7 @@ from typing import overload
 import numpy as np
 import orjson
 from numba import njit
-
-from extender.name_bytes import (
+from phalanx.extender.name_bytes import (
     HASH_SEED,
     HIGH_BITS,
     ONES,

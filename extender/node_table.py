@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
-
-from extender.name_bytes import name_word, words_for
-from extender.node_list import NodeNameList
+from phalanx.extender.name_bytes import name_word, words_for
+from phalanx.extender.node_list import NodeNameList
 
 LOAD_FACTOR_INVERSE = 2
 """Slots per name (at least): probes stay short."""

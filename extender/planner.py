@@ -20,10 +20,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-
-from extender import annotations as keys
-from extender import scoring
-from extender.binding import (
+from phalanx.extender import annotations as keys
+from phalanx.extender import scoring
+from phalanx.extender.binding import (
     Binder,
     BindOutcome,
     BindRequest,
@@ -31,11 +30,11 @@ from extender.binding import (
     bind_annotations,
     decode_plan,
 )
-from extender.gangs import GroupKind, resolve_gang
-from extender.gangs.ref import SINGLETON_SOURCE
-from extender.hints import GangHints, gang_hints
-from extender.masking import Offer, OfferedIndex, withheld
-from extender.podspec import (
+from phalanx.extender.gangs import GroupKind, resolve_gang
+from phalanx.extender.gangs.ref import SINGLETON_SOURCE
+from phalanx.extender.hints import GangHints, gang_hints
+from phalanx.extender.masking import Offer, OfferedIndex, withheld
+from phalanx.extender.podspec import (
     PodSpecError,
     is_terminal,
     member_request,
@@ -44,12 +43,12 @@ from extender.podspec import (
     pod_key,
     uid_of,
 )
-from extender.records import GangRecord, PodRecord, natural_key
-from extender.wire import MAX_EXTENDER_PRIORITY
-from scheduler.cycle import SchedulingCycle
-from scheduler.engine import place
-from scheduler.gang import Gang, GangSpecError, Member, MemberRequest
-from scheduler.interfaces import (
+from phalanx.extender.records import GangRecord, PodRecord, natural_key
+from phalanx.extender.wire import MAX_EXTENDER_PRIORITY
+from phalanx.scheduler.cycle import SchedulingCycle
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, GangSpecError, Member, MemberRequest
+from phalanx.scheduler.interfaces import (
     PlacementScorer,
     PreemptionPolicy,
     QueueContext,
@@ -57,11 +56,11 @@ from scheduler.interfaces import (
     RunningGang,
     RuntimeObserver,
 )
-from scheduler.placement import CostBreakdown, MemberPlacement, Placement, Unplaceable
-from scheduler.state import ClusterState, HoldingPhase, LedgerError
-from scheduler.validation import validate_gang_for_cluster
-from topology.compiled import CapacityError, CompiledCluster
-from topology.model import MILLI_PER_GPU, NODE_LEVEL, Cluster
+from phalanx.scheduler.placement import CostBreakdown, MemberPlacement, Placement, Unplaceable
+from phalanx.scheduler.state import ClusterState, HoldingPhase, LedgerError
+from phalanx.scheduler.validation import validate_gang_for_cluster
+from phalanx.topology.compiled import CapacityError, CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU, NODE_LEVEL, Cluster
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from kubernetes.utils import parse_quantity
-
-from scheduler.gang import MemberRequest
+from phalanx.scheduler.gang import MemberRequest
 
 GPU_RESOURCE = "nvidia.com/gpu"
 """The extended resource kube-scheduler routes to the extender (``managedResources``)."""

@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from extender.gangs import GangRef
-from extender.hints import GangHints
-from scheduler.gang import Gang, MemberRequest
+from phalanx.extender.gangs import GangRef
+from phalanx.extender.hints import GangHints
+from phalanx.scheduler.gang import Gang, MemberRequest
 
 
 @dataclass

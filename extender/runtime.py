@@ -7,12 +7,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from extender.binding import Binder, RecordingBinder
-from extender.config import PolicyConfig, ServeConfig
-from extender.planner import Planner, PlannerConfig
-from policies.registry import get_preemption_policy, get_queue_policy, get_scorer
-from scheduler.interfaces import PlacementScorer, PreemptionPolicy, QueuePolicy
-from topology.model import Cluster
+from phalanx.extender.binding import Binder, RecordingBinder
+from phalanx.extender.config import PolicyConfig, ServeConfig
+from phalanx.extender.planner import Planner, PlannerConfig
+from phalanx.policies.registry import get_preemption_policy, get_queue_policy, get_scorer
+from phalanx.scheduler.interfaces import PlacementScorer, PreemptionPolicy, QueuePolicy
+from phalanx.topology.model import Cluster
 
 RECENT_BINDS_SHOWN = 100
 """Dry-run binds listed in /debug/state (the newest)."""

@@ -13,16 +13,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-
-from extender.wire import MAX_EXTENDER_PRIORITY, MIN_EXTENDER_PRIORITY
-from scheduler.cluster_index import cluster_index
-from scheduler.cost import placement_cost
-from scheduler.eligibility import static_mask
-from scheduler.gang import Gang
-from scheduler.gpu_choice import choose_fractional_gpu, choose_whole_gpus
-from scheduler.placement import MemberPlacement, Placement
-from topology.compiled import CompiledCluster
-from topology.model import MILLI_PER_GPU
+from phalanx.extender.wire import MAX_EXTENDER_PRIORITY, MIN_EXTENDER_PRIORITY
+from phalanx.scheduler.cluster_index import cluster_index
+from phalanx.scheduler.cost import placement_cost
+from phalanx.scheduler.eligibility import static_mask
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.gpu_choice import choose_fractional_gpu, choose_whole_gpus
+from phalanx.scheduler.placement import MemberPlacement, Placement
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 ALTERNATIVE_TOP = MAX_EXTENDER_PRIORITY - 1
 """Best score a node other than the planned one can get."""

@@ -7,9 +7,8 @@ import ssl
 from typing import Any
 
 import uvicorn
-
-from extender.app import ExtenderApp
-from extender.config import ServeConfig
+from phalanx.extender.app import ExtenderApp
+from phalanx.extender.config import ServeConfig
 
 
 def uvicorn_config(app: ExtenderApp, config: ServeConfig, **overrides: Any) -> uvicorn.Config:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import click
-
-from policies.registry import KINDS, list_policies
+from phalanx.policies.registry import KINDS, list_policies
 
 
 @click.command(name="policies")

@@ -19,8 +19,8 @@ import math
 import statistics
 from collections import deque
 
-from scheduler.gang import Gang
-from scheduler.interfaces import RunningGang
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import RunningGang
 
 DEFAULT_RUNTIME_ESTIMATE_S = 3600.0
 """One hour, when neither the gang nor its queue's history says anything."""

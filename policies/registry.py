@@ -14,28 +14,28 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from policies.preemption.chain import ChainedPreemption, NoPreemption
-from policies.preemption.guards import EvictionHistory
-from policies.preemption.priority import PriorityPreemption
-from policies.preemption.reclaim import FairShareReclaim
-from policies.queue.backfill import BackfillPolicy
-from policies.queue.drf import DrfPolicy
-from policies.queue.finish_time import FinishTimeFairnessPolicy
-from policies.queue.las import LasPolicy
-from policies.queue.quota import QuotaPolicy
-from policies.queue.simple import FifoPolicy, PriorityPolicy, SjfPolicy
-from policies.scoring.allocation import BinpackScorer, SpreadScorer
-from policies.scoring.combined import WeightedScorer
-from policies.scoring.fgd import FgdScorer
-from policies.scoring.fgd_baselines import (
+from phalanx.policies.preemption.chain import ChainedPreemption, NoPreemption
+from phalanx.policies.preemption.guards import EvictionHistory
+from phalanx.policies.preemption.priority import PriorityPreemption
+from phalanx.policies.preemption.reclaim import FairShareReclaim
+from phalanx.policies.queue.backfill import BackfillPolicy
+from phalanx.policies.queue.drf import DrfPolicy
+from phalanx.policies.queue.finish_time import FinishTimeFairnessPolicy
+from phalanx.policies.queue.las import LasPolicy
+from phalanx.policies.queue.quota import QuotaPolicy
+from phalanx.policies.queue.simple import FifoPolicy, PriorityPolicy, SjfPolicy
+from phalanx.policies.scoring.allocation import BinpackScorer, SpreadScorer
+from phalanx.policies.scoring.combined import WeightedScorer
+from phalanx.policies.scoring.fgd import FgdScorer
+from phalanx.policies.scoring.fgd_baselines import (
     BestFitScorer,
     DotProductScorer,
     GpuClusteringScorer,
     GpuPackingScorer,
     RandomScorer,
 )
-from policies.scoring.topology import TopologyScorer
-from scheduler.interfaces import PlacementScorer, PreemptionPolicy, QueuePolicy
+from phalanx.policies.scoring.topology import TopologyScorer
+from phalanx.scheduler.interfaces import PlacementScorer, PreemptionPolicy, QueuePolicy
 
 QUEUE = "queue"
 SCORER = "scorer"

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from scheduler.gang import Gang
-from scheduler.interfaces import RunningGang
-from scheduler.placement import Placement
-from topology.compiled import CompiledCluster
-from topology.model import MILLI_PER_GPU
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import RunningGang
+from phalanx.scheduler.placement import Placement
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 RESOURCE_NAMES = ("gpu_milli", "cpu_milli", "memory_mib")
 

@@ -13,16 +13,15 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 import click
-
-from scheduler.cluster_index import cluster_index
-from scheduler.cost import member_costs
-from scheduler.engine import SOLVERS, place
-from scheduler.gang import Gang, GangSpecError
-from scheduler.gangspec import load_gang_file
-from scheduler.kernels import warm_up
-from scheduler.placement import CostBreakdown, Placement, PlacementResult
-from scheduler.state import ClusterState
-from scheduler.statefile import StateFileError, load_state_file
+from phalanx.scheduler.cluster_index import cluster_index
+from phalanx.scheduler.cost import member_costs
+from phalanx.scheduler.engine import SOLVERS, place
+from phalanx.scheduler.gang import Gang, GangSpecError
+from phalanx.scheduler.gangspec import load_gang_file
+from phalanx.scheduler.kernels import warm_up
+from phalanx.scheduler.placement import CostBreakdown, Placement, PlacementResult
+from phalanx.scheduler.state import ClusterState
+from phalanx.scheduler.statefile import StateFileError, load_state_file
 
 EXIT_UNPLACEABLE = 1
 EXIT_BAD_INPUT = 2
@@ -76,7 +75,7 @@ def command(
 ) -> None:
     """Where would this gang go (per member node and GPUs, with the cost broken down by
     term), or why does it not fit (which constraint failed at which level)?"""
-    from topology.sources import load_cluster
+    from phalanx.topology.sources import load_cluster
 
     try:
         cluster = load_cluster(cluster_spec)

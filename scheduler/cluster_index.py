@@ -12,9 +12,8 @@ import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from scheduler.cost import ideal_leftover_table
-from topology.compiled import NO_PRODUCT, CompiledCluster
+from phalanx.scheduler.cost import ideal_leftover_table
+from phalanx.topology.compiled import NO_PRODUCT, CompiledCluster
 
 CPU_ONLY = -1
 """``choice_shape`` of a node without GPUs."""

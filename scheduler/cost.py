@@ -19,11 +19,10 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-
-from scheduler.gang import Gang
-from scheduler.placement import CostBreakdown, MemberPlacement
-from topology.compiled import CompiledCluster
-from topology.model import MILLI_PER_GPU
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.placement import CostBreakdown, MemberPlacement
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 LATENCY_COST_PER_LEVEL = 0.1
 """Per fabric level climbed: small against any bandwidth step (NVLink -> leaf is 9)."""

@@ -24,9 +24,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from scheduler import engine
-from scheduler.gang import Gang, GangSpecError
-from scheduler.interfaces import (
+from phalanx.scheduler import engine
+from phalanx.scheduler.gang import Gang, GangSpecError
+from phalanx.scheduler.interfaces import (
     PlaceFunction,
     PlacementScorer,
     PreemptionDecision,
@@ -36,9 +36,9 @@ from scheduler.interfaces import (
     RunningGang,
     StateObserver,
 )
-from scheduler.placement import Placement, PlacementResult
-from scheduler.state import ClusterState, LedgerError
-from topology.compiled import CapacityError
+from phalanx.scheduler.placement import Placement, PlacementResult
+from phalanx.scheduler.state import ClusterState, LedgerError
+from phalanx.topology.compiled import CapacityError
 
 
 @dataclass

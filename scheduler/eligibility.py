@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from scheduler.cluster_index import ClusterIndex
-from scheduler.gang import MemberRequest
-from scheduler.kernels import fractional_member_capacity, whole_member_capacity
-from topology.compiled import CompiledCluster
+from phalanx.scheduler.cluster_index import ClusterIndex
+from phalanx.scheduler.gang import MemberRequest
+from phalanx.scheduler.kernels import fractional_member_capacity, whole_member_capacity
+from phalanx.topology.compiled import CompiledCluster
 
 UNBOUNDED_MEMBERS = 1 << 20
 """Capacity of a node for a member that asks for nothing it could run out of."""

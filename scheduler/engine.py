@@ -22,14 +22,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from scheduler.gang import Gang
-from scheduler.interfaces import PlacementScorer
-from scheduler.placement import Placement, PlacementResult, Unplaceable
-from scheduler.search import search_placement, unit_classes
-from scheduler.state import ClusterState
-from scheduler.validation import validate_gang_for_cluster
-from topology.compiled import CompiledCluster
-from topology.model import MILLI_PER_GPU
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import PlacementScorer
+from phalanx.scheduler.placement import Placement, PlacementResult, Unplaceable
+from phalanx.scheduler.search import search_placement, unit_classes
+from phalanx.scheduler.state import ClusterState
+from phalanx.scheduler.validation import validate_gang_for_cluster
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 SOLVERS = ("fast", "exact", "auto")
 AUTO_EXACT_MIN_GPUS = 64
@@ -59,7 +59,7 @@ def place(
         return fast
     if solver == "auto" and not _exact_pays_off(gang, fast, compiled):
         return fast
-    from scheduler.exact import solve
+    from phalanx.scheduler.exact import solve
 
     hint = fast if isinstance(fast, Placement) else None
     exact = solve(gang, state, time_limit_s=time_limit_s, hint=hint, scorer=scorer)

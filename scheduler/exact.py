@@ -22,28 +22,28 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from scheduler.cost import lowest_common_domain, placement_cost
-from scheduler.exact_bounds import prune_by_bound, restrict_to_budget, valid_hint_cost
-from scheduler.exact_model import (
+from phalanx.scheduler.cost import lowest_common_domain, placement_cost
+from phalanx.scheduler.exact_bounds import prune_by_bound, restrict_to_budget, valid_hint_cost
+from phalanx.scheduler.exact_model import (
     DEFAULT_NUM_WORKERS,
     HINT_EVALUATION_SHARE,
     HINT_STATUS,
     ModelSolution,
     PlacementModel,
 )
-from scheduler.exact_problem import (
+from phalanx.scheduler.exact_problem import (
     ExactProblem,
     NoCandidate,
     add_gpu_sets,
     build_problem,
     groups_of_prefix,
 )
-from scheduler.gang import Gang
-from scheduler.interfaces import PlacementScorer
-from scheduler.placement import MemberPlacement, Placement, PlacementResult, Unplaceable
-from scheduler.state import ClusterState
-from scheduler.validation import validate_gang_for_cluster
-from topology.model import MILLI_PER_GPU
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import PlacementScorer
+from phalanx.scheduler.placement import MemberPlacement, Placement, PlacementResult, Unplaceable
+from phalanx.scheduler.state import ClusterState
+from phalanx.scheduler.validation import validate_gang_for_cluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 MIN_SOLVE_S = 0.01
 """Solver time left even when building the model used up the limit."""

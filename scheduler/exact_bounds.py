@@ -23,16 +23,15 @@ import math
 from collections import Counter
 
 import numpy as np
-
-from scheduler.cost import (
+from phalanx.scheduler.cost import (
     FRAGMENTATION_WEIGHT,
     LATENCY_COST_PER_LEVEL,
     ideal_leftover_table,
     lowest_common_domain,
     placement_cost,
 )
-from scheduler.eligibility import static_mask
-from scheduler.exact_problem import (
+from phalanx.scheduler.eligibility import static_mask
+from phalanx.scheduler.exact_problem import (
     MAX_SETS_PER_NODE,
     CandidateDomain,
     ExactProblem,
@@ -40,10 +39,10 @@ from scheduler.exact_problem import (
     needs_nvlink,
     unit_of,
 )
-from scheduler.placement import Placement
-from scheduler.state import ClusterState
-from topology.compiled import CompiledCluster
-from topology.model import MILLI_PER_GPU
+from phalanx.scheduler.placement import Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 PRUNE_TOLERANCE = 1e-9
 """Float slack in comparing bounds, far below the cost's integer resolution."""

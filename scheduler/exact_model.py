@@ -41,8 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from ortools.sat.python import cp_model
-
-from scheduler.cost import (
+from phalanx.scheduler.cost import (
     FRAGMENTATION_WEIGHT,
     LATENCY_COST_PER_LEVEL,
     LEFTOVER_LINK_WEIGHT,
@@ -50,8 +49,8 @@ from scheduler.cost import (
     RAIL_MISALIGN_PENALTY,
     ideal_leftover_table,
 )
-from scheduler.exact_problem import CandidateDomain, ExactProblem, Prefix
-from topology.model import MILLI_PER_GPU
+from phalanx.scheduler.exact_problem import CandidateDomain, ExactProblem, Prefix
+from phalanx.topology.model import MILLI_PER_GPU
 
 COST_SCALE = 100_000
 """Objective units per unit of placement cost."""

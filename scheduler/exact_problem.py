@@ -30,21 +30,20 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from scheduler.cluster_index import ClusterIndex, cluster_index
-from scheduler.eligibility import (
+from phalanx.scheduler.cluster_index import ClusterIndex, cluster_index
+from phalanx.scheduler.eligibility import (
     FreeArrays,
     explain_no_node,
     member_capacity,
     request_key,
     static_mask,
 )
-from scheduler.gang import Gang, MemberRequest
-from scheduler.interfaces import PlacementScorer
-from scheduler.placement import Placement
-from scheduler.state import ClusterState
-from topology.compiled import CompiledCluster
-from topology.model import MILLI_PER_GPU
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.interfaces import PlacementScorer
+from phalanx.scheduler.placement import Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 TIE_BREAK_STEPS = 100
 """Resolution of a scorer's node preference, used only between equal-cost placements."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from topology.model import MILLI_PER_GPU
+from phalanx.topology.model import MILLI_PER_GPU
 
 
 class GangSpecError(ValueError):

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from scheduler.gang import Gang, GangSpecError, Member, MemberRequest
-from topology.fields import Problems, Reader, join
+from phalanx.scheduler.gang import Gang, GangSpecError, Member, MemberRequest
+from phalanx.topology.fields import Problems, Reader, join
 
 OPTIONAL_GANG_FIELDS = (
     "min_members",
@@ -62,7 +62,7 @@ def gang_from_dict(
 
 def load_gang_file(path: str | Path) -> Gang:
     """Read a ``.json`` (JSON) or other (YAML) gang file."""
-    from topology.clusterfile import ClusterFileError, read_document_file
+    from phalanx.topology.clusterfile import ClusterFileError, read_document_file
 
     try:
         parsed = read_document_file(path)

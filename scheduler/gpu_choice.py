@@ -27,10 +27,9 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-
-from scheduler.cluster_index import ChoiceShape, ClusterIndex
-from scheduler.cost import LEFTOVER_LINK_WEIGHT, NUMA_SPLIT_PENALTY
-from topology.model import MILLI_PER_GPU
+from phalanx.scheduler.cluster_index import ChoiceShape, ClusterIndex
+from phalanx.scheduler.cost import LEFTOVER_LINK_WEIGHT, NUMA_SPLIT_PENALTY
+from phalanx.topology.model import MILLI_PER_GPU
 
 TABLE_MAX_GPUS = 8
 """Nodes up to this many GPUs get a table over all 2**gpus free masks (256 rows for 8)."""

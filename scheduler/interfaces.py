@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-
-from scheduler.gang import Gang, MemberRequest
-from scheduler.placement import Placement, PlacementResult
-from scheduler.state import ClusterState
-from topology.compiled import CompiledCluster
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.placement import Placement, PlacementResult
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.compiled import CompiledCluster
 
 
 @dataclass

@@ -36,35 +36,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from scheduler.cluster_index import ClusterIndex, cluster_index
-from scheduler.cost import (
+from phalanx.scheduler.cluster_index import ClusterIndex, cluster_index
+from phalanx.scheduler.cost import (
     FRAGMENTATION_WEIGHT,
     LATENCY_COST_PER_LEVEL,
     RAIL_MISALIGN_PENALTY,
     lowest_common_domain,
     placement_cost,
 )
-from scheduler.eligibility import (
+from phalanx.scheduler.eligibility import (
     FreeArrays,
     explain_no_node,
     member_capacity,
     request_key,
     static_mask,
 )
-from scheduler.gang import Gang, Member, MemberRequest
-from scheduler.gpu_choice import (
+from phalanx.scheduler.gang import Gang, Member, MemberRequest
+from phalanx.scheduler.gpu_choice import (
     TABLE_MAX_GPUS,
     choose_fractional_gpu,
     choose_whole_gpus,
     rail_mask,
     stacked_tables,
 )
-from scheduler.interfaces import PlacementScorer
-from scheduler.kernels import domain_totals, nvlink_unit_capacity, single_node_costs
-from scheduler.placement import MemberPlacement, Placement, PlacementResult, Unplaceable
-from topology.compiled import CompiledCluster
-from topology.model import MILLI_PER_GPU
+from phalanx.scheduler.interfaces import PlacementScorer
+from phalanx.scheduler.kernels import domain_totals, nvlink_unit_capacity, single_node_costs
+from phalanx.scheduler.placement import MemberPlacement, Placement, PlacementResult, Unplaceable
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 CANDIDATES_SCORED = 3
 """Candidate domains (or nodes) at the winning level that are filled and priced in full."""

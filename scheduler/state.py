@@ -13,10 +13,9 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
-
-from scheduler.placement import MemberPlacement, Placement
-from topology.compiled import CapacityError, CompiledCluster
-from topology.model import MILLI_PER_GPU
+from phalanx.scheduler.placement import MemberPlacement, Placement
+from phalanx.topology.compiled import CapacityError, CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 
 class LedgerError(ValueError):

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scheduler.cost import lowest_common_domain
-from scheduler.gangspec import file_problems
-from scheduler.placement import CostBreakdown, MemberPlacement, Placement
-from scheduler.state import ClusterState, LedgerError
-from topology.compiled import CapacityError
-from topology.fields import Problems, Reader, join
-from topology.model import MILLI_PER_GPU
+from phalanx.scheduler.cost import lowest_common_domain
+from phalanx.scheduler.gangspec import file_problems
+from phalanx.scheduler.placement import CostBreakdown, MemberPlacement, Placement
+from phalanx.scheduler.state import ClusterState, LedgerError
+from phalanx.topology.compiled import CapacityError
+from phalanx.topology.fields import Problems, Reader, join
+from phalanx.topology.model import MILLI_PER_GPU
 
 STATE_FIELDS = ("allocations",)
 ALLOCATION_FIELDS = ("gang", "members")
@@ -33,7 +33,7 @@ class StateFileError(ValueError):
 def load_state_file(path: str | Path, state: ClusterState, now_s: float = 0.0) -> int:
     """Apply the allocations of a ``.json``/YAML state file to ``state`` (as committed
     holdings); returns how many gangs were applied. Nothing is applied if any is bad."""
-    from topology.clusterfile import ClusterFileError, read_document_file
+    from phalanx.topology.clusterfile import ClusterFileError, read_document_file
 
     try:
         parsed = read_document_file(path)

@@ -4,9 +4,9 @@ that they get a :class:`~scheduler.gang.GangSpecError` naming the field, never a
 
 from __future__ import annotations
 
-from scheduler.cluster_index import cluster_index
-from scheduler.gang import Gang, GangSpecError, MemberRequest
-from topology.compiled import NO_PRODUCT, CompiledCluster
+from phalanx.scheduler.cluster_index import cluster_index
+from phalanx.scheduler.gang import Gang, GangSpecError, MemberRequest
+from phalanx.topology.compiled import NO_PRODUCT, CompiledCluster
 
 
 def validate_gang_for_cluster(gang: Gang, compiled: CompiledCluster) -> None:

@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import click
-
-from simulator.config import BIND_DELAY_DISTRIBUTIONS, SimulationConfig
-from simulator.data import SAMPLE_CLUSTER, SAMPLE_TRACE
-from simulator.fill import FGD_DEMAND
-from simulator.options import parse_options, progress_bar, reported_errors
-from simulator.slowdown import DEFAULT_INTENSITY, SlowdownModel
-from simulator.traces import FORMATS, TraceOptions, load_trace, split_spec
+from phalanx.simulator.config import BIND_DELAY_DISTRIBUTIONS, SimulationConfig
+from phalanx.simulator.data import SAMPLE_CLUSTER, SAMPLE_TRACE
+from phalanx.simulator.fill import FGD_DEMAND
+from phalanx.simulator.options import parse_options, progress_bar, reported_errors
+from phalanx.simulator.slowdown import DEFAULT_INTENSITY, SlowdownModel
+from phalanx.simulator.traces import FORMATS, TraceOptions, load_trace, split_spec
 
 
 @click.command(
@@ -115,10 +114,10 @@ def command(
     progress: bool | None,
 ) -> None:
     """Replay a GPU-cluster trace through the scheduler and report what happened."""
-    from simulator.clusters import resolve_cluster
-    from simulator.metrics import summarize
-    from simulator.report import metrics_table, write_outputs
-    from simulator.run import simulate
+    from phalanx.simulator.clusters import resolve_cluster
+    from phalanx.simulator.metrics import summarize
+    from phalanx.simulator.report import metrics_table, write_outputs
+    from phalanx.simulator.run import simulate
 
     with reported_errors():
         if trace_spec is None:

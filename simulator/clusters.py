@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simulator.job import TraceWorkload
-from simulator.traces.openb import cluster_from_node_list
-from simulator.traces.philly import PHILLY_NODES, philly_cluster
-from topology.model import Cluster
-from topology.presets import CLUSTER_ALIASES, NODE_PRESETS, cluster_preset, is_preset
+from phalanx.simulator.job import TraceWorkload
+from phalanx.simulator.traces.openb import cluster_from_node_list
+from phalanx.simulator.traces.philly import PHILLY_NODES, philly_cluster
+from phalanx.topology.model import Cluster
+from phalanx.topology.presets import CLUSTER_ALIASES, NODE_PRESETS, cluster_preset, is_preset
 
 CLUSTER_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 PHILLY_PRESET = "philly"
@@ -51,7 +51,7 @@ def resolve_cluster(spec: str | None, workload: TraceWorkload | None = None) -> 
     path = Path(spec).expanduser()
     if path.is_file():
         if path.suffix.lower() in CLUSTER_FILE_SUFFIXES:
-            from topology.clusterfile import load_cluster_file
+            from phalanx.topology.clusterfile import load_cluster_file
 
             return load_cluster_file(path)
         if path.suffix.lower() == ".csv":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from simulator.slowdown import SlowdownModel
+from phalanx.simulator.slowdown import SlowdownModel
 
 DEFAULT_SAMPLES = 500
 """Time-series points over the trace's arrival span (replay)."""

@@ -17,19 +17,18 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
-from scheduler.gang import Gang
-from scheduler.interfaces import PlacementScorer, RunningGang, RuntimeObserver
-from scheduler.placement import Placement
-from simulator.config import SimulationConfig
-from simulator.events import EventKind, EventQueue
-from simulator.fragmentation import FragmentationMeter
-from simulator.gangs import GangFactory
-from simulator.job import TraceWorkload
-from simulator.placement_memo import PlacementMemo, VersionedState, comm_cost
-from simulator.records import JobRun, JobStatus, RunningSet, SimulationResult
-from simulator.timeline import Timeline
-from topology.model import MILLI_PER_GPU, Cluster
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import PlacementScorer, RunningGang, RuntimeObserver
+from phalanx.scheduler.placement import Placement
+from phalanx.simulator.config import SimulationConfig
+from phalanx.simulator.events import EventKind, EventQueue
+from phalanx.simulator.fragmentation import FragmentationMeter
+from phalanx.simulator.gangs import GangFactory
+from phalanx.simulator.job import TraceWorkload
+from phalanx.simulator.placement_memo import PlacementMemo, VersionedState, comm_cost
+from phalanx.simulator.records import JobRun, JobStatus, RunningSet, SimulationResult
+from phalanx.simulator.timeline import Timeline
+from phalanx.topology.model import MILLI_PER_GPU, Cluster
 
 BIND_DELAY_STREAM = 1
 """Random stream of the pods' bind delays, apart from the scorers' (which take the seed)."""
@@ -56,8 +55,8 @@ class Simulation:
         fill_demand: float | None = None,
         progress: ProgressHook | None = None,
     ) -> None:
-        from policies.registry import get_preemption_policy, get_queue_policy
-        from scheduler.cycle import SchedulingCycle
+        from phalanx.policies.registry import get_preemption_policy, get_queue_policy
+        from phalanx.scheduler.cycle import SchedulingCycle
 
         config.check()
         self.workload = workload
@@ -427,8 +426,8 @@ def build_scorer(
 ) -> PlacementScorer:
     """A scorer by name; the run's seed and workload go to the parts that take them (the
     FGD scorers' tie-breaking, FGD's target workload), the user's options to all."""
-    from policies.registry import PolicyOptionError, get_scorer
-    from policies.scoring.fgd_workload import Workload
+    from phalanx.policies.registry import PolicyOptionError, get_scorer
+    from phalanx.policies.scoring.fgd_workload import Workload
 
     requests = [m.request for g in gangs for m in g.members]
     workload = Workload.from_requests(requests) if requests else Workload.default()
@@ -441,7 +440,7 @@ def build_scorer(
 
 
 def _is_scorer(name: str) -> bool:
-    from policies.registry import UnknownPolicyError, get_queue_policy, get_scorer
+    from phalanx.policies.registry import UnknownPolicyError, get_queue_policy, get_scorer
 
     try:
         get_queue_policy(name)

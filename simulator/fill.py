@@ -15,8 +15,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
-
-from simulator.job import Job, TraceError, TraceWorkload
+from phalanx.simulator.job import Job, TraceError, TraceWorkload
 
 FGD_DEMAND = 1.3
 """Arrived GPU demand as a multiple of capacity at which the paper stops (``tune=1.3``)."""

@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from policies.scoring.fgd import FgdScorer
-from policies.scoring.fgd_workload import Workload
-from scheduler.gang import Gang
-from topology.compiled import CompiledCluster
-from topology.model import MILLI_PER_GPU
+from phalanx.policies.scoring.fgd import FgdScorer
+from phalanx.policies.scoring.fgd_workload import Workload
+from phalanx.scheduler.gang import Gang
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scheduler.gang import Gang, Member, MemberRequest
-from simulator.job import Job
-from simulator.slowdown import SlowdownModel
+from phalanx.scheduler.gang import Gang, Member, MemberRequest
+from phalanx.simulator.job import Job
+from phalanx.simulator.slowdown import SlowdownModel
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from topology.model import MILLI_PER_GPU, Cluster
+from phalanx.topology.model import MILLI_PER_GPU, Cluster
 
 DEFAULT_TENANT = "default"
 

@@ -26,8 +26,7 @@ import math
 from typing import Any
 
 import numpy as np
-
-from simulator.records import JobStatus, SimulationResult
+from phalanx.simulator.records import JobStatus, SimulationResult
 
 PERCENTILES = (50, 95, 99)
 

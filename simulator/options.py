@@ -10,19 +10,18 @@ from typing import Any
 
 import click
 import yaml
-
-from simulator.job import TraceError
+from phalanx.simulator.job import TraceError
 
 EXIT_USAGE = 2
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input, reported as ``error: ...`` with exit status 2."""
-    from policies.registry import PolicyOptionError, UnknownPolicyError
-    from scheduler.gang import GangSpecError
-    from simulator.clusters import ClusterChoiceError
-    from simulator.sweep import RayMissingError
-    from topology.clusterfile import ClusterFileError
+    from phalanx.policies.registry import PolicyOptionError, UnknownPolicyError
+    from phalanx.scheduler.gang import GangSpecError
+    from phalanx.simulator.clusters import ClusterChoiceError
+    from phalanx.simulator.sweep import RayMissingError
+    from phalanx.topology.clusterfile import ClusterFileError
 
     return (
         TraceError,

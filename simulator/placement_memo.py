@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 
-from scheduler.cost import communication_cost, lowest_common_domain
-from scheduler.engine import place
-from scheduler.gang import Gang, GangSpecError
-from scheduler.interfaces import PlacementScorer
-from scheduler.placement import Placement, PlacementResult, Unplaceable
-from scheduler.state import ClusterState, Holding
-from topology.compiled import CompiledCluster
+from phalanx.scheduler.cost import communication_cost, lowest_common_domain
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, GangSpecError
+from phalanx.scheduler.interfaces import PlacementScorer
+from phalanx.scheduler.placement import Placement, PlacementResult, Unplaceable
+from phalanx.scheduler.state import ClusterState, Holding
+from phalanx.topology.compiled import CompiledCluster
 
 
 class VersionedState(ClusterState):

@@ -6,12 +6,12 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from scheduler.gang import Gang
-from scheduler.interfaces import RunningGang
-from simulator.config import SimulationConfig
-from simulator.job import Job, SkipSummary
-from simulator.timeline import Timeline
-from topology.model import MILLI_PER_GPU
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import RunningGang
+from phalanx.simulator.config import SimulationConfig
+from phalanx.simulator.job import Job, SkipSummary
+from phalanx.simulator.timeline import Timeline
+from phalanx.topology.model import MILLI_PER_GPU
 
 
 class JobStatus(StrEnum):

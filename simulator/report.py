@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from simulator.metrics import tenant_table
-from simulator.records import SimulationResult
-from simulator.timeline import SAMPLE_COLUMNS
+from phalanx.simulator.metrics import tenant_table
+from phalanx.simulator.records import SimulationResult
+from phalanx.simulator.timeline import SAMPLE_COLUMNS
 
 TABLE_ROWS = (
     ("gpu_allocation_ratio", "GPU allocation ratio", "pct"),

@@ -9,15 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from simulator.clusters import resolve_cluster
-from simulator.config import SimulationConfig
-from simulator.engine import ProgressHook, Simulation
-from simulator.fill import fill_workload
-from simulator.job import TraceWorkload
-from simulator.metrics import summarize
-from simulator.records import SimulationResult
-from simulator.traces import TraceOptions, load_trace
-from topology.model import MILLI_PER_GPU, Cluster
+from phalanx.simulator.clusters import resolve_cluster
+from phalanx.simulator.config import SimulationConfig
+from phalanx.simulator.engine import ProgressHook, Simulation
+from phalanx.simulator.fill import fill_workload
+from phalanx.simulator.job import TraceWorkload
+from phalanx.simulator.metrics import summarize
+from phalanx.simulator.records import SimulationResult
+from phalanx.simulator.traces import TraceOptions, load_trace
+from phalanx.topology.model import MILLI_PER_GPU, Cluster
 
 
 @dataclass(frozen=True)

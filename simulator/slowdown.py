@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from simulator.job import Job
+from phalanx.simulator.job import Job
 
 GAVEL_V100_LINK_RATIO = 12.0
 GAVEL_CONSOLIDATION_SPEEDUP = {

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from simulator.config import SimulationConfig
-from simulator.run import RunSpec, run_spec
-from simulator.traces import TraceOptions
+from phalanx.simulator.config import SimulationConfig
+from phalanx.simulator.run import RunSpec, run_spec
+from phalanx.simulator.traces import TraceOptions
 
 GROUP_KEYS = ("trace", "cluster", "policy", "scorer")
 COMPARED = (
@@ -204,7 +203,7 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def comparison_markdown(table: list[dict[str, Any]]) -> str:
-    from simulator.report import format_value
+    from phalanx.simulator.report import format_value
 
     shown = (
         ("gpu_allocation_ratio", "alloc", "pct"),

@@ -7,13 +7,12 @@ import sys
 from pathlib import Path
 
 import click
-
-from simulator.config import SimulationConfig
-from simulator.data import SAMPLE_CLUSTER, SAMPLE_TRACE
-from simulator.fill import FGD_DEMAND
-from simulator.options import parse_options, reported_errors
-from simulator.slowdown import SlowdownModel
-from simulator.traces import TraceOptions, split_spec
+from phalanx.simulator.config import SimulationConfig
+from phalanx.simulator.data import SAMPLE_CLUSTER, SAMPLE_TRACE
+from phalanx.simulator.fill import FGD_DEMAND
+from phalanx.simulator.options import parse_options, reported_errors
+from phalanx.simulator.slowdown import SlowdownModel
+from phalanx.simulator.traces import TraceOptions, split_spec
 
 
 @click.command("sweep")
@@ -67,7 +66,7 @@ def command(
     as_json: bool,
 ) -> None:
     """Run every combination and write runs.csv, comparison.csv/.md and plots to --out."""
-    from simulator.sweep import (
+    from phalanx.simulator.sweep import (
         aggregate,
         comparison_markdown,
         expand,

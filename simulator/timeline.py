@@ -13,8 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from simulator.fragmentation import FragmentationMeter
+from phalanx.simulator.fragmentation import FragmentationMeter
 
 MAX_SAMPLES = 1000
 """A replay's series is thinned to every other point when it reaches this many."""

@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from scheduler.gang import Gang
-from scheduler.placement import CostBreakdown, MemberPlacement, Placement
-from scheduler.state import ClusterState
-from topology.model import MILLI_PER_GPU, Cluster
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.placement import CostBreakdown, MemberPlacement, Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.model import MILLI_PER_GPU, Cluster
 
 
 def occupy(

@@ -6,8 +6,7 @@ import dataclasses
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-
-from scheduler.cost import (
+from phalanx.scheduler.cost import (
     FRAGMENTATION_WEIGHT,
     LATENCY_COST_PER_LEVEL,
     NUMA_SPLIT_PENALTY,
@@ -16,14 +15,15 @@ from scheduler.cost import (
     member_costs,
     placement_cost,
 )
-from scheduler.engine import place
-from scheduler.gang import Gang, GangSpecError, MemberRequest
-from scheduler.placement import MemberPlacement, Placement
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, GangSpecError, MemberRequest
+from phalanx.scheduler.placement import MemberPlacement, Placement
+from phalanx.topology.costs import COST_CROSS_SOCKET, COST_NVLINK4, COST_SAME_LEAF, COST_SAME_SPINE
+from phalanx.topology.presets import cluster_preset
+
 from tests.placement_helpers import half_busy
 from tests.test_placement_determinism import gangs
 from tests.topology_strategies import clusters
-from topology.costs import COST_CROSS_SOCKET, COST_NVLINK4, COST_SAME_LEAF, COST_SAME_SPINE
-from topology.presets import cluster_preset
 
 
 def member(name: str, node: int, gpus: tuple[int, ...]) -> MemberPlacement:

@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-
-from policies.registry import get_preemption_policy, get_queue_policy, get_scorer
-from scheduler.cycle import SchedulingCycle
-from scheduler.engine import place
-from scheduler.gang import Gang, MemberRequest
-from scheduler.interfaces import PlaceFunction, PreemptionDecision, QueueContext, RunningGang
-from scheduler.placement import Placement, PlacementResult
-from scheduler.state import ClusterState, HoldingPhase
-from topology.presets import cluster_preset
+from phalanx.policies.registry import get_preemption_policy, get_queue_policy, get_scorer
+from phalanx.scheduler.cycle import SchedulingCycle
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.interfaces import (
+    PlaceFunction,
+    PreemptionDecision,
+    QueueContext,
+    RunningGang,
+)
+from phalanx.scheduler.placement import Placement, PlacementResult
+from phalanx.scheduler.state import ClusterState, HoldingPhase
+from phalanx.topology.presets import cluster_preset
 
 
 def fresh_state(nodes: int = 2) -> ClusterState:

@@ -7,18 +7,18 @@ import itertools
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from phalanx.scheduler.cluster_index import cluster_index
+from phalanx.scheduler.cost import lowest_common_domain, placement_cost
+from phalanx.scheduler.eligibility import static_mask
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.exact import solve_detailed
+from phalanx.scheduler.gang import Gang, Member, MemberRequest
+from phalanx.scheduler.placement import MemberPlacement, Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.model import MILLI_PER_GPU, Cluster, Gpu, Node, NvlinkKind
+from phalanx.topology.presets import rail_fat_tree
 
-from scheduler.cluster_index import cluster_index
-from scheduler.cost import lowest_common_domain, placement_cost
-from scheduler.eligibility import static_mask
-from scheduler.engine import place
-from scheduler.exact import solve_detailed
-from scheduler.gang import Gang, Member, MemberRequest
-from scheduler.placement import MemberPlacement, Placement
-from scheduler.state import ClusterState
 from tests.placement_helpers import assert_valid_placement, nvlink_domain_of, occupy
-from topology.model import MILLI_PER_GPU, Cluster, Gpu, Node, NvlinkKind
-from topology.presets import rail_fat_tree
 
 MINI_GPUS = 4
 COST_TOLERANCE = 1e-3

@@ -5,15 +5,15 @@ import dataclasses
 
 import numpy as np
 import pytest
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.exact import solve, solve_detailed
+from phalanx.scheduler.gang import Gang, Member, MemberRequest
+from phalanx.scheduler.placement import Placement, Unplaceable
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.model import Cluster
+from phalanx.topology.presets import dgx_a100, dgx_h100, rail_fat_tree
 
-from scheduler.engine import place
-from scheduler.exact import solve, solve_detailed
-from scheduler.gang import Gang, Member, MemberRequest
-from scheduler.placement import Placement, Unplaceable
-from scheduler.state import ClusterState
 from tests.placement_helpers import assert_valid_placement, fill_nodes, occupy
-from topology.model import Cluster
-from topology.presets import dgx_a100, dgx_h100, rail_fat_tree
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 A100 = "NVIDIA-A100-SXM4-80GB"

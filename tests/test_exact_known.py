@@ -1,21 +1,21 @@
 """Hand-made instances whose optimum is known, and instances that cannot be placed."""
 
 import pytest
-
-from scheduler.cost import LATENCY_COST_PER_LEVEL, LEFTOVER_LINK_WEIGHT
-from scheduler.exact import solve, solve_detailed
-from scheduler.gang import Gang, MemberRequest
-from scheduler.placement import Placement, Unplaceable
-from scheduler.state import ClusterState
-from tests.placement_helpers import assert_valid_placement, occupy
-from topology.costs import (
+from phalanx.scheduler.cost import LATENCY_COST_PER_LEVEL, LEFTOVER_LINK_WEIGHT
+from phalanx.scheduler.exact import solve, solve_detailed
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.placement import Placement, Unplaceable
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.costs import (
     COST_CROSS_SOCKET,
     COST_NVLINK4,
     COST_PCIE_GEN4_SWITCH,
     COST_SAME_LEAF,
 )
-from topology.model import Cluster
-from topology.presets import cluster_preset, dgx_h100, rail_fat_tree
+from phalanx.topology.model import Cluster
+from phalanx.topology.presets import cluster_preset, dgx_h100, rail_fat_tree
+
+from tests.placement_helpers import assert_valid_placement, occupy
 
 
 def two_scalable_units() -> ClusterState:

@@ -5,17 +5,17 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from phalanx.bench.instances import BASE_SEED, make_instance
+from phalanx.scheduler import exact_bounds
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.exact import solve_detailed
+from phalanx.scheduler.exact_problem import reduce_symmetric
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.placement import Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.presets import cluster_preset
 
-from bench.instances import BASE_SEED, make_instance
-from scheduler import exact_bounds
-from scheduler.engine import place
-from scheduler.exact import solve_detailed
-from scheduler.exact_problem import reduce_symmetric
-from scheduler.gang import Gang, MemberRequest
-from scheduler.placement import Placement
-from scheduler.state import ClusterState
 from tests.placement_helpers import assert_valid_placement, occupy
-from topology.presets import cluster_preset
 
 TIME_LIMIT_SLACK_S = 1.0
 """Model building and CP-SAT's own shutdown on top of the limit."""

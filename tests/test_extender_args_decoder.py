@@ -8,10 +8,9 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from extender import wire
-from extender.args_decoder import MIN_REMEMBERED_BYTES, ExtenderArgsDecoder
-from extender.node_list import NodeNameList
+from phalanx.extender import wire
+from phalanx.extender.args_decoder import MIN_REMEMBERED_BYTES, ExtenderArgsDecoder
+from phalanx.extender.node_list import NodeNameList
 
 POD = {"metadata": {"name": "w-0", "namespace": "ml", "uid": "u1"}, "spec": {}}
 NAMES = [f"h100-{i:05d}" for i in range(MIN_REMEMBERED_BYTES // 8)]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-
-from extender.cli import command
-from extender.config import ConfigError, parse_config
+from phalanx.extender.cli import command
+from phalanx.extender.config import ConfigError, parse_config
 
 
 def run(*argv: str):

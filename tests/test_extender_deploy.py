@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
-from extender.config import parse_config
-from policies.registry import get_preemption_policy, get_queue_policy, get_scorer
+from phalanx.extender.config import parse_config
+from phalanx.policies.registry import get_preemption_policy, get_queue_policy, get_scorer
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import pytest
 from kubernetes import client
+from phalanx.extender import annotations as keys
+from phalanx.extender.app import ExtenderApp
+from phalanx.extender.config import KubeConfig, ServeConfig
+from phalanx.extender.kube_backend import KubeBackend
+from phalanx.extender.runtime import planner_factory
 
-from extender import annotations as keys
-from extender.app import ExtenderApp
-from extender.config import KubeConfig, ServeConfig
-from extender.kube_backend import KubeBackend
-from extender.runtime import planner_factory
 from tests.fake_apiserver import (
     FakeApiServer,
     FakeKubeScheduler,

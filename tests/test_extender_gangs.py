@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
-
-from extender.gangs import native, resolve_gang, scheduler_plugins, volcano
-from extender.gangs.ref import LevelRef, LevelRefKind
-from extender.hints import gang_hints
-from extender.records import PodRecord
-from scheduler.gang import GangSpecError
-from topology.presets import cluster_preset
+from phalanx.extender.gangs import native, resolve_gang, scheduler_plugins, volcano
+from phalanx.extender.gangs.ref import LevelRef, LevelRefKind
+from phalanx.extender.hints import gang_hints
+from phalanx.extender.records import PodRecord
+from phalanx.scheduler.gang import GangSpecError
+from phalanx.topology.presets import cluster_preset
 
 
 def pod(labels=None, annotations=None, spec=None, name="w-0"):

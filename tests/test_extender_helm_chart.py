@@ -10,8 +10,7 @@ import helm_python as helm
 import pytest
 import yaml
 from click.testing import CliRunner
-
-from extender.chart import (
+from phalanx.extender.chart import (
     MANIFESTS_FILE,
     SCHEDULER_CONFIG_FILE,
     ChartError,
@@ -21,13 +20,13 @@ from extender.chart import (
     rendered_objects,
     scheduler_config,
 )
-from extender.config import parse_config
+from phalanx.extender.config import parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "deploy" / "helm" / "phalanx"
 MANIFESTS = REPO / "deploy" / "manifests"
 NAMESPACE = "phalanx-system"
-REGENERATE = "python -m extender.chart deploy/helm/phalanx --out deploy/manifests"
+REGENERATE = "python -m phalanx.extender.chart deploy/helm/phalanx --out deploy/manifests"
 KIND_VALUES = {
     "service": {"clusterIP": "10.96.0.88"},
     "discovery": {"enabled": False},

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from phalanx.extender.app import AppOptions, ExtenderApp
+from phalanx.extender.config import ServeConfig
+from phalanx.extender.runtime import DryRunBackend, planner_factory
+from phalanx.topology.presets import cluster_preset
 
-from extender.app import AppOptions, ExtenderApp
-from extender.config import ServeConfig
-from extender.runtime import DryRunBackend, planner_factory
 from tests.fake_apiserver import kube_pod, phalanx_gang, serve_app
-from topology.presets import cluster_preset
 
 NODES = [f"h100-{i:05d}" for i in range(4)]
 BODY_LIMIT = 64 * 1024

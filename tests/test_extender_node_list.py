@@ -7,9 +7,8 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from extender.node_list import FIRST_PLAIN_BYTE, LAST_PLAIN_BYTE, NodeNameList
-from extender.node_table import UNKNOWN, NodeNameTable
+from phalanx.extender.node_list import FIRST_PLAIN_BYTE, LAST_PLAIN_BYTE, NodeNameList
+from phalanx.extender.node_table import UNKNOWN, NodeNameTable
 
 names = st.lists(st.text(st.characters(exclude_categories=("Cs",)), max_size=20), max_size=8)
 

@@ -7,12 +7,11 @@ import numpy as np
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from extender.masking import MIN_REMEMBERED_OFFER, Offer, OfferedIndex
-from extender.node_list import NodeNameList
-from extender.node_table import NodeNameTable
-from topology.model import MILLI_PER_GPU
-from topology.presets import cluster_preset
+from phalanx.extender.masking import MIN_REMEMBERED_OFFER, Offer, OfferedIndex
+from phalanx.extender.node_list import NodeNameList
+from phalanx.extender.node_table import NodeNameTable
+from phalanx.topology.model import MILLI_PER_GPU
+from phalanx.topology.presets import cluster_preset
 
 COMPILED = cluster_preset("dgx-h100:8").compile()
 NAMES = list(COMPILED.node_names)

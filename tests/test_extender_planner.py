@@ -7,12 +7,12 @@ import threading
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from phalanx.extender.binding import BindOutcome, RecordingBinder
+from phalanx.extender.planner import Planner, PlannerConfig
+from phalanx.policies.registry import get_preemption_policy, get_queue_policy, get_scorer
+from phalanx.topology.presets import cluster_preset
 
-from extender.binding import BindOutcome, RecordingBinder
-from extender.planner import Planner, PlannerConfig
-from policies.registry import get_preemption_policy, get_queue_policy, get_scorer
 from tests.fake_apiserver import kube_pod, phalanx_gang
-from topology.presets import cluster_preset
 
 
 class Clock:

@@ -16,12 +16,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from extender.app import ExtenderApp
-from extender.config import ServeConfig, TlsConfig
-from extender.runtime import DryRunBackend, planner_factory
-from extender.server import uvicorn_config
-from topology.presets import cluster_preset
+from phalanx.extender.app import ExtenderApp
+from phalanx.extender.config import ServeConfig, TlsConfig
+from phalanx.extender.runtime import DryRunBackend, planner_factory
+from phalanx.extender.server import uvicorn_config
+from phalanx.topology.presets import cluster_preset
 
 
 def _cert(name: str, issuer_key, issuer_name, ca: bool, key=None):

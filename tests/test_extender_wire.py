@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-
-from extender import wire
+from phalanx.extender import wire
 
 POD = {"metadata": {"name": "w-0", "namespace": "ml", "uid": "u1"}, "spec": {}}
 

@@ -3,9 +3,8 @@
 import json
 
 import pytest
-
-from scheduler.gang import Gang, GangSpecError, Member, MemberRequest
-from scheduler.gangspec import gang_from_dict, gang_to_dict, load_gang_file
+from phalanx.scheduler.gang import Gang, GangSpecError, Member, MemberRequest
+from phalanx.scheduler.gangspec import gang_from_dict, gang_to_dict, load_gang_file
 
 
 def test_compact_form_builds_named_members():

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from phalanx.scheduler.cli import EXIT_BAD_INPUT, EXIT_UNPLACEABLE
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gangspec import load_gang_file
+from phalanx.scheduler.placement import Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.scheduler.statefile import load_state_file
+from phalanx.topology.sources import load_cluster
 
-from scheduler.cli import EXIT_BAD_INPUT, EXIT_UNPLACEABLE
-from scheduler.engine import place
-from scheduler.gangspec import load_gang_file
-from scheduler.placement import Placement
-from scheduler.state import ClusterState
-from scheduler.statefile import load_state_file
-from topology.cli_root import main
-from topology.sources import load_cluster
+from phalanx.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 GANGS = ROOT / "examples" / "gangs"

@@ -4,16 +4,16 @@ selectors, taints, cpu/memory, and where the GPUs go inside a node."""
 import dataclasses
 
 import pytest
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, Member, MemberRequest
+from phalanx.scheduler.placement import Placement, Unplaceable
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.costs import COST_NVLINK5
+from phalanx.topology.model import Cluster, NvlinkKind
+from phalanx.topology.presets import cluster_preset, dgx_h100, hgx_pcie_l40s, rail_fat_tree
 
-from scheduler.engine import place
-from scheduler.gang import Gang, Member, MemberRequest
-from scheduler.placement import Placement, Unplaceable
-from scheduler.state import ClusterState
 from tests.placement_helpers import assert_valid_placement, fill_nodes, occupy
 from tests.topology_strategies import make_node
-from topology.costs import COST_NVLINK5
-from topology.model import Cluster, NvlinkKind
-from topology.presets import cluster_preset, dgx_h100, hgx_pcie_l40s, rail_fat_tree
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 L40S = "NVIDIA-L40S"

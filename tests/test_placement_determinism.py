@@ -4,15 +4,15 @@ on random clusters and gangs either places validly or explains why not."""
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from phalanx.scheduler.cost import placement_cost
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, GangSpecError, MemberRequest
+from phalanx.scheduler.placement import Placement, Unplaceable
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.presets import cluster_preset
 
-from scheduler.cost import placement_cost
-from scheduler.engine import place
-from scheduler.gang import Gang, GangSpecError, MemberRequest
-from scheduler.placement import Placement, Unplaceable
-from scheduler.state import ClusterState
 from tests.placement_helpers import assert_valid_placement, half_busy, occupy
 from tests.topology_strategies import clusters
-from topology.presets import cluster_preset
 
 
 def busy_state() -> ClusterState:

@@ -7,14 +7,14 @@ import dataclasses
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.placement import Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.model import Cluster, Node
+from phalanx.topology.presets import dgx_a100, dgx_h100, hgx_pcie_l40s, rail_fat_tree
 
-from scheduler.engine import place
-from scheduler.gang import Gang, MemberRequest
-from scheduler.placement import Placement
-from scheduler.state import ClusterState
 from tests.placement_helpers import assert_valid_placement, fill_nodes, occupy
-from topology.model import Cluster, Node
-from topology.presets import dgx_a100, dgx_h100, hgx_pcie_l40s, rail_fat_tree
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 A100 = "NVIDIA-A100-SXM4-80GB"

@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.placement import Placement, Unplaceable
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.presets import cluster_preset
 
-from scheduler.engine import place
-from scheduler.gang import Gang, MemberRequest
-from scheduler.placement import Placement, Unplaceable
-from scheduler.state import ClusterState
 from tests.placement_helpers import assert_valid_placement, fill_nodes, occupy
-from topology.presets import cluster_preset
 
 
 @pytest.fixture

@@ -9,30 +9,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-from bench.placement_report import (
+from phalanx.bench.placement_report import (
     fragmented_state,
     kernel_rows,
     numpy_domain_totals,
     numpy_fractional_member_capacity,
     numpy_whole_member_capacity,
 )
-from scheduler.cluster_index import cluster_index
-from scheduler.cost import placement_cost
-from scheduler.gang import Gang, MemberRequest
-from scheduler.gpu_choice import best_set, choose_whole_gpus, gpus_of, shape_table
-from scheduler.kernels import (
+from phalanx.scheduler.cluster_index import cluster_index
+from phalanx.scheduler.cost import placement_cost
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.gpu_choice import best_set, choose_whole_gpus, gpus_of, shape_table
+from phalanx.scheduler.kernels import (
     domain_totals,
     fractional_member_capacity,
     nvlink_unit_capacity,
     popcount,
     whole_member_capacity,
 )
-from scheduler.placement import MemberPlacement
-from scheduler.search import _fewest_children
-from scheduler.state import ClusterState
+from phalanx.scheduler.placement import MemberPlacement
+from phalanx.scheduler.search import _fewest_children
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.presets import cluster_preset
+
 from tests.placement_helpers import occupy
-from topology.presets import cluster_preset
 
 N = 40
 

@@ -7,10 +7,10 @@ import dataclasses
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import GangSpecError
+from phalanx.scheduler.placement import Placement
 
-from scheduler.engine import place
-from scheduler.gang import GangSpecError
-from scheduler.placement import Placement
 from tests.placement_helpers import assert_valid_placement, half_busy
 from tests.test_placement_determinism import gangs
 from tests.topology_strategies import clusters

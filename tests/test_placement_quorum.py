@@ -1,11 +1,12 @@
 """min_members: the whole gang first, else its first min_members members."""
 
-from scheduler.engine import place
-from scheduler.gang import Gang, MemberRequest
-from scheduler.placement import Placement, Unplaceable
-from scheduler.state import ClusterState
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.placement import Placement, Unplaceable
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.presets import cluster_preset
+
 from tests.placement_helpers import assert_valid_placement, fill_nodes
-from topology.presets import cluster_preset
 
 
 def state_with_free_nodes(free: int) -> ClusterState:

@@ -4,14 +4,14 @@ names the failing constraint and level, never an exception."""
 import dataclasses
 
 import pytest
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, GangSpecError, Member, MemberRequest
+from phalanx.scheduler.placement import Unplaceable
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.model import Cluster
+from phalanx.topology.presets import cluster_preset, dgx_h100, rail_fat_tree
 
-from scheduler.engine import place
-from scheduler.gang import Gang, GangSpecError, Member, MemberRequest
-from scheduler.placement import Unplaceable
-from scheduler.state import ClusterState
 from tests.placement_helpers import fill_nodes, occupy
-from topology.model import Cluster
-from topology.presets import cluster_preset, dgx_h100, rail_fat_tree
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 

@@ -1,15 +1,15 @@
 """solver="exact" and "auto": the exact path gets the fast answer as a hint, and auto keeps
 the cheaper answer and skips the solver where it cannot help."""
 
+import phalanx.scheduler.exact
 import pytest
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.placement import Placement, Unplaceable
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.presets import cluster_preset
 
-import scheduler.exact
-from scheduler.engine import place
-from scheduler.gang import Gang, MemberRequest
-from scheduler.placement import Placement, Unplaceable
-from scheduler.state import ClusterState
 from tests.placement_helpers import assert_valid_placement, fill_nodes
-from topology.presets import cluster_preset
 
 
 @pytest.fixture
@@ -21,13 +21,13 @@ def state() -> ClusterState:
 def calls(monkeypatch):
     """Record the exact solver's calls (still running it)."""
     seen = []
-    real = scheduler.exact.solve
+    real = phalanx.scheduler.exact.solve
 
     def spy(gang, state, **kwargs):
         seen.append((gang.name, kwargs.get("hint")))
         return real(gang, state, **kwargs)
 
-    monkeypatch.setattr(scheduler.exact, "solve", spy)
+    monkeypatch.setattr(phalanx.scheduler.exact, "solve", spy)
     return seen
 
 

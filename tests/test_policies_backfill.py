@@ -5,16 +5,15 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from policies.queue.backfill import BackfillPolicy
-from policies.registry import get_preemption_policy, get_queue_policy
-from scheduler.cycle import SchedulingCycle
-from scheduler.engine import place
-from scheduler.gang import Gang, MemberRequest
-from scheduler.interfaces import QueueContext, RunningGang
-from scheduler.placement import Placement
-from scheduler.state import ClusterState
-from topology.presets import cluster_preset
+from phalanx.policies.queue.backfill import BackfillPolicy
+from phalanx.policies.registry import get_preemption_policy, get_queue_policy
+from phalanx.scheduler.cycle import SchedulingCycle
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.interfaces import QueueContext, RunningGang
+from phalanx.scheduler.placement import Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.presets import cluster_preset
 
 
 def fresh_state(nodes: int) -> ClusterState:

@@ -10,17 +10,16 @@ import math
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from policies.queue.drf import DrfPolicy
-from policies.queue.quota import QuotaPolicy
-from policies.resources import Resources, cluster_capacity, gang_demand, usage_by
-from scheduler.cycle import SchedulingCycle
-from scheduler.engine import place
-from scheduler.gang import Gang, MemberRequest
-from scheduler.interfaces import QueueContext, RunningGang
-from scheduler.placement import Placement
-from scheduler.state import ClusterState
-from topology.presets import cluster_preset
+from phalanx.policies.queue.drf import DrfPolicy
+from phalanx.policies.queue.quota import QuotaPolicy
+from phalanx.policies.resources import Resources, cluster_capacity, gang_demand, usage_by
+from phalanx.scheduler.cycle import SchedulingCycle
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.interfaces import QueueContext, RunningGang
+from phalanx.scheduler.placement import Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.presets import cluster_preset
 
 
 def fresh_state(nodes: int = 2) -> ClusterState:

@@ -9,20 +9,19 @@ import math
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from policies.preemption.guards import EvictionHistory
-from policies.preemption.priority import PriorityPreemption
-from policies.preemption.reclaim import FairShareReclaim, guarantee_share
-from policies.queue.las import LasPolicy
-from policies.queue.quota_tree import QuotaTree
-from policies.registry import get_preemption_policy
-from policies.resources import Resources
-from scheduler.engine import place
-from scheduler.gang import Gang, MemberRequest
-from scheduler.interfaces import PreemptionDecision, QueueContext, RunningGang
-from scheduler.placement import Placement
-from scheduler.state import ClusterState
-from topology.presets import cluster_preset
+from phalanx.policies.preemption.guards import EvictionHistory
+from phalanx.policies.preemption.priority import PriorityPreemption
+from phalanx.policies.preemption.reclaim import FairShareReclaim, guarantee_share
+from phalanx.policies.queue.las import LasPolicy
+from phalanx.policies.queue.quota_tree import QuotaTree
+from phalanx.policies.registry import get_preemption_policy
+from phalanx.policies.resources import Resources
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.interfaces import PreemptionDecision, QueueContext, RunningGang
+from phalanx.scheduler.placement import Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.presets import cluster_preset
 
 NOW = 10_000.0
 

@@ -8,16 +8,15 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from policies.estimates import RuntimeEstimator
-from policies.queue.finish_time import FinishTimeFairnessPolicy
-from policies.queue.las import LasPolicy
-from policies.registry import get_queue_policy
-from scheduler.gang import Gang, MemberRequest
-from scheduler.interfaces import QueueContext, RunningGang
-from scheduler.placement import CostBreakdown, Placement
-from scheduler.state import ClusterState
-from topology.presets import cluster_preset
+from phalanx.policies.estimates import RuntimeEstimator
+from phalanx.policies.queue.finish_time import FinishTimeFairnessPolicy
+from phalanx.policies.queue.las import LasPolicy
+from phalanx.policies.registry import get_queue_policy
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.interfaces import QueueContext, RunningGang
+from phalanx.scheduler.placement import CostBreakdown, Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.presets import cluster_preset
 
 STATE = ClusterState(cluster_preset("dgx-h100:2").compile())
 

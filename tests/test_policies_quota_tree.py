@@ -6,9 +6,8 @@ import math
 from pathlib import Path
 
 import pytest
-
-from policies.queue.quota_tree import QuotaTree, QuotaTreeError
-from policies.resources import Resources
+from phalanx.policies.queue.quota_tree import QuotaTree, QuotaTreeError
+from phalanx.policies.resources import Resources
 
 GOOD = {
     "queues": [

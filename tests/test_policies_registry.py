@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-
-from policies.registry import (
+from phalanx.policies.registry import (
     PolicyOptionError,
     UnknownPolicyError,
     get_preemption_policy,
@@ -13,9 +12,10 @@ from policies.registry import (
     get_scorer,
     list_policies,
 )
-from policies.scoring.combined import WeightedScorer
-from scheduler.interfaces import PlacementScorer, PreemptionPolicy, QueuePolicy
-from topology.cli_root import main
+from phalanx.policies.scoring.combined import WeightedScorer
+from phalanx.scheduler.interfaces import PlacementScorer, PreemptionPolicy, QueuePolicy
+
+from phalanx.cli import main
 
 QUEUES = {"fifo", "priority", "sjf", "backfill", "drf", "quota", "las", "finish-time-fairness"}
 SCORERS = {

@@ -7,19 +7,18 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from policies.registry import get_scorer
-from policies.scoring.fgd import FgdScorer, artifact_points
-from policies.scoring.fgd_workload import DEFAULT_TASK_COUNTS, TaskType, Workload
-from policies.scoring.tie_break import TIE_JITTER, TieBreaker
-from scheduler.engine import place
-from scheduler.gang import Gang, MemberRequest
-from scheduler.interfaces import PlacementScorer
-from scheduler.placement import Placement
-from scheduler.state import ClusterState
-from topology.compiled import CompiledCluster
-from topology.model import MILLI_PER_GPU, Cluster, FabricLevel, Gpu, Node
-from topology.presets import cluster_preset
+from phalanx.policies.registry import get_scorer
+from phalanx.policies.scoring.fgd import FgdScorer, artifact_points
+from phalanx.policies.scoring.fgd_workload import DEFAULT_TASK_COUNTS, TaskType, Workload
+from phalanx.policies.scoring.tie_break import TIE_JITTER, TieBreaker
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, MemberRequest
+from phalanx.scheduler.interfaces import PlacementScorer
+from phalanx.scheduler.placement import Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU, Cluster, FabricLevel, Gpu, Node
+from phalanx.topology.presets import cluster_preset
 
 GPU_MEMORY_MIB = 16_000
 NODE_MEMORY_MIB = 256_000

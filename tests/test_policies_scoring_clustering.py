@@ -8,12 +8,11 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from policies.scoring.fgd_baselines import GpuClusteringScorer, NodeShapeCensus, shape_index
-from scheduler.gang import MemberRequest
-from scheduler.placement import CostBreakdown, MemberPlacement, Placement
-from scheduler.state import ClusterState
-from topology.model import MILLI_PER_GPU, Cluster, FabricLevel, Gpu, Node
+from phalanx.policies.scoring.fgd_baselines import GpuClusteringScorer, NodeShapeCensus, shape_index
+from phalanx.scheduler.gang import MemberRequest
+from phalanx.scheduler.placement import CostBreakdown, MemberPlacement, Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.model import MILLI_PER_GPU, Cluster, FabricLevel, Gpu, Node
 
 N_NODES = 4
 GPUS_PER_NODE = 4

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+from phalanx.simulator.cli import command as simulate_command
+from phalanx.simulator.sweep import aggregate, parse_seeds
+from phalanx.simulator.sweep_cli import command as sweep_command
 
-from simulator.cli import command as simulate_command
-from simulator.sweep import aggregate, parse_seeds
-from simulator.sweep_cli import command as sweep_command
-from topology.cli_root import main
+from phalanx.cli import main
 
 REQUIRED_KEYS = {
     "gpu_allocation_ratio",

@@ -5,14 +5,13 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
-from scheduler.engine import place
-from simulator.clusters import resolve_cluster
-from simulator.config import SimulationConfig
-from simulator.engine import Simulation
-from simulator.events import EventKind, EventQueue
-from simulator.placement_memo import PlacementMemo
-from simulator.traces.synthetic import generate, parse_spec
+from phalanx.scheduler.engine import place
+from phalanx.simulator.clusters import resolve_cluster
+from phalanx.simulator.config import SimulationConfig
+from phalanx.simulator.engine import Simulation
+from phalanx.simulator.events import EventKind, EventQueue
+from phalanx.simulator.placement_memo import PlacementMemo
+from phalanx.simulator.traces.synthetic import generate, parse_spec
 
 
 def starts(result) -> list[tuple[str, float, float]]:

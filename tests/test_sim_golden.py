@@ -7,15 +7,14 @@ import math
 
 import numpy as np
 import pytest
-
-from simulator.config import SimulationConfig
-from simulator.engine import BIND_DELAY_STREAM
-from simulator.job import Job, TraceWorkload
-from simulator.metrics import summarize
-from simulator.records import JobStatus
-from simulator.run import simulate
-from simulator.slowdown import COMM_FRACTION_FULL_INTENSITY, SlowdownModel
-from simulator.traces.openb import flat_cluster, pcie_node
+from phalanx.simulator.config import SimulationConfig
+from phalanx.simulator.engine import BIND_DELAY_STREAM
+from phalanx.simulator.job import Job, TraceWorkload
+from phalanx.simulator.metrics import summarize
+from phalanx.simulator.records import JobStatus
+from phalanx.simulator.run import simulate
+from phalanx.simulator.slowdown import COMM_FRACTION_FULL_INTENSITY, SlowdownModel
+from phalanx.simulator.traces.openb import flat_cluster, pcie_node
 
 NODE_CPU_MILLI = 32_000
 NODE_MEMORY_MIB = 128 * 1024

@@ -7,14 +7,13 @@ import math
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from simulator.config import SimulationConfig
-from simulator.job import Job, TraceWorkload
-from simulator.metrics import summarize
-from simulator.records import JobStatus
-from simulator.run import simulate
-from simulator.slowdown import SlowdownModel
-from simulator.traces.openb import flat_cluster, pcie_node
+from phalanx.simulator.config import SimulationConfig
+from phalanx.simulator.job import Job, TraceWorkload
+from phalanx.simulator.metrics import summarize
+from phalanx.simulator.records import JobStatus
+from phalanx.simulator.run import simulate
+from phalanx.simulator.slowdown import SlowdownModel
+from phalanx.simulator.traces.openb import flat_cluster, pcie_node
 
 POLICIES = ("fifo", "priority", "sjf", "backfill", "las", "drf", "finish-time-fairness")
 SCORERS = (None, "bestfit", "fgd", "topology", "binpack", "spread")

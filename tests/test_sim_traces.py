@@ -10,13 +10,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from simulator.job import Job, TraceError
-from simulator.traces import TraceOptions, load_trace
-from simulator.traces.generic import load_generic, write_generic
-from simulator.traces.openb import load_openb
-from simulator.traces.philly import load_philly
-from simulator.traces.synthetic import generate, parse_spec
+from phalanx.simulator.job import Job, TraceError
+from phalanx.simulator.traces import TraceOptions, load_trace
+from phalanx.simulator.traces.generic import load_generic, write_generic
+from phalanx.simulator.traces.openb import load_openb
+from phalanx.simulator.traces.philly import load_philly
+from phalanx.simulator.traces.synthetic import generate, parse_spec
 
 NODES = "sn,cpu_milli,memory_mib,gpu,model\nn0,32000,65536,2,T4\nn1,64000,131072,8,V100M32\n"
 PODS_HEADER = (
@@ -218,9 +217,9 @@ def test_real_traces_load_without_skips():
 
 
 def test_trace_cluster_assumptions_are_reported_only_for_that_cluster(tmp_path: Path):
-    from simulator.clusters import resolve_cluster
-    from simulator.config import SimulationConfig
-    from simulator.run import simulate
+    from phalanx.simulator.clusters import resolve_cluster
+    from phalanx.simulator.config import SimulationConfig
+    from phalanx.simulator.run import simulate
 
     path = write(
         tmp_path / "philly_jobs_x.csv",

@@ -2,11 +2,10 @@
 test_state_machine.py."""
 
 import pytest
-
-from scheduler.placement import CostBreakdown, MemberPlacement, Placement
-from scheduler.state import ClusterState, HoldingPhase, LedgerError
-from topology.compiled import CapacityError
-from topology.presets import cluster_preset
+from phalanx.scheduler.placement import CostBreakdown, MemberPlacement, Placement
+from phalanx.scheduler.state import ClusterState, HoldingPhase, LedgerError
+from phalanx.topology.compiled import CapacityError
+from phalanx.topology.presets import cluster_preset
 
 
 def placement(gang: str, *members: tuple[int, tuple[int, ...], int]) -> Placement:

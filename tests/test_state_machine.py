@@ -9,16 +9,16 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from phalanx.scheduler.engine import place
+from phalanx.scheduler.gang import Gang, GangSpecError, MemberRequest
+from phalanx.scheduler.placement import CostBreakdown, MemberPlacement, Placement
+from phalanx.scheduler.state import ClusterState, HoldingPhase, LedgerError
+from phalanx.topology.compiled import CapacityError
+from phalanx.topology.model import MILLI_PER_GPU
+from phalanx.topology.presets import cluster_preset
 
-from scheduler.engine import place
-from scheduler.gang import Gang, GangSpecError, MemberRequest
-from scheduler.placement import CostBreakdown, MemberPlacement, Placement
-from scheduler.state import ClusterState, HoldingPhase, LedgerError
 from tests.placement_helpers import assert_valid_placement
 from tests.topology_strategies import clusters
-from topology.compiled import CapacityError
-from topology.model import MILLI_PER_GPU
-from topology.presets import cluster_preset
 
 TTLS_S = (None, 1.0, 5.0, 30.0)
 """None: assign (reserve and commit at once)."""

@@ -8,11 +8,11 @@ from pathlib import Path
 import pynvml
 import yaml
 from click.testing import CliRunner
+from phalanx.topology.discovery import ANNOTATION_GPU_TOPOLOGY
+from phalanx.topology.presets import cluster_preset
 
+from phalanx.cli import main
 from tests.topology_strategies import as_kube, kube_node
-from topology.cli_root import main
-from topology.discovery import ANNOTATION_GPU_TOPOLOGY
-from topology.presets import cluster_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "clusters"

@@ -7,17 +7,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from topology.clusterfile import (
+from phalanx.topology.clusterfile import (
     ClusterFileError,
     NamePattern,
     PatternError,
     cluster_from_document,
     load_cluster_file,
 )
-from topology.costs import cost_from_gbps
-from topology.model import NvlinkKind
-from topology.sources import ClusterSourceError, load_cluster
+from phalanx.topology.costs import cost_from_gbps
+from phalanx.topology.model import NvlinkKind
+from phalanx.topology.sources import ClusterSourceError, load_cluster
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "clusters"
 

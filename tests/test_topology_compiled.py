@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from phalanx.topology.compiled import CapacityError, CompiledCluster
+from phalanx.topology.model import MAX_GPUS_PER_NODE, MILLI_PER_GPU, Cluster, FabricLevel, Gpu, Node
+from phalanx.topology.presets import cluster_preset
 
 from tests.topology_strategies import clusters
-from topology.compiled import CapacityError, CompiledCluster
-from topology.model import MAX_GPUS_PER_NODE, MILLI_PER_GPU, Cluster, FabricLevel, Gpu, Node
-from topology.presets import cluster_preset
 
 PROPERTY_SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]

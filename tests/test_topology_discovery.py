@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pynvml
 import pytest
-
-from topology.discovery import (
+from phalanx.topology.discovery import (
     PCIE_CROSS_SOCKET,
     PCIE_HOST_BRIDGE,
     PCIE_SAME_NUMA,
@@ -27,8 +26,8 @@ from topology.discovery import (
     pcie_level_from_paths,
     publish_annotation,
 )
-from topology.model import NvlinkKind
-from topology.nvml_backend import (
+from phalanx.topology.model import NvlinkKind
+from phalanx.topology.nvml_backend import (
     DiscoveryError,
     FabricFacts,
     PynvmlBackend,

@@ -8,10 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from kubernetes.client import V1Node, V1NodeSpec, V1NodeStatus, V1ObjectMeta, V1Taint
-
-from tests.topology_strategies import as_kube, gfd_labels, kube_node
-from topology.discovery import ANNOTATION_GPU_TOPOLOGY, discover
-from topology.kube import (
+from phalanx.topology.discovery import ANNOTATION_GPU_TOPOLOGY, discover
+from phalanx.topology.kube import (
     LEVEL_LABEL_SETS,
     LevelLabel,
     LevelLabelSet,
@@ -20,9 +18,11 @@ from topology.kube import (
     level_labels_from_kueue_topology,
     node_from_kube,
 )
-from topology.model import Node, NvlinkKind
-from topology.nvml_backend import RecordedBackend
-from topology.presets import cluster_preset
+from phalanx.topology.model import Node, NvlinkKind
+from phalanx.topology.nvml_backend import RecordedBackend
+from phalanx.topology.presets import cluster_preset
+
+from tests.topology_strategies import as_kube, gfd_labels, kube_node
 
 FIXTURES = Path(__file__).resolve().parents[1] / "topology" / "fixtures"
 CLIQUE_UUID = "7b968a6d-c8aa-45e1-9e07-e1e51be99c31"

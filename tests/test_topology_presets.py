@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from topology.costs import COST_NVLINK3, COST_NVLINK4, COST_NVLINK5, COST_SAME_LEAF, COST_SAME_SPINE
-from topology.model import NvlinkKind
-from topology.presets import (
+from phalanx.topology.costs import (
+    COST_NVLINK3,
+    COST_NVLINK4,
+    COST_NVLINK5,
+    COST_SAME_LEAF,
+    COST_SAME_SPINE,
+)
+from phalanx.topology.model import NvlinkKind
+from phalanx.topology.presets import (
     NODE_PRESETS,
     SUPERPOD_H100_SU_NODES,
     cluster_preset,

@@ -12,9 +12,8 @@ anything that reads nodes.
 from __future__ import annotations
 
 from hypothesis import strategies as st
-
-from topology.costs import LinkCosts
-from topology.model import Cluster, FabricLevel, Gpu, Nic, Node, NvlinkKind
+from phalanx.topology.costs import LinkCosts
+from phalanx.topology.model import Cluster, FabricLevel, Gpu, Nic, Node, NvlinkKind
 
 NETWORK_GBPS_PER_GPU = (6.25, 12.5, 25.0, 50.0, 100.0)
 DOMAIN_NAMES = ("a", "b", "c")

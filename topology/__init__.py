@@ -1,7 +1,7 @@
 """The cluster model: GPUs, NVLink domains, PCIe/NUMA, NICs/rails and the fabric tree."""
 
-from topology.compiled import CapacityError, CompiledCluster
-from topology.model import Cluster, FabricLevel, Gpu, Nic, Node, NvlinkKind
+from phalanx.topology.compiled import CapacityError, CompiledCluster
+from phalanx.topology.model import Cluster, FabricLevel, Gpu, Nic, Node, NvlinkKind
 
 __all__ = [
     "CapacityError",

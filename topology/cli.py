@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
-
-from topology.clusterfile import ClusterFileError, load_cluster_file
-from topology.discovery import discover as discover_document
-from topology.discovery import publish_annotation
-from topology.kube import AUTO, LEVEL_LABEL_SETS
-from topology.nvml_backend import DiscoveryError, PynvmlBackend, RecordedBackend, record
-from topology.report import cluster_summary, format_summary
-from topology.sources import load_cluster
+from phalanx.topology.clusterfile import ClusterFileError, load_cluster_file
+from phalanx.topology.discovery import discover as discover_document
+from phalanx.topology.discovery import publish_annotation
+from phalanx.topology.kube import AUTO, LEVEL_LABEL_SETS
+from phalanx.topology.nvml_backend import DiscoveryError, PynvmlBackend, RecordedBackend, record
+from phalanx.topology.report import cluster_summary, format_summary
+from phalanx.topology.sources import load_cluster
 
 EXIT_BAD_INPUT = 2
 

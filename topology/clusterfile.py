@@ -16,16 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from topology.costs import (
+from phalanx.topology.costs import (
     DEFAULT_HOP_LATENCY_US,
     NVLINK_HOP_LATENCY_US,
     LinkCosts,
     cost_from_gbps,
     nic_gbps_to_gbytes,
 )
-from topology.fields import Problems, Reader, join
-from topology.model import (
+from phalanx.topology.fields import Problems, Reader, join
+from phalanx.topology.model import (
     MAX_GPUS_PER_NODE,
     NODE_LEVEL,
     Cluster,
@@ -36,7 +35,13 @@ from topology.model import (
     NvlinkKind,
     level_cost_is_monotone,
 )
-from topology.presets import NODE_PRESETS, SUS_PER_POD, NodePreset, node_preset, rail_fat_tree
+from phalanx.topology.presets import (
+    NODE_PRESETS,
+    SUS_PER_POD,
+    NodePreset,
+    node_preset,
+    rail_fat_tree,
+)
 
 FABRIC_PRESETS = ("rail-fat-tree",)
 DEFAULT_NODE_NAME = "{pool}-{index:04d}"

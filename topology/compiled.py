@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-
-from topology.model import MAX_GPUS_PER_NODE, MILLI_PER_GPU, Cluster, Node
+from phalanx.topology.model import MAX_GPUS_PER_NODE, MILLI_PER_GPU, Cluster, Node
 
 NO_PRODUCT = -1
 NO_RAIL = -1

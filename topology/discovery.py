@@ -27,10 +27,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from topology.costs import LinkCosts
-from topology.fields import Problems, Reader, join
-from topology.model import MAX_GPUS_PER_NODE, Gpu, Nic, Node, NvlinkKind
-from topology.nvml_backend import (
+from phalanx.topology.costs import LinkCosts
+from phalanx.topology.fields import Problems, Reader, join
+from phalanx.topology.model import MAX_GPUS_PER_NODE, Gpu, Nic, Node, NvlinkKind
+from phalanx.topology.nvml_backend import (
     FABRIC_STATE_COMPLETED,
     MIG_ENABLED,
     NVLINK_REMOTE_GPU,

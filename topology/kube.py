@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from topology.costs import COST_NVLINK5, COST_SAME_LEAF, COST_SAME_SPINE, LinkCosts
-from topology.discovery import (
+from phalanx.topology.costs import COST_NVLINK5, COST_SAME_LEAF, COST_SAME_SPINE, LinkCosts
+from phalanx.topology.discovery import (
     ANNOTATION_GPU_TOPOLOGY,
     DiscoveryDocumentError,
     node_from_discovery,
 )
-from topology.model import (
+from phalanx.topology.model import (
     CLUSTER_LEVEL,
     MAX_GPUS_PER_NODE,
     Cluster,
@@ -40,7 +40,7 @@ from topology.model import (
     NvlinkKind,
     level_cost_is_monotone,
 )
-from topology.presets import NODE_PRESETS, NodePreset
+from phalanx.topology.presets import NODE_PRESETS, NodePreset
 
 LABEL_GPU_PRODUCT = "nvidia.com/gpu.product"
 LABEL_GPU_COUNT = "nvidia.com/gpu.count"

@@ -17,8 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from topology.costs import (
+from phalanx.topology.costs import (
     COST_MIG,
     COST_SAME_GPU,
     COST_SAME_SPINE,
@@ -28,7 +27,7 @@ from topology.costs import (
 )
 
 if TYPE_CHECKING:
-    from topology.compiled import CompiledCluster
+    from phalanx.topology.compiled import CompiledCluster
 
 NODE_LEVEL = "node"
 CLUSTER_LEVEL = "cluster"
@@ -207,7 +206,7 @@ class Cluster:
         raise KeyError(f"no node named {name!r} in cluster {self.name!r}")
 
     def compile(self) -> CompiledCluster:
-        from topology.compiled import CompiledCluster
+        from phalanx.topology.compiled import CompiledCluster
 
         return CompiledCluster.build(self)
 

@@ -11,8 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from topology.costs import COST_NVLINK5, COST_SAME_LEAF, COST_SAME_SPINE, NVLINK_HOP_LATENCY_US
-from topology.model import Cluster, FabricLevel, Gpu, Nic, Node, NvlinkKind
+from phalanx.topology.costs import (
+    COST_NVLINK5,
+    COST_SAME_LEAF,
+    COST_SAME_SPINE,
+    NVLINK_HOP_LATENCY_US,
+)
+from phalanx.topology.model import Cluster, FabricLevel, Gpu, Nic, Node, NvlinkKind
 
 GIB_IN_MIB = 1024
 NDR_GBIT_S = 400.0

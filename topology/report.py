@@ -11,9 +11,8 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-
-from topology.compiled import CompiledCluster
-from topology.model import NODE_LEVEL
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import NODE_LEVEL
 
 
 def _finite(value: float) -> float | None:

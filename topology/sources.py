@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from topology.clusterfile import ClusterFileError, cluster_from_document, read_document_file
-from topology.kube import AUTO, cluster_from_nodes
-from topology.model import Cluster
-from topology.presets import CLUSTER_ALIASES, NODE_PRESETS, cluster_preset, is_preset
+from phalanx.topology.clusterfile import ClusterFileError, cluster_from_document, read_document_file
+from phalanx.topology.kube import AUTO, cluster_from_nodes
+from phalanx.topology.model import Cluster
+from phalanx.topology.presets import CLUSTER_ALIASES, NODE_PRESETS, cluster_preset, is_preset
 
 NODE_LIST_KINDS = ("NodeList", "List")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from extender.gangs import kueue, native, phalanx, scheduler_plugins, volcano
-from extender.gangs.ref import SINGLETON_SOURCE, GangRef, GroupKind, GroupLookup
+from phalanx.extender.gangs import kueue, native, phalanx, scheduler_plugins, volcano
+from phalanx.extender.gangs.ref import SINGLETON_SOURCE, GangRef, GroupKind, GroupLookup
 
 SOURCES = (scheduler_plugins, volcano, kueue, native, phalanx)
 """Tried in this order; the first source a pod names decides its gang."""

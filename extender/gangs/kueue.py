@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from extender.gangs.ref import GangRef, GroupLookup, LevelRef, LevelRefKind, positive_int
+from phalanx.extender.gangs.ref import GangRef, GroupLookup, LevelRef, LevelRefKind, positive_int
 
 SOURCE = "kueue"
 GROUP_LABEL = "kueue.x-k8s.io/pod-group-name"

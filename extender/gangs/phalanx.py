@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from extender import annotations as keys
-from extender.gangs.ref import GangRef, GroupLookup, positive_int, seconds
+from phalanx.extender import annotations as keys
+from phalanx.extender.gangs.ref import GangRef, GroupLookup, positive_int, seconds
 
 SOURCE = "phalanx"
 

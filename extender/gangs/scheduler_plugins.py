@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from extender.gangs.ref import GangRef, GroupKind, GroupLookup, min_member_group, seconds
+from phalanx.extender.gangs.ref import GangRef, GroupKind, GroupLookup, min_member_group, seconds
 
 KIND = GroupKind("scheduler-plugins", "scheduling.x-k8s.io", "v1alpha1")
 LABELS = ("scheduling.x-k8s.io/pod-group", "pod-group.scheduling.sigs.k8s.io")

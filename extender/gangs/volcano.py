@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from extender.gangs.ref import (
+from phalanx.extender.gangs.ref import (
     GangRef,
     GroupKind,
     GroupLookup,

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from scheduler.gang import Gang
-from scheduler.interfaces import PlaceFunction, PreemptionDecision, PreemptionPolicy, QueueContext
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import (
+    PlaceFunction,
+    PreemptionDecision,
+    PreemptionPolicy,
+    QueueContext,
+)
 
 
 class NoPreemption:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from policies.resources import placement_usage
-from scheduler.interfaces import RunningGang
+from phalanx.policies.resources import placement_usage
+from phalanx.scheduler.interfaces import RunningGang
 
 DEFAULT_MIN_RUNTIME_S = 300.0
 """Five minutes: long enough for image pull, NCCL set-up and a first checkpoint."""

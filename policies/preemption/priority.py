@@ -11,16 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from policies.preemption.guards import (
+from phalanx.policies.preemption.guards import (
     DEFAULT_MIN_RUNTIME_S,
     EvictionHistory,
     lost_work_gpu_s,
     protected,
 )
-from policies.preemption.search import find_victims
-from policies.queue.quota import as_tree, tree_usage
-from scheduler.gang import Gang
-from scheduler.interfaces import PlaceFunction, PreemptionDecision, QueueContext, RunningGang
+from phalanx.policies.preemption.search import find_victims
+from phalanx.policies.queue.quota import as_tree, tree_usage
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import (
+    PlaceFunction,
+    PreemptionDecision,
+    QueueContext,
+    RunningGang,
+)
 
 Rank = Callable[[Gang, QueueContext], float]
 

@@ -14,18 +14,23 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from policies.preemption.guards import (
+from phalanx.policies.preemption.guards import (
     DEFAULT_MIN_RUNTIME_S,
     EvictionHistory,
     lost_work_gpu_s,
     protected,
 )
-from policies.preemption.search import find_victims
-from policies.queue.quota import as_tree, tree_usage
-from policies.queue.quota_tree import QueueQuota
-from policies.resources import Resources, gang_demand, placement_usage, total_usage
-from scheduler.gang import Gang
-from scheduler.interfaces import PlaceFunction, PreemptionDecision, QueueContext, RunningGang
+from phalanx.policies.preemption.search import find_victims
+from phalanx.policies.queue.quota import as_tree, tree_usage
+from phalanx.policies.queue.quota_tree import QueueQuota
+from phalanx.policies.resources import Resources, gang_demand, placement_usage, total_usage
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import (
+    PlaceFunction,
+    PreemptionDecision,
+    QueueContext,
+    RunningGang,
+)
 
 
 def guarantee_share(queue: QueueQuota, used: Resources) -> float:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from scheduler.gang import Gang
-from scheduler.interfaces import PlaceFunction, RunningGang
-from scheduler.placement import Placement
-from scheduler.state import ClusterState
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import PlaceFunction, RunningGang
+from phalanx.scheduler.placement import Placement
+from phalanx.scheduler.state import ClusterState
 
 
 def released(state: ClusterState, victims: Sequence[RunningGang]) -> ClusterState:

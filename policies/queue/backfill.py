@@ -23,13 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from policies.estimates import DEFAULT_RUNTIME_ESTIMATE_S, RuntimeEstimator
-from policies.queue.base import OrderedQueuePolicy, fifo_key, priority_fifo_key
-from scheduler.gang import Gang
-from scheduler.interfaces import PlaceFunction, QueueContext
-from scheduler.placement import Placement, PlacementResult
-from scheduler.state import ClusterState, LedgerError
-from topology.compiled import CapacityError
+from phalanx.policies.estimates import DEFAULT_RUNTIME_ESTIMATE_S, RuntimeEstimator
+from phalanx.policies.queue.base import OrderedQueuePolicy, fifo_key, priority_fifo_key
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import PlaceFunction, QueueContext
+from phalanx.scheduler.placement import Placement, PlacementResult
+from phalanx.scheduler.state import ClusterState, LedgerError
+from phalanx.topology.compiled import CapacityError
 
 ORDERS = ("priority", "fifo")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from scheduler.gang import Gang
-from scheduler.interfaces import QueueContext
-from scheduler.placement import Placement, PlacementResult
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import QueueContext
+from phalanx.scheduler.placement import Placement, PlacementResult
 
 
 def fifo_key(gang: Gang) -> tuple[float, str]:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping, Sequence
 
-from policies.queue.base import OrderedQueuePolicy, priority_fifo_key
-from policies.queue.fair_gate import entitled_waiter
-from policies.resources import Resources, cluster_capacity, gang_demand, usage_by
-from scheduler.gang import Gang
-from scheduler.interfaces import QueueContext
+from phalanx.policies.queue.base import OrderedQueuePolicy, priority_fifo_key
+from phalanx.policies.queue.fair_gate import entitled_waiter
+from phalanx.policies.resources import Resources, cluster_capacity, gang_demand, usage_by
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import QueueContext
 
 SHARE_TOLERANCE = 1e-9
 """Shares are ratios of integers; this absorbs float rounding in the comparisons."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from policies.resources import Resources, gang_demand
-from scheduler.gang import Gang
-from scheduler.interfaces import QueueContext
+from phalanx.policies.resources import Resources, gang_demand
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import QueueContext
 
 
 def entitled_waiter(

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from policies.estimates import DEFAULT_RUNTIME_ESTIMATE_S, RuntimeEstimator
-from policies.queue.base import OrderedQueuePolicy, fifo_key
-from policies.resources import cluster_capacity, gang_demand
-from scheduler.gang import Gang
-from scheduler.interfaces import QueueContext
+from phalanx.policies.estimates import DEFAULT_RUNTIME_ESTIMATE_S, RuntimeEstimator
+from phalanx.policies.queue.base import OrderedQueuePolicy, fifo_key
+from phalanx.policies.resources import cluster_capacity, gang_demand
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import QueueContext
 
 MIN_GPUS = 1.0
 """CPU-only gangs are treated as one GPU's worth, so rho stays defined."""

@@ -15,10 +15,10 @@ import bisect
 from collections.abc import Sequence
 from typing import Any
 
-from policies.queue.base import OrderedQueuePolicy, fifo_key
-from policies.resources import gang_demand
-from scheduler.gang import Gang
-from scheduler.interfaces import QueueContext
+from phalanx.policies.queue.base import OrderedQueuePolicy, fifo_key
+from phalanx.policies.resources import gang_demand
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import QueueContext
 
 DEFAULT_THRESHOLDS_GPU_S = (3600.0,)
 """The Tiresias simulator's example: two queues split at one GPU-hour."""

@@ -20,18 +20,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from policies.queue.base import OrderedQueuePolicy, priority_fifo_key
-from policies.queue.fair_gate import entitled_waiter
-from policies.queue.quota_tree import QuotaTree
-from policies.resources import (
+from phalanx.policies.queue.base import OrderedQueuePolicy, priority_fifo_key
+from phalanx.policies.queue.fair_gate import entitled_waiter
+from phalanx.policies.queue.quota_tree import QuotaTree
+from phalanx.policies.resources import (
     RESOURCE_NAMES,
     Resources,
     cluster_capacity,
     gang_demand,
     usage_by,
 )
-from scheduler.gang import Gang
-from scheduler.interfaces import QueueContext
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import QueueContext
 
 DEFAULT_HALF_LIFE_S = 7 * 24 * 3600.0
 """Slurm's default ``PriorityDecayHalfLife`` (7 days)."""

@@ -30,9 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from policies.resources import RESOURCE_NAMES, Resources
-from topology.model import MILLI_PER_GPU
+from phalanx.policies.resources import RESOURCE_NAMES, Resources
+from phalanx.topology.model import MILLI_PER_GPU
 
 MIB_PER_GIB = 1024
 MILLI_PER_CORE = 1000

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from policies.estimates import DEFAULT_RUNTIME_ESTIMATE_S, RuntimeEstimator
-from policies.queue.base import OrderedQueuePolicy, fifo_key, priority_fifo_key
-from policies.resources import gang_demand
-from scheduler.gang import Gang
-from scheduler.interfaces import QueueContext
+from phalanx.policies.estimates import DEFAULT_RUNTIME_ESTIMATE_S, RuntimeEstimator
+from phalanx.policies.queue.base import OrderedQueuePolicy, fifo_key, priority_fifo_key
+from phalanx.policies.resources import gang_demand
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import QueueContext
 
 
 class FifoPolicy(OrderedQueuePolicy):

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import numpy as np
-
-from policies.scoring.common import BestFitGpuPick, worst_fit_gpu
-from scheduler.gang import MemberRequest
-from topology.compiled import CompiledCluster
-from topology.model import MILLI_PER_GPU
+from phalanx.policies.scoring.common import BestFitGpuPick, worst_fit_gpu
+from phalanx.scheduler.gang import MemberRequest
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 GPU_WEIGHT = 1.0
 CPU_WEIGHT = 0.1

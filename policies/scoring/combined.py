@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from scheduler.gang import MemberRequest
-from scheduler.interfaces import PlacementScorer, StateObserver
-from scheduler.state import ClusterState
-from topology.compiled import CompiledCluster
+from phalanx.scheduler.gang import MemberRequest
+from phalanx.scheduler.interfaces import PlacementScorer, StateObserver
+from phalanx.scheduler.state import ClusterState
+from phalanx.topology.compiled import CompiledCluster
 
 
 def min_max(scores: np.ndarray) -> np.ndarray:

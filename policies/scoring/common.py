@@ -4,10 +4,9 @@ fractional share (best fit packs shares onto busy GPUs, worst fit spreads them).
 from __future__ import annotations
 
 import numpy as np
-
-from scheduler.gang import MemberRequest
-from topology.compiled import CompiledCluster
-from topology.model import MILLI_PER_GPU
+from phalanx.scheduler.gang import MemberRequest
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 
 def free_milli(compiled: CompiledCluster, nodes: np.ndarray) -> np.ndarray:

@@ -28,14 +28,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from policies.scoring.fgd_kernels import best_share, expected_fragmentation, share_options
-from policies.scoring.fgd_workload import Workload
-from policies.scoring.node_state_memo import NodeStateMemo
-from policies.scoring.tie_break import TieBreaker
-from scheduler.gang import MemberRequest
-from topology.compiled import NO_PRODUCT, CompiledCluster
-from topology.model import MILLI_PER_GPU
+from phalanx.policies.scoring.fgd_kernels import best_share, expected_fragmentation, share_options
+from phalanx.policies.scoring.fgd_workload import Workload
+from phalanx.policies.scoring.node_state_memo import NodeStateMemo
+from phalanx.policies.scoring.tie_break import TieBreaker
+from phalanx.scheduler.gang import MemberRequest
+from phalanx.topology.compiled import NO_PRODUCT, CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 ARTIFACT_MAX_SCORE = 100
 """kube-scheduler's ``MaxNodeScore``."""

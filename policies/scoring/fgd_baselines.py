@@ -16,13 +16,12 @@ best fit (the tightest GPU that fits, lowest index on ties) for the others.
 from __future__ import annotations
 
 import numpy as np
-
-from policies.scoring.common import BestFitGpuPick, fitting_gpus, free_milli
-from policies.scoring.tie_break import TieBreaker
-from scheduler.gang import MemberRequest
-from scheduler.state import ClusterState, Holding
-from topology.compiled import CompiledCluster
-from topology.model import MILLI_PER_GPU
+from phalanx.policies.scoring.common import BestFitGpuPick, fitting_gpus, free_milli
+from phalanx.policies.scoring.tie_break import TieBreaker
+from phalanx.scheduler.gang import MemberRequest
+from phalanx.scheduler.state import ClusterState, Holding
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 MAX_SCORE = 100
 HALF_WEIGHT = 0.5

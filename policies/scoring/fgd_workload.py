@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from scheduler.gang import MemberRequest
-from topology.model import MILLI_PER_GPU
+from phalanx.scheduler.gang import MemberRequest
+from phalanx.topology.model import MILLI_PER_GPU
 
 DEFAULT_POPULARITY_THRESHOLD = 0.95
 """Share of pods the kept task types must cover (the artifact's ``podPopularityThreshold``)."""

@@ -14,8 +14,7 @@ follows that order gives the same choice through a plain argmax.
 from __future__ import annotations
 
 import numpy as np
-
-from topology.compiled import CompiledCluster
+from phalanx.topology.compiled import CompiledCluster
 
 TIE_JITTER = 0.5
 """Below the step between integer scores, so jitter only ever reorders equal scores."""

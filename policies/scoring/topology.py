@@ -11,11 +11,10 @@ placement engine's domain search; this scorer only ranks nodes inside it.
 from __future__ import annotations
 
 import numpy as np
-
-from policies.scoring.common import BestFitGpuPick
-from scheduler.cost import best_leftover_link
-from scheduler.gang import MemberRequest
-from topology.compiled import CompiledCluster
+from phalanx.policies.scoring.common import BestFitGpuPick
+from phalanx.scheduler.cost import best_leftover_link
+from phalanx.scheduler.gang import MemberRequest
+from phalanx.topology.compiled import CompiledCluster
 
 PACKING_WEIGHT = 0.01
 """Per fraction of the node left free: far below one link-cost step (NVLink4 = 1.0)."""

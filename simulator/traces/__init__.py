@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from simulator.job import TraceError, TraceWorkload
+from phalanx.simulator.job import TraceError, TraceWorkload
 
 FORMATS = ("openb", "philly", "gavel", "pollux", "sia", "generic", "synthetic")
 
@@ -35,7 +35,7 @@ def load_trace(spec: str, options: TraceOptions | None = None) -> TraceWorkload:
     opts = options or TraceOptions()
     fmt, rest = split_spec(spec)
     if fmt == "synthetic":
-        from simulator.traces.synthetic import load_synthetic
+        from phalanx.simulator.traces.synthetic import load_synthetic
 
         return load_synthetic(rest, seed=opts.seed)
     if not rest:
@@ -44,7 +44,7 @@ def load_trace(spec: str, options: TraceOptions | None = None) -> TraceWorkload:
     if not path.exists():
         raise TraceError(str(path), "no such file or folder")
     if fmt == "openb":
-        from simulator.traces.openb import DEFAULT_NODE_LIST, DEFAULT_POD_LIST, load_openb
+        from phalanx.simulator.traces.openb import DEFAULT_NODE_LIST, DEFAULT_POD_LIST, load_openb
 
         return load_openb(
             path,
@@ -54,23 +54,23 @@ def load_trace(spec: str, options: TraceOptions | None = None) -> TraceWorkload:
             strict=opts.strict,
         )
     if fmt == "philly":
-        from simulator.traces.philly import load_philly
+        from phalanx.simulator.traces.philly import load_philly
 
         return load_philly(path, strict=opts.strict)
     if fmt == "gavel":
-        from simulator.traces.gavel import DEFAULT_WORKER_TYPE, load_gavel
+        from phalanx.simulator.traces.gavel import DEFAULT_WORKER_TYPE, load_gavel
 
         return load_gavel(
             path, worker_type=opts.worker_type or DEFAULT_WORKER_TYPE, strict=opts.strict
         )
     if fmt == "pollux":
-        from simulator.traces.pollux import load_pollux
+        from phalanx.simulator.traces.pollux import load_pollux
 
         return load_pollux(path, strict=opts.strict)
     if fmt == "sia":
-        from simulator.traces.sia import load_sia
+        from phalanx.simulator.traces.sia import load_sia
 
         return load_sia(path, gpu=opts.gpu_profile, strict=opts.strict)
-    from simulator.traces.generic import load_generic
+    from phalanx.simulator.traces.generic import load_generic
 
     return load_generic(path, strict=opts.strict)

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from simulator.job import Job, TraceError, TraceWorkload
-from simulator.traces.rows import JobCollector, Row, RowError, RowReader
+from phalanx.simulator.job import Job, TraceError, TraceWorkload
+from phalanx.simulator.traces.rows import JobCollector, Row, RowError, RowReader
 
 POLLUX_GPUS_PER_NODE = 4
 """Pollux's profiles and its TunedJobs configurations assume 4-GPU nodes."""

@@ -23,8 +23,8 @@ import gzip
 import json
 from pathlib import Path
 
-from simulator.job import Job, TraceError, TraceWorkload
-from simulator.traces.rows import JobCollector, Row, RowError, RowReader, open_text
+from phalanx.simulator.job import Job, TraceError, TraceWorkload
+from phalanx.simulator.traces.rows import JobCollector, Row, RowError, RowReader, open_text
 
 MSR_FIELDS = (
     "job_type",

@@ -13,8 +13,8 @@ import csv
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from simulator.job import DEFAULT_TENANT, Job, TraceError, TraceWorkload
-from simulator.traces.rows import JobCollector, Row, RowReader
+from phalanx.simulator.job import DEFAULT_TENANT, Job, TraceError, TraceWorkload
+from phalanx.simulator.traces.rows import JobCollector, Row, RowReader
 
 REQUIRED = ("name", "submit_time_s", "duration_s")
 OPTIONAL = (

@@ -15,10 +15,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from simulator.job import Job, TraceError, TraceWorkload
-from simulator.traces.rows import JobCollector, Row, RowError, RowReader
-from topology.costs import COST_SAME_SPINE
-from topology.model import CLUSTER_LEVEL, MILLI_PER_GPU, Cluster, FabricLevel, Gpu, Node, NvlinkKind
+from phalanx.simulator.job import Job, TraceError, TraceWorkload
+from phalanx.simulator.traces.rows import JobCollector, Row, RowError, RowReader
+from phalanx.topology.costs import COST_SAME_SPINE
+from phalanx.topology.model import (
+    CLUSTER_LEVEL,
+    MILLI_PER_GPU,
+    Cluster,
+    FabricLevel,
+    Gpu,
+    Node,
+    NvlinkKind,
+)
 
 DEFAULT_NODE_LIST = "gpu_node"
 """The FGD experiments use the 1,213 GPU nodes (6,212 GPUs); ``all_node`` adds 310 CPU nodes."""

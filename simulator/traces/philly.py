@@ -15,10 +15,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from simulator.job import Job, TraceError, TraceWorkload
-from simulator.traces.rows import JobCollector, Row, RowError, RowReader
-from topology.model import Cluster, Gpu, Nic, Node, NvlinkKind
-from topology.presets import rail_fat_tree
+from phalanx.simulator.job import Job, TraceError, TraceWorkload
+from phalanx.simulator.traces.rows import JobCollector, Row, RowError, RowReader
+from phalanx.topology.model import Cluster, Gpu, Nic, Node, NvlinkKind
+from phalanx.topology.presets import rail_fat_tree
 
 COLUMNS = ("timestamp", "duration", "num_gpus", "cluster")
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"

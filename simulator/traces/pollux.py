@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simulator.job import TraceWorkload
-from simulator.traces.app_profiles import load_profiled_workload
+from phalanx.simulator.job import TraceWorkload
+from phalanx.simulator.traces.app_profiles import load_profiled_workload
 
 
 def load_pollux(path: Path, *, profiles: Path | None = None, strict: bool = False) -> TraceWorkload:

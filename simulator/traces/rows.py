@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from simulator.job import Job, SkipSummary, TraceError
+from phalanx.simulator.job import Job, SkipSummary, TraceError
 
 T = TypeVar("T")
 

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-
-from simulator.job import Job, TraceError, TraceWorkload
+from phalanx.simulator.job import Job, TraceError, TraceWorkload
 
 SECONDS_PER_HOUR = 3600.0
 DEFAULT_GPU_WEIGHTS = {1: 0.6, 2: 0.1, 4: 0.1, 8: 0.15, 16: 0.05}

@@ -1,8 +1,8 @@
 """The ``phalanx`` command: a root group whose subcommands load on first use.
 
-The root lives in the lowest package and names its subcommands as import strings, so importing
-the core never drags in the simulator, the webhook server or the benchmarks: each package owns
-its own subcommand module and it is imported only when that subcommand runs.
+The root sits at the top of the ``phalanx`` namespace and names its subcommands as import
+strings, so importing the core never drags in the simulator, the webhook server or the
+benchmarks: each package owns its own subcommand module, imported only when that subcommand runs.
 """
 
 from __future__ import annotations
@@ -12,13 +12,16 @@ import importlib
 import click
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "topology": ("topology.cli", "Inspect, validate and discover cluster topologies."),
-    "place": ("scheduler.cli", "Where would this gang go, and why (or why not)?"),
-    "policies": ("policies.cli", "List the registered scheduling policies."),
-    "simulate": ("simulator.cli", "Replay a GPU-cluster trace through the scheduler."),
-    "sweep": ("simulator.sweep_cli", "Run policies x traces x seeds x clusters and compare."),
-    "serve": ("extender.cli", "Run the kube-scheduler extender webhook."),
-    "bench": ("bench.cli", "Run the benchmark suites and print their reports."),
+    "topology": ("phalanx.topology.cli", "Inspect, validate and discover cluster topologies."),
+    "place": ("phalanx.scheduler.cli", "Where would this gang go, and why (or why not)?"),
+    "policies": ("phalanx.policies.cli", "List the registered scheduling policies."),
+    "simulate": ("phalanx.simulator.cli", "Replay a GPU-cluster trace through the scheduler."),
+    "sweep": (
+        "phalanx.simulator.sweep_cli",
+        "Run policies x traces x seeds x clusters and compare.",
+    ),
+    "serve": ("phalanx.extender.cli", "Run the kube-scheduler extender webhook."),
+    "bench": ("phalanx.bench.cli", "Run the benchmark suites and print their reports."),
 }
 
 
