@@ -23,14 +23,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from phalanx.bench.shared_data import missing_reason, trace_path
 from phalanx.simulator.config import SimulationConfig
 from phalanx.simulator.fill import FGD_DEMAND
 from phalanx.simulator.sweep import expand, parse_seeds, run_local
 from phalanx.simulator.traces import TraceOptions
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
-OPENB = SHARED / "traces" / "alibaba-gpu-v2023-openb"
-PAPER_TABLE = OPENB / "fgd_expected_results" / "analysis_allo_discrete.csv.gz"
+OPENB_DIR = "alibaba-gpu-v2023-openb"
+PAPER_TABLE = ("fgd_expected_results", "analysis_allo_discrete.csv.gz")
+"""The authors' per-run results, under the openb trace folder."""
 DEMAND_COLUMN = "130"
 POLICIES = {
     "01-Random": "random",
@@ -43,10 +44,22 @@ POLICIES = {
 BAND_PCT = 1.0
 """The reproduction target: each mean within 1 percentage point of the paper's."""
 LIST_PREFIX = "openb_pod_list_"
+EXIT_NO_DATA = 2
+"""Exit status when the public trace is absent: bad input, as for every phalanx command."""
 
 
-def paper_means(path: Path = PAPER_TABLE) -> dict[tuple[str, str], float]:
+def openb_dir() -> Path:
+    """The public openb trace (``$PHALANX_SHARED_DIR/traces/...``; not in a fresh clone)."""
+    return trace_path(OPENB_DIR)
+
+
+def paper_table() -> Path:
+    return openb_dir().joinpath(*PAPER_TABLE)
+
+
+def paper_means(path: Path | None = None) -> dict[tuple[str, str], float]:
     """(pod list, our policy name) -> the paper's mean allocation ratio (%) over its seeds."""
+    path = path or paper_table()
     values: dict[tuple[str, str], list[float]] = defaultdict(list)
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
@@ -71,7 +84,7 @@ def run(
         spec
         for seed in seeds
         for spec in expand(
-            [f"openb:{OPENB}"],
+            [f"openb:{openb_dir()}"],
             policies,
             [seed],
             [None],
@@ -166,10 +179,8 @@ def render(
 
 
 def main(argv: list[str] | None = None) -> int:
-    paper = paper_means()
-    all_lists = sorted({name for name, _ in paper})
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lists", default=",".join(all_lists), help="pod lists (short names)")
+    parser.add_argument("--lists", help="pod lists (short names; default: every list)")
     parser.add_argument("--policies", default=",".join(POLICIES.values()))
     parser.add_argument("--seeds", default="42-51")
     parser.add_argument("--workers", type=int, help="processes (default: all cores)")
@@ -180,7 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--load", type=Path, help="only print the table from a saved file")
     args = parser.parse_args(argv)
-    lists = [x for x in args.lists.split(",") if x]
+    reason = missing_reason(paper_table())
+    if reason:
+        print(f"error: {reason}", file=sys.stderr)
+        return EXIT_NO_DATA
+    paper = paper_means()
+    all_lists = sorted({name for name, _ in paper})
+    lists = [x for x in (args.lists or ",".join(all_lists)).split(",") if x]
     policies = [x for x in args.policies.split(",") if x]
     if args.load:
         rows = _load_rows(args.load)

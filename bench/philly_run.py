@@ -16,8 +16,8 @@ import argparse
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
+from phalanx.bench.shared_data import missing_reason, trace_path
 from phalanx.simulator.clusters import resolve_cluster
 from phalanx.simulator.config import SimulationConfig
 from phalanx.simulator.metrics import summarize
@@ -25,9 +25,10 @@ from phalanx.simulator.report import metrics_table
 from phalanx.simulator.run import simulate
 from phalanx.simulator.traces import load_trace
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
-PHILLY = SHARED / "traces" / "philly"
+PHILLY_DIR = "philly"
 US_PER_S = 1e6
+EXIT_NO_DATA = 2
+"""Exit status when the public trace is absent: bad input, as for every phalanx command."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,9 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scorer")
     parser.add_argument("--scaling", help="comma-separated job counts to time")
     args = parser.parse_args(argv)
+    philly = trace_path(PHILLY_DIR)
+    reason = missing_reason(philly)
+    if reason:
+        print(f"error: {reason}", file=sys.stderr)
+        return EXIT_NO_DATA
 
     started = time.perf_counter()
-    workload = load_trace(f"philly:{PHILLY}")
+    workload = load_trace(f"philly:{philly}")
     cluster = resolve_cluster(args.cluster, workload)
     loaded_s = time.perf_counter() - started
     config = SimulationConfig(policy=args.policy, scorer=args.scorer)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from phalanx.bench.shared_data import missing_reason, trace_path
 from phalanx.simulator.job import Job, TraceError
 from phalanx.simulator.traces import TraceOptions, load_trace
 from phalanx.simulator.traces.generic import load_generic, write_generic
@@ -193,11 +194,18 @@ def test_unknown_format_is_explained():
         load_trace("philly:/nowhere/at/all")
 
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "traces"
+def shared_trace(*parts: str) -> Path:
+    """A path under the public traces, or a skip naming what is missing (a fresh clone has
+    no ``shared/`` folder; ``PHALANX_SHARED_DIR`` points elsewhere)."""
+    path = trace_path(*parts)
+    reason = missing_reason(path)
+    if reason:
+        pytest.skip(reason)
+    return path
 
 
 def test_real_openb_cluster_matches_the_paper():
-    workload = load_openb(SHARED / "alibaba-gpu-v2023-openb")
+    workload = load_openb(shared_trace("alibaba-gpu-v2023-openb"))
     assert workload.cluster is not None
     assert len(workload.cluster.nodes) == 1213
     assert workload.cluster.gpu_count == 6212
@@ -206,12 +214,12 @@ def test_real_openb_cluster_matches_the_paper():
 
 
 def test_real_traces_load_without_skips():
-    philly = load_trace(f"philly:{SHARED / 'philly'}")
+    philly = load_trace(f"philly:{shared_trace('philly')}")
     assert len(philly.jobs) == 74_167 and philly.skipped.total == 0
-    gavel = load_trace(f"gavel:{SHARED / 'gavel' / 'msr' / 'seed=0'}")
+    gavel = load_trace(f"gavel:{shared_trace('gavel', 'msr', 'seed=0')}")
     assert len(gavel.jobs) == 15_264
-    pollux = load_trace(f"pollux:{SHARED / 'pollux-adaptdl' / 'workloads' / 'workload-6.csv'}")
-    sia = load_trace(f"sia:{SHARED / 'sia' / 'workloads' / 'newtrace' / 'workload-1.csv'}")
+    pollux = load_trace(f"pollux:{shared_trace('pollux-adaptdl', 'workloads', 'workload-6.csv')}")
+    sia = load_trace(f"sia:{shared_trace('sia', 'workloads', 'newtrace', 'workload-1.csv')}")
     assert len(pollux.jobs) == 160 and len(sia.jobs) == 960
     assert all(j.duration_s > 0 for j in pollux.jobs + sia.jobs)
 
