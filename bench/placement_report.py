@@ -375,10 +375,10 @@ def print_scaling(sizes: tuple[int, ...]) -> None:
 SCALING_WIDTHS = (6, 8, 11, 9, 16, 19)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds, not minutes)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     start = time.perf_counter()
     kernels.warm_up()
     print(f"kernel start-up in this process: {time.perf_counter() - start:.2f} s")
@@ -390,7 +390,8 @@ def main() -> None:
     for name, numba_ms, numpy_ms in kernel_rows(state):
         speedup = numpy_ms / numba_ms
         print(f"  {name:34s} numba {numba_ms:7.3f}  numpy {numpy_ms:7.3f}  ({speedup:4.1f}x)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

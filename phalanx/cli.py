@@ -21,7 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "Run policies x traces x seeds x clusters and compare.",
     ),
     "serve": ("phalanx.extender.cli", "Run the kube-scheduler extender webhook."),
-    "bench": ("phalanx.bench.cli", "Run the benchmark suites and print their reports."),
+    "bench": ("phalanx.bench.cli", "Run a benchmark report (without a name: list them)."),
 }
 
 
