@@ -1,4 +1,4 @@
-"""``phalanx topology show|validate|discover``."""
+"""``phalanx topology show|validate|discover|export``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ from phalanx.topology.clusterfile import ClusterFileError, load_cluster_file
 from phalanx.topology.discovery import discover as discover_document
 from phalanx.topology.discovery import publish_annotation
 from phalanx.topology.kube import AUTO, LEVEL_LABEL_SETS
+from phalanx.topology.kube_export import (
+    DEFAULT_LABEL_SET,
+    dump_node_list,
+    node_list,
+    round_trip_differences,
+)
 from phalanx.topology.nvml_backend import DiscoveryError, PynvmlBackend, RecordedBackend, record
 from phalanx.topology.report import cluster_summary, format_summary
 from phalanx.topology.sources import load_cluster
@@ -47,17 +53,20 @@ def command() -> None:
     show_default=True,
     help="Topology labels of a Node list file.",
 )
-def show(spec: str, as_json: bool, labels: str) -> None:
+@click.option("--nodes", "names_only", is_flag=True, help="List the node names, one per line.")
+def show(spec: str, as_json: bool, labels: str, names_only: bool) -> None:
     """Summarise a cluster: SPEC is a preset (superpod-h100:256), a cluster file, or a
     Kubernetes NodeList saved with ``kubectl get nodes -o json``."""
     try:
         cluster = load_cluster(spec, labels)
-        summary = cluster_summary(cluster.compile())
+        summary = {} if names_only else cluster_summary(cluster.compile())
     except ClusterFileError as exc:
         _fail_cluster_file(exc)
     except ValueError as exc:
         fail(str(exc))
-    if as_json:
+    if names_only:
+        click.echo("\n".join(n.name for n in cluster.nodes))
+    elif as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(format_summary(summary))
@@ -132,3 +141,53 @@ def discover(
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc.filename}: {exc.strerror}")
+
+
+@command.command()
+@click.argument("spec")
+@click.option(
+    "--out", "-o", type=click.Path(dir_okay=False), help="Write to this file, not stdout."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "yaml"]),
+    help="Output format; default json, or yaml when --out ends in .yaml/.yml.",
+)
+@click.option(
+    "--labels",
+    type=click.Choice([AUTO, *LEVEL_LABEL_SETS]),
+    default=AUTO,
+    show_default=True,
+    help="Topology labels of a Node list SPEC.",
+)
+@click.option(
+    "--write-labels",
+    type=click.Choice(list(LEVEL_LABEL_SETS)),
+    default=DEFAULT_LABEL_SET,
+    show_default=True,
+    help="Label set the fabric levels are written in.",
+)
+def export(spec: str, out: str | None, fmt: str | None, labels: str, write_labels: str) -> None:
+    """Write the cluster SPEC as a Kubernetes NodeList whose nodes load back as the same
+    cluster (GFD labels, fabric labels, the phalanx.io/gpu-topology annotation, status)."""
+    try:
+        cluster = load_cluster(spec, labels)
+        doc = node_list(cluster, write_labels)
+        notes = round_trip_differences(cluster, doc)
+    except ClusterFileError as exc:
+        _fail_cluster_file(exc)
+    except ValueError as exc:
+        fail(str(exc))
+    if fmt is None:
+        fmt = "yaml" if out and Path(out).suffix in (".yaml", ".yml") else "json"
+    text = dump_node_list(doc, fmt)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        Path(out).write_text(text)
+    except OSError as exc:
+        fail(f"{out}: {exc.strerror}")
