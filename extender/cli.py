@@ -11,18 +11,24 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 import click
 from phalanx.extender.app import AppOptions, Backend, ExtenderApp
-from phalanx.extender.config import ConfigError, ServeConfig, load_config
+from phalanx.extender.config import MAX_PORT, MIN_PORT, ConfigError, ServeConfig, load_config
 from phalanx.extender.planner import Planner
 from phalanx.policies.registry import PolicyOptionError, UnknownPolicyError
 from phalanx.topology.model import Cluster
 
+EXIT_BAD_INPUT = 2
 
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+
+def _fail(message: str) -> NoReturn:
+    """Report bad input the way every phalanx command does: one ``error: ...`` line per
+    problem, exit status 2, no traceback."""
+    for line in message.splitlines():
+        click.echo(f"error: {line.strip()}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
 
 
 @click.command(name="serve")
@@ -42,24 +48,29 @@ def command(
 ) -> None:
     """Run the kube-scheduler extender webhook (filter, prioritize, bind, preempt)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        config = load_config(config_path) if config_path else ServeConfig()
-    except ConfigError as exc:
-        _fail(str(exc))
-        return
+    problems: list[str] = []
+    if port is not None and not MIN_PORT <= port <= MAX_PORT:
+        problems.append(f"--port {port}: outside {MIN_PORT}..{MAX_PORT}")
+    if dry_run != (cluster is not None):
+        problems.append("--dry-run and --cluster go together: --cluster PRESET|FILE --dry-run")
+    config = ServeConfig()
+    if config_path:
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        _fail("\n".join(problems))
     if host is not None:
         config = dataclasses.replace(config, host=host)
     if port is not None:
         config = dataclasses.replace(config, port=port)
-    if dry_run != (cluster is not None):
-        _fail("--dry-run and --cluster go together: --cluster PRESET|FILE --dry-run")
     from phalanx.extender.runtime import DryRunBackend, planner_factory
 
     try:
         make_planner = planner_factory(config)
     except (UnknownPolicyError, PolicyOptionError) as exc:
         _fail(f"{config_path or 'policies'}: {exc}")
-        return
     if cluster is not None:
         from phalanx.topology.sources import load_cluster
 
@@ -68,7 +79,6 @@ def command(
             backend: Backend = DryRunBackend(make_planner(described))
         except (ValueError, OSError) as exc:
             _fail(f"--cluster {cluster}: {exc}")
-            return
     else:
         backend = _kube_backend(config, make_planner)
     options = AppOptions(
@@ -97,7 +107,6 @@ def _kube_backend(config: ServeConfig, make_planner: Callable[[Cluster], Planner
             api_client = client.ApiClient()
     except (kube_config.ConfigException, OSError) as exc:
         _fail(f"cannot reach the Kubernetes API: {exc} (outside a cluster, set kube.kubeconfig)")
-        raise
     backend = KubeBackend(api_client, config.kube, make_planner)
     backend.start()
     return backend

@@ -20,6 +20,7 @@ field. Every key is optional; see docs/extender.md for the full example.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,17 +28,32 @@ from typing import Any
 import yaml
 from phalanx.extender.app import DEFAULT_BIND_WORKERS, DEFAULT_MAX_BODY_BYTES
 from phalanx.extender.planner import DEFAULT_RESERVATION_TTL_S
+from phalanx.policies.registry import (
+    PolicyOptionError,
+    UnknownPolicyError,
+    get_preemption_policy,
+    get_queue_policy,
+    get_scorer,
+)
 
 DEFAULT_PORT = 8888
 DEFAULT_WATCH_TIMEOUT_S = 300
 """Watches are re-opened this often (the apiserver's own default is 30-60 minutes)."""
 DEFAULT_TOPOLOGY_REFRESH_S = 1.0
 """Node changes are folded into the topology at most this often."""
+MIN_PORT = 1
 MAX_PORT = 65535
+"""Listen ports a TCP server can bind by number (0, "any free port", would hide the real one)."""
+SOLVERS = ("fast", "exact", "auto")
 
 
 class ConfigError(ValueError):
-    """A bad setting; the message names the file and the field."""
+    """Bad settings; ``problems`` lists every one, each naming the file and the field, so a
+    user fixes the file in one pass instead of one error per run."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -95,12 +111,17 @@ def load_config(path: str | Path) -> ServeConfig:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        at = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{at}: not valid YAML: {problem}") from None
     return parse_config(doc or {}, str(path))
 
 
 def parse_config(doc: Any, where: str = "config") -> ServeConfig:
-    r = _Reader(doc, where)
+    """Validate the whole document and raise one :class:`ConfigError` listing every problem."""
+    problems: list[str] = []
+    r = _Reader(doc, where, problems)
     listen = r.section("listen", {"host", "port"})
     tls = r.section("tls", {"certFile", "keyFile", "clientCAFile", "requireClientCert"})
     pol = r.section(
@@ -131,7 +152,7 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             "kube",
         }
     )
-    port = listen.integer("port", DEFAULT_PORT, 1, MAX_PORT)
+    port = listen.integer("port", DEFAULT_PORT, MIN_PORT, MAX_PORT)
     tls_cfg = TlsConfig(
         cert_file=tls.string("certFile", None),
         key_file=tls.string("keyFile", None),
@@ -139,15 +160,15 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
         require_client_cert=tls.boolean("requireClientCert", False),
     )
     if (tls_cfg.cert_file is None) != (tls_cfg.key_file is None):
-        raise ConfigError(f"{where}: tls.certFile and tls.keyFile must be given together")
+        problems.append(f"{where}: tls.certFile and tls.keyFile must be given together")
     if tls_cfg.require_client_cert and tls_cfg.client_ca_file is None:
-        raise ConfigError(f"{where}: tls.requireClientCert needs tls.clientCAFile")
+        problems.append(f"{where}: tls.requireClientCert needs tls.clientCAFile")
     if tls_cfg.client_ca_file is not None and not tls_cfg.enabled:
-        raise ConfigError(f"{where}: tls.clientCAFile needs tls.certFile and tls.keyFile")
+        problems.append(f"{where}: tls.clientCAFile needs tls.certFile and tls.keyFile")
     solver = r.string("solver", "fast")
-    if solver not in ("fast", "exact", "auto"):
-        raise ConfigError(f"{where}: solver: expected fast, exact or auto, got {solver!r}")
-    return ServeConfig(
+    if solver not in SOLVERS:
+        problems.append(f"{where}: solver: expected fast, exact or auto, got {solver!r}")
+    config = ServeConfig(
         host=listen.string("host", "0.0.0.0") or "0.0.0.0",
         port=port,
         path_prefix=r.string("pathPrefix", "") or "",
@@ -173,60 +194,97 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             topology_refresh_s=kube.number("topologyRefreshSeconds", DEFAULT_TOPOLOGY_REFRESH_S),
         ),
     )
+    _check_policies(config.policies, where, problems)  # bad-typed fields hold their defaults
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _check_policies(cfg: PolicyConfig, where: str, problems: list[str]) -> None:
+    """Build each named policy once, so an unknown name or option is reported while the file
+    is read (with its field) rather than when the server starts."""
+    builds: list[tuple[str, Callable[[], object]]] = [
+        ("queue", lambda: get_queue_policy(cfg.queue, **cfg.queue_options))
+    ]
+    if cfg.scorer:
+        scorer = cfg.scorer
+        builds.append(("scorer", lambda: get_scorer(scorer, **cfg.scorer_options)))
+    if cfg.preemption:
+        preemption = cfg.preemption
+        builds.append(
+            ("preemption", lambda: get_preemption_policy(preemption, **cfg.preemption_options))
+        )
+    for key, build in builds:
+        try:
+            build()
+        except (UnknownPolicyError, PolicyOptionError) as exc:
+            problems.append(f"{where}: policies.{key}: {exc}")
 
 
 class _Reader:
-    """Typed access to one mapping of the document, naming ``where.key`` in errors."""
+    """Typed access to one mapping of the document, naming ``where.key`` in problems.
 
-    def __init__(self, doc: Any, where: str, prefix: str = "") -> None:
+    A bad value is recorded in the shared ``problems`` list and replaced by the default, so
+    parsing carries on and every problem in the file is reported at once.
+    """
+
+    def __init__(self, doc: Any, where: str, problems: list[str], prefix: str = "") -> None:
+        self.where, self.prefix, self.problems = where, prefix, problems
         if not isinstance(doc, dict):
-            raise ConfigError(f"{where}: {prefix or 'the document'} must be a mapping")
-        self.doc, self.where, self.prefix = doc, where, prefix
+            problems.append(f"{where}: {prefix.rstrip('.') or 'the document'} must be a mapping")
+            doc = {}
+        self.doc = doc
 
     def _name(self, key: str) -> str:
         return f"{self.where}: {self.prefix}{key}"
 
+    def _bad(self, key: str, message: str) -> None:
+        self.problems.append(f"{self._name(key)}: {message}")
+
     def known(self, keys: set[str]) -> None:
-        unknown = sorted(set(self.doc) - keys)
-        if unknown:
-            raise ConfigError(
-                f"{self._name(unknown[0])}: unknown setting; known: {', '.join(sorted(keys))}"
-            )
+        for key in sorted(set(self.doc) - keys, key=str):
+            self._bad(str(key), f"unknown setting; known: {', '.join(sorted(keys))}")
 
     def section(self, key: str, keys: set[str]) -> _Reader:
-        reader = _Reader(self.doc.get(key) or {}, self.where, f"{self.prefix}{key}.")
+        reader = _Reader(self.doc.get(key) or {}, self.where, self.problems, f"{self.prefix}{key}.")
         reader.known(keys)
         return reader
 
     def string(self, key: str, default: str | None) -> str | None:
         value = self.doc.get(key, default)
         if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{self._name(key)}: expected a string, got {value!r}")
+            self._bad(key, f"expected a string, got {value!r}")
+            return default
         return value
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self.doc.get(key, default)
         if not isinstance(value, bool):
-            raise ConfigError(f"{self._name(key)}: expected true or false, got {value!r}")
+            self._bad(key, f"expected true or false, got {value!r}")
+            return default
         return value
 
     def integer(self, key: str, default: int, low: int, high: int | None = None) -> int:
         value = self.doc.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{self._name(key)}: expected an integer, got {value!r}")
+            self._bad(key, f"expected an integer, got {value!r}")
+            return default
         if value < low or (high is not None and value > high):
             bound = f"{low}..{high}" if high is not None else f">= {low}"
-            raise ConfigError(f"{self._name(key)}: {value} is outside {bound}")
+            self._bad(key, f"{value} is outside {bound}")
+            return default
         return value
 
     def number(self, key: str, default: float) -> float:
         value = self.doc.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ConfigError(f"{self._name(key)}: expected a positive number, got {value!r}")
+            self._bad(key, f"expected a positive number, got {value!r}")
+            return default
         return float(value)
 
     def mapping(self, key: str) -> dict[str, Any]:
         value = self.doc.get(key) or {}
         if not isinstance(value, dict):
-            raise ConfigError(f"{self._name(key)}: expected a mapping, got {value!r}")
+            self._bad(key, f"expected a mapping, got {value!r}")
+            return {}
         return dict(value)
