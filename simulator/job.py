@@ -20,12 +20,18 @@ class TraceError(ValueError):
 
     def __init__(self, path: str, message: str, line: int | None = None, field: str | None = None):
         self.path = path
+        self.message = message
         self.line = line
         self.field = field
         where = path if line is None else f"{path}:{line}"
         if field:
             where = f"{where}: field {field!r}"
         super().__init__(f"{where}: {message}")
+
+    def __reduce__(self) -> tuple[type[TraceError], tuple[str, str, int | None, str | None]]:
+        # A sweep's worker process sends the error back pickled; the default reduction would
+        # call __init__ with the formatted text alone and fail, hiding the real message.
+        return type(self), (self.path, self.message, self.line, self.field)
 
 
 @dataclass(frozen=True)

@@ -90,12 +90,15 @@ def test_fill_protocol_on_an_openb_style_folder(tmp_path: Path):
 def test_bad_input_is_an_error_line_and_status_2(tmp_path: Path):
     bad = tmp_path / "bad.csv"
     bad.write_text("name,submit_time_s,duration_s\nx,zero,5\n")
+    good = tmp_path / "good.csv"
+    good.write_text("name,submit_time_s,duration_s\nx,0,5\n")
     cases = [
         (["--trace", "nosuch:thing"], "expected FORMAT:PATH"),
         (["--trace", f"generic:{bad}", "--cluster", "dgx-h100:1", "--strict"], "bad.csv:2"),
         (["--policy", "nosuch"], "unknown queue policy 'nosuch'"),
         (["--cluster", "nosuch-gpu:4"], "neither a preset nor a file"),
-        (["--trace", f"generic:{bad}"], "no cluster of its own"),
+        (["--trace", f"generic:{good}"], "no cluster of its own"),
+        (["--trace", f"generic:{bad}", "--cluster", "dgx-h100:1"], "bad.csv: has no usable job"),
         (["--reserve-ttl", "5", "--bind-delay", "9"], "bind delay"),
     ]
     for args, message in cases:

@@ -31,8 +31,27 @@ def split_spec(spec: str) -> tuple[str, str]:
 
 
 def load_trace(spec: str, options: TraceOptions | None = None) -> TraceWorkload:
-    """Load ``FORMAT:PATH`` (``synthetic:SPEC`` for the generator)."""
-    opts = options or TraceOptions()
+    """Load ``FORMAT:PATH`` (``synthetic:SPEC`` for the generator).
+
+    A trace without a single usable job is an error naming the file (and why its rows were
+    skipped): run anyway, it would print a table of zeros that looks like a result.
+    """
+    workload = _load(spec, options or TraceOptions())
+    if not workload.jobs:
+        raise TraceError(workload.source, _why_empty(workload))
+    return workload
+
+
+def _why_empty(workload: TraceWorkload) -> str:
+    skipped = workload.skipped
+    if not skipped.total:
+        return "has no job rows (only a header?), nothing to simulate"
+    first = skipped.lines()[0]
+    more = f"; {len(skipped.counts) - 1} other reason(s)" if len(skipped.counts) > 1 else ""
+    return f"has no usable job: all {skipped.total} rows were skipped ({first}{more})"
+
+
+def _load(spec: str, opts: TraceOptions) -> TraceWorkload:
     fmt, rest = split_spec(spec)
     if fmt == "synthetic":
         from phalanx.simulator.traces.synthetic import load_synthetic

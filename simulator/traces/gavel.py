@@ -24,7 +24,14 @@ import json
 from pathlib import Path
 
 from phalanx.simulator.job import Job, TraceError, TraceWorkload
-from phalanx.simulator.traces.rows import JobCollector, Row, RowError, RowReader, open_text
+from phalanx.simulator.traces.rows import (
+    JobCollector,
+    Row,
+    RowError,
+    RowReader,
+    open_text,
+    text_errors,
+)
 
 MSR_FIELDS = (
     "job_type",
@@ -112,7 +119,7 @@ def trace_files(path: Path) -> list[Path]:
 
 
 def _layout(path: Path) -> tuple[str, ...]:
-    with open_text(path) as handle:
+    with text_errors(path), open_text(path) as handle:
         for line in handle:
             if line.strip():
                 width = len(line.rstrip("\n").split("\t"))

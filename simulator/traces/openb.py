@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 
 from phalanx.simulator.job import Job, TraceError, TraceWorkload
-from phalanx.simulator.traces.rows import JobCollector, Row, RowError, RowReader
+from phalanx.simulator.traces.rows import JobCollector, Row, RowError, RowReader, text_errors
 from phalanx.topology.costs import COST_SAME_SPINE
 from phalanx.topology.model import (
     CLUSTER_LEVEL,
@@ -225,6 +225,6 @@ def _replay_times(row: Row) -> tuple[float, float]:
 
 
 def _has_columns(path: Path, columns: tuple[str, ...]) -> bool:
-    with path.open(encoding="utf-8") as handle:
+    with text_errors(path), path.open(encoding="utf-8") as handle:
         header = {h.strip() for h in handle.readline().split(",")}
     return all(c in header for c in columns)

@@ -12,7 +12,9 @@ import csv
 import gzip
 import io
 import math
+import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -33,6 +35,9 @@ class RowError(ValueError):
         super().__init__(message if value is None else f"{value!r} {message}")
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def open_text(path: Path) -> io.TextIOBase:
     """Open a text file, gunzipping ``*.gz`` transparently."""
     if not path.exists():
@@ -42,6 +47,30 @@ def open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     return path.open(encoding="utf-8", newline="")
+
+
+@contextmanager
+def text_errors(path: Path, line: Callable[[], int | None] = lambda: None) -> Iterator[None]:
+    """Turn what a binary, compressed or corrupt file raises while it is read as text into a
+    :class:`TraceError` naming the file (and the line, where ``line()`` knows it): the bare
+    codec, csv and gzip messages say neither, and ``csv.Error`` is no ``ValueError`` at all."""
+    try:
+        yield
+    except UnicodeDecodeError as err:
+        raise TraceError(str(path), _not_text(path, err)) from None
+    except csv.Error as err:
+        raise TraceError(str(path), f"cannot be read as CSV: {err}", line=line()) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise TraceError(str(path), f"is not a readable gzip file: {err}") from None
+
+
+def _not_text(path: Path, err: UnicodeDecodeError) -> str:
+    with path.open("rb") as handle:
+        compressed = handle.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+    if compressed:
+        return "is gzip-compressed, not text; name it *.gz (e.g. jobs.csv.gz) to read it"
+    # The decoder works in chunks, so its offset is not the file's; the byte is still telling.
+    return f"is not UTF-8 text (it holds byte {err.object[err.start]:#04x}); a binary file?"
 
 
 @dataclass
@@ -71,6 +100,10 @@ class Row:
             raise RowError(name, "is not a number", raw.strip()) from None
         if math.isnan(value):
             raise RowError(name, "is NaN")
+        if math.isinf(value):
+            # ``inf`` or an overflow such as ``1e400``: as a duration the job would never end,
+            # as a time it would never arrive, so no trace field may hold one.
+            raise RowError(name, "is not a finite number", raw.strip())
         return value
 
     def integer(self, name: str, *, default: int | None = None) -> int:
@@ -105,16 +138,23 @@ class RowReader:
     def __iter__(self) -> Iterator[Row]:
         with open_text(self.path) as handle:
             reader = csv.reader(handle, delimiter=self.delimiter)
-            header = list(self.fieldnames) if self.fieldnames else self._header(reader)
-            first_line = 1 if self.fieldnames else 2
-            for offset, cells in enumerate(reader):
-                line = first_line + offset
-                if not cells or all(c.strip() == "" for c in cells):
-                    continue
-                if len(cells) != len(header):
-                    yield Row({"__width__": str(len(cells))}, line)
-                    continue
-                yield Row(dict(zip(header, cells, strict=True)), line)
+            rows = iter(reader)
+            with text_errors(self.path, lambda: reader.line_num or None):
+                header = list(self.fieldnames) if self.fieldnames else self._header(rows)
+                first_line = 1 if self.fieldnames else 2
+                offset = -1
+                while True:
+                    cells = next(rows, None)
+                    if cells is None:
+                        break
+                    offset += 1
+                    line = first_line + offset
+                    if not cells or all(c.strip() == "" for c in cells):
+                        continue
+                    if len(cells) != len(header):
+                        yield Row({"__width__": str(len(cells))}, line)
+                        continue
+                    yield Row(dict(zip(header, cells, strict=True)), line)
 
     def _header(self, reader: Iterator[list[str]]) -> list[str]:
         try:
