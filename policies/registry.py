@@ -72,6 +72,9 @@ _TABLES: dict[str, dict[str, type]] = {
     },
     PREEMPTION: {cls.name: cls for cls in (NoPreemption, PriorityPreemption, FairShareReclaim)},
 }
+TRUE_WORDS = ("true", "yes", "1")
+FALSE_WORDS = ("false", "no", "0")
+"""How a boolean option may be written (case-insensitive)."""
 _WEIGHTED_TERM = re.compile(
     r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[a-z][a-z0-9-]*)\s*$"
 )
@@ -153,10 +156,35 @@ def _build(kind: str, name: str, options: Mapping[str, Any]) -> Any:
             f"{kind} policy {name!r} takes no option {', '.join(map(repr, unknown))} "
             f"(options: {takes})"
         )
+    flags = _flag_names(cls)
+    options = {k: _flag(kind, name, k, v) if k in flags else v for k, v in options.items()}
     try:
         return cls(**options)
     except TypeError as err:
         raise PolicyOptionError(f"{kind} policy {name!r}: {err}") from None
+
+
+def _flag_names(cls: type) -> set[str]:
+    """Options annotated ``bool`` (annotations are strings under postponed evaluation)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name for p in params if p.annotation in (bool, "bool")}
+
+
+def _flag(kind: str, name: str, option: str, value: Any) -> bool:
+    """A boolean option from a command line or config file. Python's truth would take any
+    non-empty text (``strict=maybe``) as true and silently change the run, so only the usual
+    spellings are accepted."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise PolicyOptionError(
+        f"{kind} policy {name!r}: option {option!r} must be true or false "
+        f"({'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)}), got {value!r}"
+    )
 
 
 def _split_options(kind: str, names: list[str], options: Mapping[str, Any]) -> list[dict[str, Any]]:

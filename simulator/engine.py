@@ -26,6 +26,7 @@ from phalanx.simulator.fragmentation import FragmentationMeter
 from phalanx.simulator.gangs import GangFactory
 from phalanx.simulator.job import TraceWorkload
 from phalanx.simulator.placement_memo import PlacementMemo, VersionedState, comm_cost
+from phalanx.simulator.policy_setup import queue_policy_options
 from phalanx.simulator.records import JobRun, JobStatus, RunningSet, SimulationResult
 from phalanx.simulator.timeline import Timeline
 from phalanx.topology.model import MILLI_PER_GPU, Cluster
@@ -78,7 +79,11 @@ class Simulation:
             for i, job in enumerate(workload.jobs)
         ]
         gangs = [r.gang for r in self.runs]
-        self.queue = get_queue_policy(policy_name, **config.policy_options)
+        queue_options, self._policy_notes = queue_policy_options(
+            policy_name, config.policy_options, workload, int(self.compiled.gpu_usable.sum())
+        )
+        self.queue = get_queue_policy(policy_name, **queue_options)
+        self.queue_policy_name, self.scorer_name = policy_name, scorer_name
         self.scorer = (
             build_scorer(scorer_name, config.scorer_options, config.seed, gangs)
             if scorer_name
@@ -166,16 +171,19 @@ class Simulation:
             preemption_events=self._preemption_events,
             fill_demand=self.fill_demand,
             notes=self._notes(),
+            queue_policy=self.queue_policy_name,
+            scorer=self.scorer_name,
         )
 
     def _notes(self) -> list[str]:
         """The loader's assumptions; those about the trace's own cluster only if it ran."""
         own = self.workload.cluster
         if own is None or self.cluster is own:
-            return [*self.workload.cluster_notes, *self.workload.notes]
+            return [*self.workload.cluster_notes, *self.workload.notes, *self._policy_notes]
         return [
             f"cluster {self.cluster.name} given instead of the trace's own ({own.name})",
             *self.workload.notes,
+            *self._policy_notes,
         ]
 
     def _drain(self, now: float, below: int) -> bool:

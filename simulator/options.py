@@ -13,6 +13,8 @@ import yaml
 from phalanx.simulator.job import TraceError
 
 EXIT_USAGE = 2
+YAML_BOOLEAN_WORDS = ("true", "false", "yes", "no")
+"""The YAML booleans kept as booleans in ``KEY=VALUE`` options (not ``on``/``off``)."""
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -46,16 +48,24 @@ def reported_errors() -> Iterator[None]:
 
 
 def parse_options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs, values read as YAML scalars (numbers, booleans, lists)."""
+    """``KEY=VALUE`` pairs, values read as YAML scalars (numbers, booleans, lists).
+
+    YAML 1.1 also reads ``on``/``off`` as booleans; those stay text, so that a boolean option
+    takes only the spellings the policy registry accepts (true/false/yes/no/1/0) and anything
+    else is an error naming the option rather than a silent guess.
+    """
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=flag)
         try:
-            options[key.strip()] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except yaml.YAMLError:
-            options[key.strip()] = value
+            parsed = value
+        if isinstance(parsed, bool) and value.strip().lower() not in YAML_BOOLEAN_WORDS:
+            parsed = value.strip()
+        options[key.strip()] = parsed
     return options
 
 

@@ -101,3 +101,9 @@ class SimulationResult:
     preemption_events: int
     fill_demand: float | None = None
     notes: list[str] = field(default_factory=list)
+    queue_policy: str = ""
+    """The queue policy that ran: ``config.policy``, or ``fifo`` when that named a scorer
+    under the fill protocol."""
+    scorer: str | None = None
+    """The scorer that ran (``config.scorer``, or ``config.policy`` when that named one);
+    None: the engine's own placement cost."""
