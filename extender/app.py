@@ -27,6 +27,7 @@ from phalanx.extender.args_decoder import ExtenderArgsDecoder
 from phalanx.extender.binding import Binder
 from phalanx.extender.metrics import ExtenderMetrics
 from phalanx.extender.planner import Planner
+from phalanx.extender.pod_fields import shown
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class ExtenderApp:
         is_bind = path == self._bind_path
         is_echo = self.options.echo and path == "/echo"
         if handler is None and not is_bind and not is_echo:
-            await _reply(send, 404, {"Error": f"no extender verb at {path}"})
+            await _reply(send, 404, {"Error": f"no extender verb at {shown(path, 200)}"})
             return
         try:
             body = await self._read_body(scope, receive)
@@ -199,7 +200,7 @@ class ExtenderApp:
             state = planner.snapshot() if planner is not None else {"ready": False}
             await _reply(send, 200, {**state, **self.backend.debug_extra()})
         else:
-            await _reply(send, 404, {"Error": f"nothing at {path}"})
+            await _reply(send, 404, {"Error": f"nothing at {shown(path, 200)}"})
 
     # ------------------------------------------------------------------ verbs
     def _filter(self, body: bytes) -> tuple[int, Any]:

@@ -15,10 +15,13 @@ from typing import Any
 
 import numpy as np
 import orjson
+from phalanx.extender.pod_fields import PodFieldError, check_pod_fields, shown
 
 MIN_EXTENDER_PRIORITY = 0
 MAX_EXTENDER_PRIORITY = 10
 """``extender/v1`` score range; kube-scheduler multiplies by weight x 10."""
+INT64_MAX = 2**63 - 1
+"""Go's ``int64`` (``NumPDBViolations``): a larger count cannot have come from kube-scheduler."""
 
 
 class WireError(ValueError):
@@ -76,25 +79,22 @@ def _string(doc: Mapping[str, Any], key: str, field: str, required: bool = True)
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value):
-        raise WireError(f"{field} must be a non-empty string, got {value!r}")
+        raise WireError(f"{field} must be a non-empty string, got {shown(value)}")
     return value
 
 
 def parse_pod(value: Any, field: str = "Pod") -> dict[str, Any]:
-    """Check the little of a Pod object the extender relies on: a name and, if given, a
-    namespace and uid that are strings."""
+    """Check the Pod fields the extender reads (:mod:`extender.pod_fields`): every later
+    reader can then rely on their types."""
     if not isinstance(value, dict):
         raise WireError(f"{field} must be a Pod object, got {_kind(value)}")
     meta = value.get("metadata")
     if not isinstance(meta, dict):
         raise WireError(f"{field}.metadata must be an object, got {_kind(meta)}")
-    _string(meta, "name", f"{field}.metadata.name")
-    for key in ("namespace", "uid"):
-        if meta.get(key) is not None and not isinstance(meta[key], str):
-            raise WireError(f"{field}.metadata.{key} must be a string, got {meta[key]!r}")
-    for key in ("spec", "status"):
-        if value.get(key) is not None and not isinstance(value[key], dict):
-            raise WireError(f"{field}.{key} must be an object, got {_kind(value[key])}")
+    try:
+        check_pod_fields(value, field)
+    except PodFieldError as exc:
+        raise WireError(str(exc)) from None
     return value
 
 
@@ -118,7 +118,23 @@ def parse_extender_args(doc: Mapping[str, Any]) -> ExtenderArgs:
         if not isinstance(name, str) or not name:
             raise WireError(f"Nodes.items[{i}].metadata.name must be a non-empty string")
         names.append(name)
+    _check_sendable(items)
     return ExtenderArgs(pod, names, items)
+
+
+def _check_sendable(items: list[Any]) -> None:
+    """The passing Node objects go back in the reply at the depth they have here, and orjson
+    writes no JSON nested deeper than 255 levels (it reads any depth): a Node that could not be
+    sent back is refused before it is planned for, not after."""
+    try:
+        orjson.dumps({"Nodes": {"items": items}})
+    except orjson.JSONEncodeError:
+        for i, node in enumerate(items):
+            try:
+                orjson.dumps({"Nodes": {"items": [node]}})
+            except orjson.JSONEncodeError as exc:
+                raise WireError(f"Nodes.items[{i}] cannot be written back: {exc}") from None
+        raise
 
 
 def parse_binding_args(doc: Mapping[str, Any]) -> BindingArgs:
@@ -144,7 +160,7 @@ def parse_preemption_args(doc: Mapping[str, Any]) -> PreemptionArgs:
     if not isinstance(source, dict):
         raise WireError(f"{field} must be an object mapping node names to victims")
     for node, entry in source.items():
-        where = f"{field}[{node!r}]"
+        where = f"{field}[{shown(node)}]"
         if not isinstance(entry, dict):
             raise WireError(f"{where} must be an object")
         entry = fold_keys(entry)
@@ -158,8 +174,10 @@ def parse_preemption_args(doc: Mapping[str, Any]) -> PreemptionArgs:
                 raise WireError(f"{where}.Pods[{i}] has no UID")
             uids.append(uid)
         count = entry.get("numpdbviolations") or 0
-        if not isinstance(count, int) or isinstance(count, bool):
-            raise WireError(f"{where}.NumPDBViolations must be an integer, got {count!r}")
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= INT64_MAX:
+            raise WireError(
+                f"{where}.NumPDBViolations must be an integer in 0..{INT64_MAX}, got {shown(count)}"
+            )
         victims[node] = uids
         pdb[node] = count
     return PreemptionArgs(pod, victims, pdb)
@@ -168,7 +186,11 @@ def parse_preemption_args(doc: Mapping[str, Any]) -> PreemptionArgs:
 def _victim_uid(entry: Any, meta: bool) -> str:
     if not isinstance(entry, dict):
         return ""
-    uid = fold_keys(entry).get("uid") if meta else (entry.get("metadata") or {}).get("uid")
+    if not meta:
+        entry = entry.get("metadata")
+        if not isinstance(entry, dict):
+            return ""
+    uid = fold_keys(entry).get("uid") if meta else entry.get("uid")
     return uid if isinstance(uid, str) else ""
 
 
