@@ -3,6 +3,7 @@ annotations into the fields of :class:`scheduler.gang.Gang`."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 """Kueue and native topology constraints name the node level by this label."""
 DEFAULT_QUEUE = "default"
+MAX_INT_ANNOTATION = 2**31 - 1
+"""Integer annotations (``nvlink-group``) are 32-bit: a larger one can only be a mistake, and it
+would not fit the placement kernels' integer arrays."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ def _int(text: str | None, key: str, where: str, default: int) -> int:
         raise GangSpecError(f"{where}: annotation {key} = {text!r} is not an integer") from None
     if value < 0:
         raise GangSpecError(f"{where}: annotation {key} = {text!r} must not be negative")
+    if value > MAX_INT_ANNOTATION:
+        raise GangSpecError(f"{where}: annotation {key} = {text!r} is too large")
     return value
 
 
@@ -116,6 +122,10 @@ def _optional_float(text: str | None, key: str, where: str) -> float | None:
         value = float(text)
     except ValueError:
         raise GangSpecError(f"{where}: annotation {key} = {text!r} is not a number") from None
+    if not math.isfinite(value):
+        # float() reads 'nan' and 'inf'; a NaN weight or estimate would poison every
+        # comparison the cost and the queue policies make with it.
+        raise GangSpecError(f"{where}: annotation {key} = {text!r} is not a finite number")
     if value < 0:
         raise GangSpecError(f"{where}: annotation {key} = {text!r} must not be negative")
     return value

@@ -19,6 +19,12 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 MILLI = 1000
 MIB = 1024 * 1024
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+MAX_QUANTITY = Decimal(2**63 - 1)
+"""Kubernetes keeps a quantity's value in an int64; nothing larger can come from a real pod."""
+MAX_REQUEST = 2**48
+"""Largest GPU count, milli-cpu or MiB one pod may ask for: far above any node's capacity (so
+no pod that could fit is refused), and small enough that a gang's total of any resource stays
+exact in the planner's int64 arrays."""
 
 
 class PodSpecError(ValueError):
@@ -99,13 +105,24 @@ def member_request(pod: Mapping[str, Any], taint_keys: Iterable[str] = ()) -> Me
     gpus_decimal = totals.get(GPU_RESOURCE, Decimal(0))
     if gpus_decimal != gpus_decimal.to_integral_value():
         raise PodSpecError(f"{where}: {GPU_RESOURCE} must be a whole number, got {gpus_decimal}")
-    return MemberRequest(
+    request = MemberRequest(
         gpus=int(gpus_decimal),
         cpu_milli=math.ceil(totals.get("cpu", Decimal(0)) * MILLI),
         memory_mib=math.ceil(totals.get("memory", Decimal(0)) / MIB),
         gpu_products=_gpu_products(spec),
         tolerations=tolerated_taints(spec, taint_keys),
     )
+    for resource, amount in (
+        (GPU_RESOURCE, request.gpus),
+        ("cpu (milli)", request.cpu_milli),
+        ("memory (MiB)", request.memory_mib),
+    ):
+        if amount > MAX_REQUEST:
+            raise PodSpecError(
+                f"{where}: {resource} request {amount} is larger than any node could hold "
+                f"(at most {MAX_REQUEST})"
+            )
+    return request
 
 
 def _effective(spec: Mapping[str, Any], where: str) -> dict[str, Decimal]:
@@ -139,14 +156,28 @@ def _quantities(value: Any, where: str) -> dict[str, Decimal]:
         raise PodSpecError(f"{where} must be an object")
     out = {}
     for name, text in value.items():
+        if isinstance(text, bool):
+            raise PodSpecError(f"{where}[{name!r}]: {text!r} is not a quantity")
         try:
             qty = parse_quantity(text)
         except (ValueError, TypeError, InvalidOperation):
-            raise PodSpecError(f"{where}[{name!r}]: {text!r} is not a quantity") from None
+            raise PodSpecError(f"{where}[{name!r}]: {_short(text)} is not a quantity") from None
+        # NaN would raise InvalidOperation at the first comparison, infinity and huge values
+        # would overflow the int64 arrays the planner keeps requests in.
+        if not qty.is_finite():
+            raise PodSpecError(f"{where}[{name!r}]: {_short(text)} is not a finite quantity")
         if qty < 0:
-            raise PodSpecError(f"{where}[{name!r}]: {text!r} is negative")
+            raise PodSpecError(f"{where}[{name!r}]: {_short(text)} is negative")
+        if qty > MAX_QUANTITY:
+            raise PodSpecError(f"{where}[{name!r}]: {_short(text)} is beyond the int64 range")
         out[name] = qty
     return out
+
+
+def _short(value: Any, limit: int = 64) -> str:
+    """A bounded repr: a hostile pod must not make every node's reason megabytes long."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def tolerated_taints(spec: Mapping[str, Any], taint_keys: Iterable[str]) -> tuple[str, ...]:

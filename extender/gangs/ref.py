@@ -104,15 +104,23 @@ def min_member_group(
     return spec, min_member
 
 
+MAX_COUNT = 2**31 - 1
+"""Counts and seconds are int32 in every group API; a larger one is refused like a non-number
+(it could never be met, and int() of a string of thousands of digits raises)."""
+
+
 def positive_int(value: Any) -> int | None:
-    """An int >= 1 from an int or a decimal string, else None."""
+    """An int in 1..MAX_COUNT from an int or a decimal string, else None."""
     if isinstance(value, bool):
         return None
+    if isinstance(value, str):
+        text = value.strip()
+        # str.isdigit() is also true for '²' and other digits int() refuses: ASCII digits only
+        if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_COUNT))):
+            return None
+        value = int(text)
     if isinstance(value, int):
-        return value if value >= 1 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
-        return number if number >= 1 else None
+        return value if 1 <= value <= MAX_COUNT else None
     return None
 
 
