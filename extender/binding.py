@@ -16,6 +16,7 @@ import orjson
 from phalanx.extender import annotations as keys
 from phalanx.scheduler.placement import MemberPlacement, Placement
 from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU
 
 MAX_PLAN_ANNOTATION_BYTES = 64 * 1024
 """Annotations of one object may total 256 KiB; a larger gang's plan (about 100 bytes a rank)
@@ -122,29 +123,100 @@ class PlanFormatError(ValueError):
     """A ``phalanx.io/gang-plan`` annotation that cannot be read back."""
 
 
-def decode_plan(text: str, compiled: CompiledCluster) -> tuple[str, list[MemberPlacement]]:
+def decode_plan(
+    text: str, compiled: CompiledCluster, gang_key: str
+) -> tuple[str, list[MemberPlacement]]:
     """(ledger key, members) from a gang-plan annotation; members on nodes this cluster no
-    longer has are left out."""
+    longer has are left out.
+
+    Phalanx wrote the annotation, but it is read back from a pod, and a pod can carry anything
+    (in dry-run mode it arrives in the request itself): every number is checked against what
+    the ledger can hold, so that a forged plan is refused here instead of taking negative cpu
+    or GPUs twice."""
     try:
         doc = orjson.loads(text)
-        ledger_key = str(doc["key"])
-        members = []
-        for m in doc["members"]:
-            index = compiled.node_index.get(m["node"])
-            if index is None:
-                continue
-            members.append(
-                MemberPlacement(
-                    member=str(m["pod"]),
-                    node=str(m["node"]),
-                    node_index=index,
-                    gpus=tuple(int(g) for g in m["gpus"]),
-                    gpu_milli=int(m["gpuMilli"]),
-                    cpu_milli=int(m.get("cpuMilli", 0)),
-                    memory_mib=int(m.get("memoryMiB", 0)),
-                    rank=int(m.get("rank", 0)),
-                )
-            )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise PlanFormatError(f"annotation {keys.GANG_PLAN} is malformed: {exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise PlanFormatError(f"annotation {keys.GANG_PLAN} is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise PlanFormatError(f"annotation {keys.GANG_PLAN} must be a JSON object")
+    ledger_key = doc.get("key")
+    if not isinstance(ledger_key, str) or not _plan_key_of(ledger_key, gang_key):
+        raise PlanFormatError(
+            f"annotation {keys.GANG_PLAN}: key must be {gang_key!r} or {gang_key + '#<n>'!r}"
+        )
+    entries = doc.get("members")
+    if not isinstance(entries, list):
+        raise PlanFormatError(f"annotation {keys.GANG_PLAN}: members must be a list")
+    members = []
+    for i, m in enumerate(entries):
+        member = _plan_member(m, compiled, f"annotation {keys.GANG_PLAN}: members[{i}]")
+        if member is not None:
+            members.append(member)
     return ledger_key, members
+
+
+MAX_PLAN_NUMBER = 2**48
+"""Largest cpu (milli) or memory (MiB) a plan member may hold: the request limit of
+:mod:`extender.podspec`."""
+
+
+def _plan_member(m: object, compiled: CompiledCluster, where: str) -> MemberPlacement | None:
+    if not isinstance(m, dict):
+        raise PlanFormatError(f"{where} must be an object")
+    pod, node = m.get("pod"), m.get("node")
+    if not isinstance(pod, str) or not pod or not isinstance(node, str):
+        raise PlanFormatError(f"{where}: pod and node must be strings")
+    index = compiled.node_index.get(node)
+    if index is None:
+        return None
+    gpus = m.get("gpus")
+    count = int(compiled.gpu_count[index])
+    if (
+        not isinstance(gpus, list)
+        or not all(_whole(g, count - 1) for g in gpus)
+        or len(set(gpus)) != len(gpus)
+    ):
+        raise PlanFormatError(f"{where}.gpus must be distinct GPU indices of node {node!r}")
+    numbers = {
+        "gpuMilli": m.get("gpuMilli"),
+        "cpuMilli": m.get("cpuMilli", 0),
+        "memoryMiB": m.get("memoryMiB", 0),
+        "rank": m.get("rank", 0),
+    }
+    for name, value in numbers.items():
+        if not _whole(value, MAX_PLAN_NUMBER):
+            raise PlanFormatError(f"{where}.{name} must be an integer in 0..{MAX_PLAN_NUMBER}")
+    if not 0 < numbers["gpuMilli"] <= MILLI_PER_GPU:
+        raise PlanFormatError(f"{where}.gpuMilli must be in 1..{MILLI_PER_GPU}")
+    return MemberPlacement(
+        member=pod,
+        node=node,
+        node_index=index,
+        gpus=tuple(gpus),
+        gpu_milli=numbers["gpuMilli"],
+        cpu_milli=numbers["cpuMilli"],
+        memory_mib=numbers["memoryMiB"],
+        rank=numbers["rank"],
+    )
+
+
+def _plan_key_of(ledger_key: str, gang_key: str) -> bool:
+    """Is ``ledger_key`` one of the gang's plans (its own key, or ``<key>#<n>`` for members
+    placed later)? Another gang's key would let one pod's annotation take over its plan."""
+    if ledger_key == gang_key:
+        return True
+    head, sep, number = ledger_key.rpartition("#")
+    return (
+        head == gang_key
+        and bool(sep)
+        and number.isascii()
+        and number.isdigit()
+        and len(number) <= MAX_PLAN_NUMBER_DIGITS
+    )
+
+
+MAX_PLAN_NUMBER_DIGITS = 9
+
+
+def _whole(value: object, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= high

@@ -789,7 +789,7 @@ class Planner:
         if not text or ann.get(keys.GANG_KEY) != gang.key:
             return False
         try:
-            ledger_key, members = decode_plan(text, self.compiled)
+            ledger_key, members = decode_plan(text, self.compiled, gang.key)
         except PlanFormatError as exc:
             log.warning("pod %s: %s", rec.key, exc)
             return False
