@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import click
@@ -12,6 +13,14 @@ from phalanx.simulator.fill import FGD_DEMAND
 from phalanx.simulator.options import parse_options, progress_bar, reported_errors
 from phalanx.simulator.slowdown import DEFAULT_INTENSITY, SlowdownModel
 from phalanx.simulator.traces import FORMATS, TraceOptions, load_trace, split_spec
+
+NEXT_POLICY = {"fifo": "backfill"}
+"""After a run of one of these policies, the suggested next run tries the other."""
+NEXT_QUEUE_POLICY, NEXT_QUEUE_FALLBACK = "backfill", "fifo"
+NEXT_FILL_SCORER, NEXT_FILL_FALLBACK = "bestfit", "fgd"
+NEXT_SEEDS = "1-3"
+NEXT_REPORT_DIR = "report/"
+NEXT_SWEEP_DIR = "sweep/"
 
 
 @click.command(
@@ -115,11 +124,13 @@ def command(
 ) -> None:
     """Replay a GPU-cluster trace through the scheduler and report what happened."""
     from phalanx.simulator.clusters import resolve_cluster
+    from phalanx.simulator.compile_notice import NOTICE, kernels_cold
     from phalanx.simulator.metrics import summarize
-    from phalanx.simulator.report import metrics_table, write_outputs
+    from phalanx.simulator.report import glossary, metrics_table, write_outputs
     from phalanx.simulator.run import simulate
 
     with reported_errors():
+        asked = (trace_spec, cluster)
         if trace_spec is None:
             trace_spec = SAMPLE_TRACE
             cluster = cluster or SAMPLE_CLUSTER
@@ -159,6 +170,8 @@ def command(
         )
         workload = load_trace(trace_spec, options)
         resolved = resolve_cluster(cluster, workload)
+        if kernels_cold():
+            click.echo(NOTICE, err=True)
         update, close = progress_bar("simulating", progress)
         try:
             result = simulate(workload, resolved, config, demand=demand, progress=update)
@@ -175,4 +188,42 @@ def command(
         if out is not None:
             written = write_outputs(result, summary, out)
             if not as_json:
-                click.echo(f"wrote {len(written)} files to {out}")
+                click.echo(f"wrote {len(written)} files to {out} (start with report.md)")
+        if not as_json:
+            for line in glossary(summary):
+                click.echo(line)
+            click.echo("next: " + next_command(*asked, policy, demand is not None, out))
+
+
+def next_command(
+    trace_spec: str | None, cluster: str | None, policy: str, fill: bool, out: Path | None
+) -> str:
+    """What to try after this run: the same trace and cluster with files written (and, for
+    FIFO, backfill), or, once files are written, a sweep comparing this policy with another
+    over seeds. Under the fill protocol policies are scorers, so it compares with bestfit."""
+    given = [
+        f"{flag} {shlex.quote(value)}"
+        for flag, value in (("--trace", trace_spec), ("--cluster", cluster))
+        if value
+    ]
+    if out is None:
+        other = NEXT_POLICY.get(policy, policy) if not fill else policy
+        return (
+            " ".join(["phalanx simulate", *given, f"--policy {other}", f"--out {NEXT_REPORT_DIR}"])
+            + "   (per-job CSVs, plots and report.md)"
+        )
+    alternative = NEXT_FILL_SCORER if fill else NEXT_QUEUE_POLICY
+    if policy == alternative:
+        alternative = NEXT_FILL_FALLBACK if fill else NEXT_QUEUE_FALLBACK
+    return (
+        " ".join(
+            [
+                "phalanx sweep",
+                *given,
+                f"--policy {policy},{alternative}",
+                f"--seeds {NEXT_SEEDS}",
+                f"--out {NEXT_SWEEP_DIR}",
+            ]
+        )
+        + "   (compare over seeds)"
+    )

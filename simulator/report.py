@@ -9,14 +9,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from phalanx.simulator.metrics import tenant_table
+from phalanx.simulator.plots import write_run_plots
 from phalanx.simulator.records import SimulationResult
 from phalanx.simulator.timeline import SAMPLE_COLUMNS
 
 TABLE_ROWS = (
     ("gpu_allocation_ratio", "GPU allocation ratio", "pct"),
-    ("gpu_utilisation", "GPU utilisation", "pct"),
+    ("gpu_utilisation", "GPU goodput (useful work)", "pct"),
     ("fragmentation_ratio", "fragmentation (of idle GPU)", "pct"),
     ("jct_mean_s", "JCT mean", "time"),
     ("jct_p50_s", "JCT p50", "time"),
@@ -32,6 +32,7 @@ TABLE_ROWS = (
     ("reservation_expiries", "reservation expiries", "int"),
     ("gang_placement_cost_mean", "gang placement cost mean", "num"),
     ("jobs_completed", "jobs completed", "int"),
+    ("jobs_running", "jobs still running", "int"),
     ("jobs_queued", "jobs still queued", "int"),
     ("jobs_rejected", "jobs rejected", "int"),
     ("jobs_unplaced", "jobs unplaced (fill)", "int"),
@@ -60,6 +61,22 @@ JOB_COLUMNS = (
 )
 SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_MINUTE = 60.0
+SAME_AT_SHOWN_PRECISION = 5e-5
+"""Two ratios printed as percentages with two decimals look equal below this difference."""
+GOODPUT_SAME_REPLAY = "= allocation: no --slowdown and no preempted work lost"
+GOODPUT_SAME_SLOWDOWN = "= allocation: no placement slowed a job, no preempted work lost"
+GOODPUT_SAME_FILL = "= allocation: nothing finishes under the fill protocol"
+GLOSSARY_WIDTH = 100
+TERMS = {
+    "replay": "jobs run at their trace's submit times for their trace's durations",
+    "fill": "jobs arrive one at a time and never leave, until the GPUs asked for reach that "
+    "multiple of capacity (the FGD paper's protocol)",
+    "goodput": "GPU time doing work at full speed over capacity (lower than allocation only "
+    "with --slowdown or preempted work thrown away)",
+    "rho": "JCT over the job's run time on a fair share (> 1: worse than fair)",
+    "placement cost": "topology cost of a gang's GPUs (H100 NVLink = 1; lower is better)",
+}
+"""Words of the results table a newcomer does not know, explained under it."""
 
 
 def format_value(value: Any, kind: str) -> str:
@@ -78,22 +95,63 @@ def format_value(value: Any, kind: str) -> str:
     return f"{value:.3f}"
 
 
-def metrics_table(summary: dict[str, Any]) -> str:
-    head = (
+def table_cells(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, shown value) of every results row. Goodput equal to the allocation ratio says
+    why, since a Slurm or Kueue user reads the two words as one thing and would otherwise
+    suspect a bug."""
+    cells = []
+    for key, label, kind in TABLE_ROWS:
+        text = format_value(summary.get(key), kind)
+        if key == "gpu_utilisation" and _same_as_allocation(summary):
+            if str(summary.get("protocol", "")).startswith("fill"):
+                why = GOODPUT_SAME_FILL
+            else:
+                why = GOODPUT_SAME_SLOWDOWN if summary.get("slowdown") else GOODPUT_SAME_REPLAY
+            text += f" ({why})"
+        cells.append((label, text))
+    return cells
+
+
+def _same_as_allocation(summary: dict[str, Any]) -> bool:
+    goodput, allocation = summary.get("gpu_utilisation"), summary.get("gpu_allocation_ratio")
+    if goodput is None or allocation is None:
+        return False
+    return abs(goodput - allocation) < SAME_AT_SHOWN_PRECISION
+
+
+def run_heading(summary: dict[str, Any]) -> str:
+    """Trace, cluster, and the queue policy and scorer that actually ran."""
+    policy = summary.get("queue_policy") or summary["policy"]
+    return (
         f"{summary['workload']} on {summary['cluster']} ({summary['cluster_gpus']} GPUs), "
-        f"policy {summary['policy']}"
+        f"policy {policy}"
         + (f", scorer {summary['scorer']}" if summary.get("scorer") else "")
         + f", {summary['protocol']}, seed {summary['seed']}"
     )
+
+
+def metrics_table(summary: dict[str, Any]) -> str:
+    head = run_heading(summary)
     width = max(len(label) for _, label, _ in TABLE_ROWS)
     lines = [head, "-" * len(head)]
-    for key, label, kind in TABLE_ROWS:
-        lines.append(f"{label:<{width}}  {format_value(summary.get(key), kind)}")
+    for label, text in table_cells(summary):
+        lines.append(f"{label:<{width}}  {text}")
     lines.append(
         f"{'simulated in':<{width}}  {summary['wall_s']:.2f} s "
         f"({summary['events']} events, {summary['cycles']} cycles)"
     )
     return "\n".join(lines)
+
+
+def glossary(summary: dict[str, Any]) -> list[str]:
+    """The table's unfamiliar words, wrapped: the run's protocol, rho and placement cost
+    (goodput explains itself in its row)."""
+    import textwrap
+
+    protocol = "fill" if str(summary.get("protocol", "")).startswith("fill") else "replay"
+    words = [protocol, "rho", "placement cost"]
+    text = "terms: " + "; ".join(f"{word} = {TERMS[word]}" for word in words) + "."
+    return textwrap.wrap(text, GLOSSARY_WIDTH, subsequent_indent="  ")
 
 
 def job_rows(result: SimulationResult) -> list[dict[str, Any]]:
@@ -146,7 +204,7 @@ def write_outputs(result: SimulationResult, summary: dict[str, Any], out: Path) 
     summary_path = out / "summary.json"
     summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     written.append(summary_path)
-    written.extend(write_plots(result, out))
+    written.extend(write_run_plots(result, out))
     written.append(write_markdown(result, summary, tenants, out / "report.md"))
     return written
 
@@ -159,58 +217,6 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]])
     return path
 
 
-def write_plots(result: SimulationResult, out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    samples = result.timeline.sample_array()
-    written: list[Path] = []
-    fill = result.fill_demand is not None
-    if len(samples):
-        x = samples[:, 1] * 100 if fill else samples[:, 0] / SECONDS_PER_HOUR
-        xlabel = "arrived GPU demand (% of capacity)" if fill else "time (h)"
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.plot(x, samples[:, 2] * 100, label="GPU allocation ratio")
-        ax.plot(x, samples[:, 5] * 100, label="fragmentation (% of idle GPU)")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("%")
-        ax.set_ylim(0, 105)
-        ax.legend(loc="lower right")
-        ax.set_title(f"{result.workload} on {result.cluster}")
-        fig.tight_layout()
-        path = out / ("allocation_vs_demand.png" if fill else "allocation_over_time.png")
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
-        if not fill:
-            fig, ax = plt.subplots(figsize=(7, 4))
-            ax.plot(x, samples[:, 3], label="running jobs")
-            ax.plot(x, samples[:, 4], label="queued jobs")
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel("jobs")
-            ax.legend(loc="upper right")
-            fig.tight_layout()
-            path = out / "queue_over_time.png"
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
-            written.append(path)
-    jct = np.sort([r.jct_s for r in result.runs if r.status == "completed"])
-    if jct.size:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.plot(jct / SECONDS_PER_HOUR, np.arange(1, jct.size + 1) / jct.size)
-        ax.set_xscale("log")
-        ax.set_xlabel("job completion time (h)")
-        ax.set_ylabel("fraction of jobs")
-        fig.tight_layout()
-        path = out / "jct_cdf.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
-    return written
-
-
 def write_markdown(
     result: SimulationResult,
     summary: dict[str, Any],
@@ -220,11 +226,13 @@ def write_markdown(
     lines = [
         f"# Simulation: {result.workload} on {result.cluster}",
         "",
+        run_heading(summary),
+        "",
         "| metric | value |",
         "|---|---|",
     ]
-    for key, label, kind in TABLE_ROWS:
-        lines.append(f"| {label} | {format_value(summary.get(key), kind)} |")
+    for label, text in table_cells(summary):
+        lines.append(f"| {label} | {text} |")
     if len(tenants) > 1:
         lines += [
             "",
@@ -258,8 +266,8 @@ def write_markdown(
         "",
         "## Settings",
         "",
-        f"- policy `{config.policy}`, scorer `{config.scorer}`, preemption "
-        f"`{config.preemption}`, solver `{config.solver}`, seed {config.seed}",
+        f"- {_policy_setting(result)}, preemption `{config.preemption or 'none'}`, solver "
+        f"`{config.solver}`, seed {config.seed}",
         f"- scheduling interval: {config.scheduling_interval_s or 'event-driven'}; "
         f"slowdown model {'on' if config.slowdown.enabled else 'off'}",
         f"- simulated in {summary['wall_s']:.2f} s ({summary['events']} events, "
@@ -267,6 +275,24 @@ def write_markdown(
         "",
         "Files: `jobs.csv` (per job), `timeseries.csv`, `tenants.csv`, `summary.json`, plots "
         "(`*.png`).",
+        "",
+        "## Terms",
+        "",
+        *(f"- {word}: {meaning}" for word, meaning in TERMS.items()),
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _policy_setting(result: SimulationResult) -> str:
+    """The queue policy and scorer that ran, and the name given when it was a scorer's."""
+    config = result.config
+    policy = result.queue_policy or config.policy
+    text = f"policy `{policy}`"
+    if policy != config.policy:
+        text += (
+            f" (`--policy {config.policy}` is a scorer; one pod at a time under the fill "
+            "protocol leaves nothing to order, so it ran as the scorer)"
+        )
+    scorer = f"`{result.scorer}`" if result.scorer else "none (the engine's own placement cost)"
+    return f"{text}, scorer {scorer}"

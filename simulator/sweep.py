@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from phalanx.simulator.config import SimulationConfig
+from phalanx.simulator.plots import write_sweep_plots
 from phalanx.simulator.run import RunSpec, run_spec
 from phalanx.simulator.traces import TraceOptions
 
@@ -94,7 +95,8 @@ def run_summary(spec: RunSpec) -> dict[str, Any]:
         "trace": trace,
         "cluster": spec.label,
         "policy": spec.config.policy,
-        "scorer": spec.config.scorer or "",
+        # The scorer that ran: under the fill protocol ``--policy fgd`` names one.
+        "scorer": summary["scorer"] or "",
         "seed": spec.config.seed,
     }
 
@@ -228,48 +230,6 @@ def comparison_markdown(table: list[dict[str, Any]]) -> str:
             cells.append(value)
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
-
-
-def write_sweep_plots(table: list[dict[str, Any]], out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    for metric, label, scale in (
-        ("gpu_allocation_ratio", "GPU allocation ratio (%)", 100.0),
-        ("jct_mean_s", "mean JCT (h)", 1 / 3600.0),
-        ("queue_delay_mean_s", "mean queueing delay (h)", 1 / 3600.0),
-    ):
-        rows = [r for r in table if r.get(metric) is not None]
-        if not rows:
-            continue
-        names = [
-            f"{r['policy']}{'/' + r['scorer'] if r['scorer'] else ''}\n{r['cluster']}" for r in rows
-        ]
-        groups = sorted({r["trace"] for r in rows})
-        fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows)), 4))
-        colours = plt.cm.tab10(np.linspace(0, 1, max(1, len(groups))))
-        for i, r in enumerate(rows):
-            err = r.get(f"{metric}_std")
-            ax.bar(
-                i,
-                r[metric] * scale,
-                yerr=None if err is None else err * scale,
-                color=colours[groups.index(r["trace"])],
-            )
-        ax.set_xticks(range(len(rows)), names, rotation=60, ha="right", fontsize=7)
-        ax.set_ylabel(label)
-        if len(groups) > 1:
-            handles = [plt.Rectangle((0, 0), 1, 1, color=colours[i]) for i in range(len(groups))]
-            ax.legend(handles, groups, fontsize=7, title="trace", title_fontsize=7)
-        fig.tight_layout()
-        path = out / f"{metric}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
-    return written
 
 
 def parse_seeds(text: str) -> list[int]:
