@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from phalanx.topology.costs import (
@@ -240,6 +240,15 @@ class _Pool:
     taints: tuple[str, ...]
 
 
+class _PresetFabric(NamedTuple):
+    """A ``rail-fat-tree`` fabric's settings, in :func:`rail_fat_tree`'s argument order."""
+
+    su_nodes: int
+    oversubscription: float
+    nvlink_domain_nodes: int
+    sus_per_pod: int
+
+
 class _ClusterFileParser:
     def __init__(self, problems: Problems, default_name: str) -> None:
         self.problems = problems
@@ -256,17 +265,24 @@ class _ClusterFileParser:
         explicit = None
         if fabric is not None and not fabric.has("preset"):
             explicit = self._explicit_levels(fabric)
+        before_pools = len(self.problems)
         pools = self._pools(root)
+        pools_complete = pools is not None and len(self.problems) == before_pools
         if explicit is not None:
             self._check_level_names(pools or [], level_costs, explicit)
             explicit = self._with_costs(explicit, level_costs)
+        # a preset fabric's own fields are checked now, so their problems are reported with
+        # the pools' (the levels themselves need the nodes, built below)
+        preset_fabric = None
+        if fabric is not None and fabric.has("preset"):
+            preset_fabric = self._preset_fabric(fabric, pools or [], pools_complete)
         if self.problems or pools is None:
             return None
         nodes = self._nodes(pools, link_costs)
         if self.problems:
             return None
         if explicit is None:
-            levels = self._fabric(fabric, pools, nodes)
+            levels = self._fabric(fabric, preset_fabric, nodes)
             if levels is None:
                 return None
             self._check_level_names(pools, level_costs, levels)
@@ -542,7 +558,7 @@ class _ClusterFileParser:
         return nodes
 
     def _fabric(
-        self, fabric: Reader | None, pools: list[_Pool], nodes: list[Node]
+        self, fabric: Reader | None, preset: _PresetFabric | None, nodes: list[Node]
     ) -> list[FabricLevel] | None:
         """Levels of a preset fabric (or none at all), which need the nodes to assign."""
         if fabric is None:
@@ -550,11 +566,19 @@ class _ClusterFileParser:
                 self.problems.add("fabric", "is required for a cluster of more than one node")
                 return None
             return []
-        return self._preset_fabric(fabric, pools, nodes)
+        if preset is None:
+            return None
+        try:
+            return rail_fat_tree(nodes, *preset)
+        except ValueError as exc:
+            fabric.problems.add(fabric.path, str(exc))
+            return None
 
     def _preset_fabric(
-        self, f: Reader, pools: list[_Pool], nodes: list[Node]
-    ) -> list[FabricLevel] | None:
+        self, f: Reader, pools: list[_Pool], pools_complete: bool
+    ) -> _PresetFabric | None:
+        """The settings of a ``rail-fat-tree`` fabric; ``pools_complete`` says every pool was
+        read, so a default taken from the pools' presets is trustworthy."""
         f.allow_only(
             ("preset", "su_nodes", "oversubscription", "nvlink_domain_nodes", "sus_per_pod")
         )
@@ -562,7 +586,7 @@ class _ClusterFileParser:
         presets = [p.preset for p in pools]
         su_defaults = {p.su_nodes for p in presets if p is not None}
         su_default = su_defaults.pop() if len(su_defaults) == 1 else None
-        if su_default is None and not f.has("su_nodes"):
+        if su_default is None and not f.has("su_nodes") and pools_complete:
             f.problems.add(
                 f.at("su_nodes"),
                 "is required: the pools' node presets do not agree on a scalable-unit size",
@@ -583,11 +607,7 @@ class _ClusterFileParser:
                     )
         if None in (su_nodes, oversubscription, nvl_nodes, sus_per_pod) or f.problems:
             return None
-        try:
-            return rail_fat_tree(nodes, su_nodes, oversubscription, nvl_nodes, sus_per_pod)
-        except ValueError as exc:
-            f.problems.add(f.path, str(exc))
-            return None
+        return _PresetFabric(su_nodes, oversubscription, nvl_nodes, sus_per_pod)
 
     def _explicit_levels(self, f: Reader) -> list[FabricLevel] | None:
         f.allow_only(("levels",))

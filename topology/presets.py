@@ -30,6 +30,10 @@ NVL72_RACKS_PER_SU = 8
 """DGX SuperPOD GB200: 8 NVL72 racks (576 GPUs) per scalable unit."""
 SUS_PER_POD = 16
 """Above 16 scalable units a core tier appears (DGX SuperPOD B200 table)."""
+MAX_PRESET_NODES = 100_000
+"""Largest ``PRESET:COUNT``: a typo such as ``superpod-h100:100000000`` would otherwise exhaust
+memory. 100,000 DGX nodes build and compile in about 11 s and 0.5 GB; the largest cluster the
+benchmarks use is 20,000 nodes."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class NodePreset:
     su_nodes: int
     nvlink_domain_nodes: int = 1
     """Nodes per multi-node NVLink domain (18 trays for NVL72), 1 when NVLink stays in a node."""
+    default_nodes: int = 1
+    """Nodes of ``PRESET`` given without a count (a trace's own cluster size for ``philly``)."""
 
 
 def _uuid(node: str, g: int) -> str:
@@ -176,6 +182,49 @@ def gb200_nvl72_tray(name: str) -> Node:
     )
 
 
+PHILLY_NODES = 352
+"""Philly's node count as the Helios authors used it (``philly_vc_node_counts.csv``)."""
+PHILLY_GPUS_PER_NODE = 8
+PHILLY_GPU_PRODUCT = "Philly-24GB"
+"""The raw release's machine list shows 8-GPU servers with 24 GB GPUs (``m31,8, 24GB``)."""
+PHILLY_GPU_MEMORY_MIB = 24 * GIB_IN_MIB
+PHILLY_CPU_MILLI = 48_000
+PHILLY_MEMORY_MIB = 256 * GIB_IN_MIB
+PHILLY_NIC_GBIT_S = 100.0
+"""ATC '19: servers joined by 100 Gb/s InfiniBand, one NIC per server."""
+PHILLY_RACK_NODES = 32
+PHILLY_PCIE_GENERATION = 4
+"""Gen3 hosts; the cost table's slowest generation is Gen4."""
+BITS_PER_BYTE = 8
+
+
+def philly_host(name: str) -> Node:
+    """A Microsoft Philly 2017 server: 8 GPUs on PCIe in pairs per switch, two sockets, one
+    100G NIC; the cluster the Philly trace ran on, so ``philly:N`` means the same host to
+    ``phalanx simulate`` and to ``topology show``/``place``/``serve``."""
+    gpus = tuple(
+        Gpu(
+            g,
+            _uuid(name, g),
+            PHILLY_GPU_PRODUCT,
+            PHILLY_GPU_MEMORY_MIB,
+            numa_node=g // (PHILLY_GPUS_PER_NODE // 2),
+            pcie_switch=g // 2,
+        )
+        for g in range(PHILLY_GPUS_PER_NODE)
+    )
+    return Node(
+        name,
+        gpus,
+        cpu_milli=PHILLY_CPU_MILLI,
+        memory_mib=PHILLY_MEMORY_MIB,
+        nvlink=NvlinkKind.NONE,
+        pcie_generation=PHILLY_PCIE_GENERATION,
+        nics=(Nic("ib0", PHILLY_NIC_GBIT_S),),
+        network_gbps_per_gpu=PHILLY_NIC_GBIT_S / BITS_PER_BYTE / PHILLY_GPUS_PER_NODE,
+    )
+
+
 NODE_PRESETS: dict[str, NodePreset] = {
     p.name: p
     for p in (
@@ -203,6 +252,13 @@ NODE_PRESETS: dict[str, NodePreset] = {
             gb200_nvl72_tray,
             NVL72_TRAYS_PER_RACK * NVL72_RACKS_PER_SU,
             nvlink_domain_nodes=NVL72_TRAYS_PER_RACK,
+        ),
+        NodePreset(
+            "philly",
+            "Microsoft Philly 2017 host: 8x 24 GB GPUs on PCIe, 1x 100G (default 352 nodes)",
+            philly_host,
+            PHILLY_RACK_NODES,
+            default_nodes=PHILLY_NODES,
         ),
     )
 }
@@ -289,17 +345,23 @@ def node_preset(name: str) -> NodePreset:
 
 
 def cluster_preset(spec: str, oversubscription: float = 1.0) -> Cluster:
-    """Build a cluster from ``PRESET`` (one node) or ``PRESET:COUNT``."""
+    """Build a cluster from ``PRESET`` (its default size, one node for most) or
+    ``PRESET:COUNT`` with 1 <= COUNT <= :data:`MAX_PRESET_NODES`."""
     base, _, count_text = spec.partition(":")
     preset = node_preset(base)
     try:
-        count = int(count_text) if count_text else 1
+        count = int(count_text) if count_text else preset.default_nodes
     except ValueError:
         raise ValueError(
             f"cluster preset {spec!r}: node count {count_text!r} is not an integer"
         ) from None
     if count < 1:
         raise ValueError(f"cluster preset {spec!r}: node count must be at least 1")
+    if count > MAX_PRESET_NODES:
+        raise ValueError(
+            f"cluster preset {spec!r}: node count {count:,} is above the maximum, "
+            f"{MAX_PRESET_NODES:,}"
+        )
     prefix = preset.name.split("-")[-1]
     nodes = [preset.make(f"{prefix}-{i:05d}") for i in range(count)]
     levels = rail_fat_tree(nodes, preset.su_nodes, oversubscription, preset.nvlink_domain_nodes)
