@@ -2,8 +2,9 @@
 
 ``--cluster`` accepts a topology preset (``dgx-h100:64``, ``superpod-h100:256``), ``philly`` or
 ``philly:N`` (the Philly trace's 8-GPU hosts), a cluster file (``.yaml``/``.yml``/``.json``, see
-``docs/cluster-file.md``) or an openb-style node list (``.csv``: ``sn,cpu_milli,memory_mib,gpu,
-model``). Without it the trace's own cluster is used.
+``docs/cluster-file.md``), a saved Kubernetes Node list (``kubectl get nodes -o json``, read as
+``phalanx place`` and ``phalanx serve`` read it) or an openb-style node list (``.csv``:
+``sn,cpu_milli,memory_mib,gpu,model``). Without it the trace's own cluster is used.
 """
 
 from __future__ import annotations
@@ -51,14 +52,16 @@ def resolve_cluster(spec: str | None, workload: TraceWorkload | None = None) -> 
     path = Path(spec).expanduser()
     if path.is_file():
         if path.suffix.lower() in CLUSTER_FILE_SUFFIXES:
-            from phalanx.topology.clusterfile import load_cluster_file
+            # The loader ``place``, ``topology show`` and ``serve`` use: a cluster file, or a
+            # saved Kubernetes Node list (``kubectl get nodes -o json``).
+            from phalanx.topology.sources import load_cluster
 
-            return load_cluster_file(path)
+            return load_cluster(str(path))
         if path.suffix.lower() == ".csv":
             return cluster_from_node_list(path)
         raise ClusterChoiceError(
-            f"cluster file {spec!r}: expected {', '.join(CLUSTER_FILE_SUFFIXES)} or an openb "
-            "node list (.csv)"
+            f"cluster file {spec!r}: expected a cluster file or Kubernetes Node list "
+            f"({', '.join(CLUSTER_FILE_SUFFIXES)}) or an openb node list (.csv)"
         )
     raise ClusterChoiceError(
         f"cluster {spec!r} is neither a preset nor a file; presets: {', '.join(known_presets())}"

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from phalanx.simulator.config import SimulationConfig
 from phalanx.simulator.data import SAMPLE_CLUSTER, SAMPLE_TRACE
 from phalanx.simulator.fill import FGD_DEMAND
 from phalanx.simulator.options import parse_options, reported_errors
+from phalanx.simulator.plots import short_trace
 from phalanx.simulator.slowdown import SlowdownModel
 from phalanx.simulator.traces import TraceOptions, split_spec
 
@@ -48,6 +51,11 @@ from phalanx.simulator.traces import TraceOptions, split_spec
     show_default=True,
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison table as JSON.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar of finished runs on stderr (default: only on a terminal).",
+)
 def command(
     traces: tuple[str, ...],
     policies: tuple[str, ...],
@@ -64,8 +72,10 @@ def command(
     ray_address: str | None,
     out: Path,
     as_json: bool,
+    progress: bool | None,
 ) -> None:
     """Run every combination and write runs.csv, comparison.csv/.md and plots to --out."""
+    from phalanx.simulator.compile_notice import NOTICE, kernels_cold
     from phalanx.simulator.sweep import (
         aggregate,
         comparison_markdown,
@@ -102,21 +112,16 @@ def command(
             demand=demand,
             pod_lists=pod_lists or (None,),
         )
-        done = 0
-
-        def report(row: dict) -> None:
-            nonlocal done
-            done += 1
-            click.echo(
-                f"[{done}/{len(specs)}] {row['trace']} {row['cluster']} {row['policy']} "
-                f"{row['scorer']} seed {row['seed']}: {row['wall_s']:.1f} s",
-                err=True,
-            )
-
-        if ray_address:
-            rows = run_ray(specs, ray_address, on_done=report)
-        else:
-            rows = run_local(specs, workers, on_done=report if sys.stderr.isatty() else None)
+        if kernels_cold():
+            click.echo(NOTICE, err=True)
+        report, close = run_progress(len(specs), progress)
+        try:
+            if ray_address:
+                rows = run_ray(specs, ray_address, on_done=report)
+            else:
+                rows = run_local(specs, workers, on_done=report)
+        finally:
+            close()
         for line in skipped_notes(rows):
             click.echo(f"note: {line}", err=True)
         table = aggregate(rows)
@@ -126,6 +131,31 @@ def command(
         else:
             click.echo(comparison_markdown(table))
             click.echo(f"wrote runs.csv, comparison.csv, comparison.md and plots to {out}")
+
+
+def run_progress(
+    total: int, enabled: bool | None
+) -> tuple[Callable[[dict[str, Any]], None] | None, Callable[[], None]]:
+    """A tqdm bar of finished runs on stderr, shown on a terminal unless forced either way
+    (``--progress`` keeps it when stderr is piped to a log, where a sweep of hours otherwise
+    says nothing), as an ``(on_done, close)`` pair; the bar's note names the last run."""
+    show = sys.stderr.isatty() if enabled is None else enabled
+    if not show:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="sweep", unit="run", file=sys.stderr)
+
+    def on_done(row: dict[str, Any]) -> None:
+        scorer = f"/{row['scorer']}" if row["scorer"] else ""
+        bar.set_postfix_str(
+            f"{short_trace(str(row['trace']))} {row['cluster']} {row['policy']}{scorer} "
+            f"seed {row['seed']}: {row['wall_s']:.1f} s",
+            refresh=False,
+        )
+        bar.update(1)
+
+    return on_done, bar.close
 
 
 def _names(values: tuple[str, ...]) -> tuple[str, ...]:

@@ -226,3 +226,47 @@ def test_sweep_on_ray_submits_every_run_and_collects_the_rows(tmp_path: Path, mo
     assert calls["address"] == "ray://head:10001"
     assert len((out / "runs.csv").read_text().splitlines()) == 1 + 4
     assert "| fifo |" in (out / "comparison.md").read_text()
+
+
+def node_list_file(tmp_path: Path) -> Path:
+    """What ``kubectl get nodes -o json`` saves: a NodeList of two 8-GPU H100 nodes."""
+    from tests.topology_strategies import gfd_labels, kube_node
+
+    items = [kube_node(f"gpu-{i}", labels=gfd_labels()) for i in range(2)]
+    path = tmp_path / "nodes.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "NodeList", "items": items}))
+    return path
+
+
+def test_simulate_and_sweep_take_a_kubernetes_node_list_as_the_cluster(tmp_path: Path):
+    nodes = node_list_file(tmp_path)
+    result = run(["--cluster", str(nodes), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["cluster"] == "nodes" and summary["cluster_gpus"] == 16
+    out = tmp_path / "sweep"
+    args = ["--cluster", f"kube={nodes}", "--workers", "1", "--out", str(out), "--json"]
+    result = CliRunner().invoke(sweep_command, args)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["cluster"] == "kube" and row["runs"] == 1
+
+
+def test_a_malformed_node_list_is_one_error_line(tmp_path: Path):
+    path = tmp_path / "nodes.json"
+    path.write_text(json.dumps({"kind": "NodeList", "items": "not a list"}))
+    result = CliRunner().invoke(simulate_command, ["--cluster", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and "items" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_sweep_progress_goes_to_stderr_when_asked_even_if_piped(tmp_path: Path):
+    args = ["--policy", "fifo,sjf", "--workers", "1", "--out", str(tmp_path), "--json"]
+    shown = CliRunner().invoke(sweep_command, [*args, "--progress"])
+    assert shown.exit_code == 0, shown.output
+    assert "sweep: 100%" in shown.stderr and "2/2" in shown.stderr
+    assert len(json.loads(shown.stdout)) == 2
+    for quiet in ([*args, "--no-progress"], args):  # CliRunner's stderr is no terminal
+        result = CliRunner().invoke(sweep_command, quiet)
+        assert result.exit_code == 0 and "sweep:" not in result.stderr
