@@ -31,7 +31,8 @@ from phalanx.simulator.traces import TraceOptions, split_spec
     "clusters",
     multiple=True,
     metavar="[LABEL=]PRESET|FILE",
-    help="Cluster variant (repeatable); default: each trace's own.",
+    help="Cluster variant (repeatable): preset, cluster file, Kubernetes Node list (.json/"
+    ".yaml) or openb node list (.csv); default: each trace's own.",
 )
 @click.option("--seeds", default="0", show_default=True, help="e.g. 42-51 or 1,2,3.")
 @click.option("--demand", type=float, help="Fill protocol target (openb default 1.3).")
