@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
-from phalanx.topology.clusterfile import ClusterFileError, load_cluster_file
+from phalanx.topology.clusterfile import ClusterFileError, ProblemEntry, load_cluster_file
 from phalanx.topology.discovery import discover as discover_document
 from phalanx.topology.discovery import publish_annotation
 from phalanx.topology.kube import AUTO, LEVEL_LABEL_SETS
@@ -74,15 +75,34 @@ def show(spec: str, as_json: bool, labels: str, names_only: bool) -> None:
 
 @command.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-def validate(file: str) -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object: ok, counts and levels, or every problem with its line and "
+    "field (exit status 2).",
+)
+def validate(file: str, as_json: bool) -> None:
     """Check a cluster file and report every problem with its line and field."""
     try:
         cluster = load_cluster_file(file)
         cluster.compile()
-    except ClusterFileError as exc:
-        _fail_cluster_file(exc)
-    except ValueError as exc:
+    except (ClusterFileError, ValueError) as exc:
+        entries = (
+            exc.entries if isinstance(exc, ClusterFileError) else [ProblemEntry(None, "", str(exc))]
+        )
+        if as_json:  # for CI checks and editors: structured, so nobody parses error lines
+            problems = [dataclasses.asdict(e) for e in entries]
+            click.echo(json.dumps({"file": file, "ok": False, "problems": problems}, indent=2))
+            sys.exit(EXIT_BAD_INPUT)
+        if isinstance(exc, ClusterFileError):
+            _fail_cluster_file(exc)
         fail(f"{file}: {exc}")
+    if as_json:
+        result = {"file": file, "ok": True, "nodes": len(cluster.nodes)}
+        result |= {"gpus": cluster.gpu_count, "levels": cluster.level_names, "problems": []}
+        click.echo(json.dumps(result, indent=2))
+        return
     levels = ", ".join(cluster.level_names)
     click.echo(f"{file}: ok: {len(cluster.nodes)} nodes, {cluster.gpu_count} GPUs, levels {levels}")
 

@@ -57,12 +57,28 @@ FACTOR_FIELDS = ("host_bridge_factor", "no_p2p_factor")
 """Multipliers, which must not make a link cheaper."""
 
 
-class ClusterFileError(ValueError):
-    """A cluster file that cannot be used; ``problems`` lists every one with its location."""
+@dataclass(frozen=True)
+class ProblemEntry:
+    """One problem, structured for machine-readable output (``topology validate --json``):
+    its line (``None`` when unknown), field path (``""`` for the whole file) and message."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
+    line: int | None
+    field: str
+    message: str
+
+
+class ClusterFileError(ValueError):
+    """A cluster file that cannot be used; ``problems`` lists every one with its location,
+    ``entries`` the same problems as :class:`ProblemEntry` records."""
+
+    def __init__(
+        self, source: str, problems: list[str], entries: list[ProblemEntry] | None = None
+    ) -> None:
         self.source = source
         self.problems = problems
+        self.entries = (
+            entries if entries is not None else [ProblemEntry(None, "", p) for p in problems]
+        )
         noun = "problem" if len(problems) == 1 else "problems"
         super().__init__(f"{source}: {len(problems)} {noun}:\n  " + "\n  ".join(problems))
 
@@ -91,8 +107,11 @@ def read_document_file(path: str | Path) -> DocumentFile:
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
+            message = f"invalid JSON: {exc.msg}"
             raise ClusterFileError(
-                source, [f"{source}:{exc.lineno}: invalid JSON: {exc.msg}"]
+                source,
+                [f"{source}:{exc.lineno}: {message}"],
+                [ProblemEntry(exc.lineno, "", message)],
             ) from None
     else:
         try:
@@ -101,7 +120,8 @@ def read_document_file(path: str | Path) -> DocumentFile:
             mark = getattr(exc, "problem_mark", None)
             where = f"{source}:{mark.line + 1}" if mark else source
             problem = getattr(exc, "problem", None) or str(exc)
-            raise ClusterFileError(source, [f"{where}: invalid YAML: {problem}"]) from None
+            entry = ProblemEntry(mark.line + 1 if mark else None, "", f"invalid YAML: {problem}")
+            raise ClusterFileError(source, [f"{where}: {entry.message}"], [entry]) from None
     lines, duplicates = _yaml_positions(text)
     return DocumentFile(source, path.stem, doc, lines, duplicates)
 
@@ -132,12 +152,11 @@ def cluster_from_document(
     cluster = _ClusterFileParser(problems, default_name).parse(doc)
     if problems or cluster is None:
         where = dict(lines or {})
-        located = [(_line_of(where, p.path), str(p)) for p in problems.items]
+        located = [(_line_of(where, p.path), p) for p in problems.items]
         located.sort(key=lambda item: item[0] or 0)
-        formatted = [
-            f"{source}:{line}: {text}" if line else f"{source}: {text}" for line, text in located
-        ]
-        raise ClusterFileError(source, formatted)
+        formatted = [f"{source}:{line}: {p}" if line else f"{source}: {p}" for line, p in located]
+        entries = [ProblemEntry(line, p.path, p.message) for line, p in located]
+        raise ClusterFileError(source, formatted, entries)
     return cluster
 
 
