@@ -1,0 +1,5 @@
+"""``python -m phalanx``: the ``phalanx`` command, for environments without the console script."""
+
+from phalanx.cli import main
+
+main()
