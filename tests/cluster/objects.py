@@ -254,15 +254,16 @@ def create_group(
 
 def plain_pod(name: str, namespace: str, *, gpus: int = 0) -> dict[str, Any]:
     requests: dict[str, str] = {"cpu": "100m", "memory": "64Mi"}
+    limits: dict[str, str] = {}
     if gpus:
-        requests[GPU] = str(gpus)
+        requests[GPU] = limits[GPU] = str(gpus)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "containers": [
-                {"name": "c", "image": PAUSE_IMAGE, "resources": {"requests": requests}}
+                {"name": "c", "image": PAUSE_IMAGE, "resources": {"requests": requests, "limits": limits}}
             ],
             "terminationGracePeriodSeconds": 0,
         },
