@@ -263,7 +263,11 @@ def plain_pod(name: str, namespace: str, *, gpus: int = 0) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "containers": [
-                {"name": "c", "image": PAUSE_IMAGE, "resources": {"requests": requests, "limits": limits}}
+                {
+                    "name": "c",
+                    "image": PAUSE_IMAGE,
+                    "resources": {"requests": requests, "limits": limits},
+                }
             ],
             "terminationGracePeriodSeconds": 0,
         },
