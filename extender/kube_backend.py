@@ -9,7 +9,6 @@ heartbeat-only updates are ignored.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from kubernetes import client
 from phalanx.extender.binding import Binder
 from phalanx.extender.config import KubeConfig
 from phalanx.extender.gangs import GROUP_KINDS, GroupKind
+from phalanx.extender.group_versions import ServedGroupKind
 from phalanx.extender.kube_binder import KubeBinder
 from phalanx.extender.planner import Planner
 from phalanx.extender.podspec import namespace_of, uid_of
@@ -68,6 +68,8 @@ class KubeBackend:
         self._dirty = threading.Event()
         self.node_errors: list[str] = []
         self._threads: list[threading.Thread] = []
+        self._group_lists = {k.source: ServedGroupKind(self.custom, k) for k in GROUP_KINDS}
+        """One list function per PodGroup kind, at the version the apiserver serves."""
 
     # ------------------------------------------------------------------ Backend protocol
     @property
@@ -82,7 +84,11 @@ class KubeBackend:
         return (self._planner is not None, "synced" if self._planner else self._why)
 
     def debug_extra(self) -> dict[str, Any]:
-        return {"mode": "kubernetes", "malformed_nodes": list(self.node_errors)}
+        return {
+            "mode": "kubernetes",
+            "malformed_nodes": list(self.node_errors),
+            "group_versions": {s: g.group_version for s, g in self._group_lists.items()},
+        }
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -232,9 +238,7 @@ class KubeBackend:
             planner.forget_pod(namespace_of(pod), pod["metadata"]["name"], uid_of(pod))
 
     def _group_list(self, kind: GroupKind) -> Callable[..., Any]:
-        return functools.partial(
-            self.custom.list_cluster_custom_object, kind.group, kind.version, kind.plural
-        )
+        return self._group_lists[kind.source]
 
     def _group_handlers(self, kind: GroupKind) -> Handlers:
         def replace(items: list[dict[str, Any]]) -> None:

@@ -5,7 +5,9 @@ it over HTTP:
 
 - list and watch (chunked JSON event stream, ``resourceVersion``, ``timeoutSeconds``,
   ``410 Gone`` for a version older than the event log) of Nodes, Pods and the PodGroup
-  resources of scheduler-plugins, Volcano and the native API;
+  resources of scheduler-plugins, Volcano and the native API (``v1beta1`` and ``v1alpha2``);
+- API discovery of those groups (``GET /apis/GROUP/VERSION``: the resources served there, 404
+  when none);
 - ``GET`` of one pod;
 - ``POST pods/{name}/binding`` with the apiserver's semantics (``BindingREST.Create``): the
   URL name must match ``metadata.name`` (400), the target must be a Node (422), the pod must
@@ -37,8 +39,10 @@ PODS = "pods"
 GROUP_RESOURCES = {
     "/apis/scheduling.x-k8s.io/v1alpha1/podgroups": "podgroups.scheduling.x-k8s.io",
     "/apis/scheduling.volcano.sh/v1beta1/podgroups": "podgroups.scheduling.volcano.sh",
-    "/apis/scheduling.k8s.io/v1alpha2/podgroups": "podgroups.scheduling.k8s.io",
+    "/apis/scheduling.k8s.io/v1beta1/podgroups": "podgroups.scheduling.k8s.io/v1beta1",
+    "/apis/scheduling.k8s.io/v1alpha2/podgroups": "podgroups.scheduling.k8s.io/v1alpha2",
 }
+_DISCOVERY = re.compile(r"^/apis/([^/]+)/([^/]+)$")
 _BINDING = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/binding$")
 _POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)$")
 
@@ -199,6 +203,9 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send_json(200, pod)
             return
+        if _DISCOVERY.match(url.path):
+            self._discovery(url.path)
+            return
         resource = self._resource(url.path)
         if resource is None:
             self._send_json(404, _status(404, "NotFound", f"the server could not find {url.path}"))
@@ -210,6 +217,29 @@ class _Handler(BaseHTTPRequestHandler):
             items = [copy.deepcopy(o) for o in api.objects.get(resource, {}).values()]
             rv = api.rv
         doc = {"kind": "List", "metadata": {"resourceVersion": str(rv)}, "items": items}
+        self._send_json(200, doc)
+
+    def _discovery(self, group_version_path: str) -> None:
+        """The APIResourceList of one group version: its served PodGroup resource, or 404."""
+        served = [
+            path.rsplit("/", 1)[1]
+            for path, resource in GROUP_RESOURCES.items()
+            if path.rsplit("/", 1)[0] == group_version_path
+            and resource in self.server_api.served_groups
+        ]
+        if not served:
+            message = f"the server could not find {group_version_path}"
+            self._send_json(404, _status(404, "NotFound", message))
+            return
+        doc = {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": group_version_path.removeprefix("/apis/"),
+            "resources": [
+                {"name": name, "namespaced": True, "kind": "PodGroup", "verbs": ["list", "watch"]}
+                for name in served
+            ],
+        }
         self._send_json(200, doc)
 
     def _watch(self, resource: str, query: dict[str, str]) -> None:

@@ -100,7 +100,8 @@ def test_phalanx_annotation_and_singletons():
 def test_group_kinds_have_api_paths():
     assert scheduler_plugins.KIND.api_path == "/apis/scheduling.x-k8s.io/v1alpha1"
     assert volcano.KIND.api_path == "/apis/scheduling.volcano.sh/v1beta1"
-    assert native.KIND.api_path == "/apis/scheduling.k8s.io/v1alpha2"
+    assert native.KIND.api_path == "/apis/scheduling.k8s.io/v1beta1"
+    assert native.KIND.versions == ("v1beta1", "v1alpha2")
 
 
 def _record(p):

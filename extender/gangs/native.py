@@ -1,7 +1,12 @@
-"""The native Kubernetes PodGroup (KEP-4671/5832, ``scheduling.k8s.io/v1alpha2``): the pod's
+"""The native Kubernetes PodGroup (KEP-4671/5832, the Workload API): the pod's
 ``spec.schedulingGroup.podGroupName`` names a PodGroup whose ``spec.schedulingPolicy`` is
 ``gang: {minCount}`` or ``basic: {}``; KEP-5732 adds ``spec.schedulingConstraints.topology``
-(a node label key whose one domain must hold the group)."""
+(a node label key whose one domain must hold the group).
+
+Kubernetes 1.37 serves it as ``scheduling.k8s.io/v1beta1`` (feature gate ``GenericWorkload``);
+1.36 served ``v1alpha2``. The fields read here are the same in both, so either is accepted and
+discovery picks the newest the cluster serves. A Workload's ``spec.podGroupTemplates`` are
+not read: the PodGroup a pod names carries its own copy of the template's policy."""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from phalanx.extender.gangs.ref import (
     waiting_gang,
 )
 
-KIND = GroupKind("native", "scheduling.k8s.io", "v1alpha2")
+KIND = GroupKind("native", "scheduling.k8s.io", "v1beta1", older_versions=("v1alpha2",))
 
 
 def match(pod: Mapping[str, Any], lookup: GroupLookup) -> GangRef | None:

@@ -29,16 +29,27 @@ class LevelRef:
 
 @dataclass(frozen=True)
 class GroupKind:
-    """A PodGroup custom resource the extender lists and watches."""
+    """A PodGroup resource the extender lists and watches.
+
+    ``version`` is the one to use when the apiserver serves it; ``older_versions`` are
+    accepted when it does not (an API that moved from alpha to beta keeps working against
+    clusters that still serve the older version). Which one a cluster serves is found by
+    discovery (``extender.group_versions``)."""
 
     source: str
     group: str
     version: str
     plural: str = "podgroups"
+    older_versions: tuple[str, ...] = ()
 
     @property
     def api_path(self) -> str:
         return f"/apis/{self.group}/{self.version}"
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """Every accepted version, the preferred one first."""
+        return (self.version, *self.older_versions)
 
 
 @dataclass(frozen=True)
