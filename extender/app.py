@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from phalanx.extender import wire
 from phalanx.extender.args_decoder import ExtenderArgsDecoder
 from phalanx.extender.binding import Binder
+from phalanx.extender.expiry_timer import ExpiryTimer
 from phalanx.extender.metrics import ExtenderMetrics
 from phalanx.extender.planner import Planner
 from phalanx.extender.pod_fields import shown
@@ -86,6 +87,8 @@ class ExtenderApp:
             f"{prefix}/preempt": self._preempt,
         }
         self._bind_path = f"{prefix}/bind"
+        self._expiry = ExpiryTimer(lambda: backend.planner)
+        """Reservations expire on time while the server runs (started by the lifespan)."""
         self._histograms = {
             verb: self.metrics.latency.labels(verb=verb)
             for verb in ("filter", "prioritize", "preempt", "bind", "echo")
@@ -178,8 +181,10 @@ class ExtenderApp:
                 # on a 10,000-node cluster).
                 gc.collect()
                 gc.freeze()
+                self._expiry.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self._expiry.stop()
                 self._executor.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return

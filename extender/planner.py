@@ -141,6 +141,7 @@ class Planner:
         self._offered = OfferedIndex(self.compiled)
         self._expiries: list[tuple[float, str]] = []
         """(expires_at_s, ledger key) of reservations; stale entries are skipped."""
+        self._deadline_listener: Callable[[], None] | None = None
 
     @property
     def compiled(self) -> CompiledCluster:
@@ -324,6 +325,26 @@ class Planner:
         """Give back reservations whose TTL passed; returns how many."""
         with self.lock:
             return self._expire(self.clock())
+
+    def next_expiry_s(self) -> float | None:
+        """When the earliest reservation expires (by ``clock``), None when none is held.
+        Entries superseded by a later deadline (a bind restarts the clock) are dropped here."""
+        with self.lock:
+            heap = self._expiries
+            while heap:
+                due, ledger_key = heap[0]
+                holding = self.state.holdings.get(ledger_key)
+                if holding is not None and holding.expires_at_s == due:
+                    return due
+                heapq.heappop(heap)
+            return None
+
+    def set_deadline_listener(self, listener: Callable[[], None] | None) -> None:
+        """``listener`` is called (with the planner lock held) whenever a reservation gets a
+        deadline, so that a timer sleeping towards a later one wakes up
+        (:class:`extender.expiry_timer.ExpiryTimer`)."""
+        with self.lock:
+            self._deadline_listener = listener
 
     # ================================================================== filter internals
     def _filter(self, rec: PodRecord, offer: Offer, now: float) -> FilterDecision:
@@ -667,7 +688,7 @@ class Planner:
                 preferred_level=hints.preferred_level,
                 nvlink_group=hints.nvlink_group,
                 comm_intensity=hints.comm_intensity,
-                submit_time_s=hints.submit_time_s,
+                submit_time_s=max(hints.submit_time_s, gang.requeued_s),
                 runtime_estimate_s=hints.runtime_estimate_s,
             )
             obj.validate()
@@ -696,7 +717,7 @@ class Planner:
                 holding = self.state.reserve(placement, now, max(ttl, math.ulp(now)))
                 for name in bound:
                     self.state.commit(ledger_key, name)
-                heapq.heappush(self._expiries, (holding.expires_at_s, ledger_key))
+                self._push_deadline(holding.expires_at_s, ledger_key)
         except (CapacityError, LedgerError) as exc:
             log.warning("plan %s cannot be held: %s", ledger_key, exc)
             return False
@@ -767,6 +788,10 @@ class Planner:
                     f"gang {gang.key}: reservation expired before every member bound; "
                     "planning again"
                 )
+                if not holding.bound_members:
+                    # Back of the queue: behind the gangs that waited while it held its place,
+                    # not ahead of them again by its creation time.
+                    gang.requeued_s = now
         for entry in deferred:
             heapq.heappush(self._expiries, entry)
         self.stats.reservation_expiries += expired
@@ -777,7 +802,12 @@ class Planner:
         if holding.phase is HoldingPhase.COMMITTED:
             return
         holding.expires_at_s = expires_at_s
+        self._push_deadline(expires_at_s, ledger_key)
+
+    def _push_deadline(self, expires_at_s: float, ledger_key: str) -> None:
         heapq.heappush(self._expiries, (expires_at_s, ledger_key))
+        if self._deadline_listener is not None:
+            self._deadline_listener()
 
     def _recover_plan(self, gang: GangRecord, rec: PodRecord) -> bool:
         """A pod Phalanx bound whose place is not in the ledger: while recovering after a

@@ -53,6 +53,9 @@ class GangRecord:
     """Constraints and facts as of its last plan."""
     pending_object: Gang | None = None
     """The gang as last put to the cycle; dropped whenever a member or the group changes."""
+    requeued_s: float = 0.0
+    """When its never-bound reservation expired (0: never): its place in the queue from then
+    on, instead of its members' creation time."""
 
     @property
     def key(self) -> str:
