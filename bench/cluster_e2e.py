@@ -3,9 +3,9 @@
 For each node count, one loopback control plane (etcd, kube-apiserver and kube-scheduler built
 from source, see ``tests/cluster/README.md``) gets that many exported DGX H100 Node objects, then:
 
-(a) **throughput**: 2,000 single-GPU pods created at once; pods bound per second (first create to
-    last bind) with kube-scheduler + Phalanx, against the same kube-scheduler without the
-    extender entry, in the same run;
+(a) **throughput**: 2,000 single-GPU pods created while kube-scheduler is stopped, then
+    kube-scheduler started; pods bound per second (first to last bind) with kube-scheduler +
+    Phalanx, against the same kube-scheduler without the extender entry, in the same run;
 (b) **gangs**: 12 gangs x 64 pods x 8 GPUs (48 gangs on 5,000 nodes) created at once, members of
     every gang interleaved; per gang the start latency (its last member created -> all members
     bound), the spread between its first and last bind, and the GPU-seconds held by gangs that
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -99,6 +100,7 @@ def _run_phase(
     expected: int,
     timeout_s: float,
     before_pods: Callable[[], None] | None = None,
+    after_pods: Callable[[], None] | None = None,
 ) -> tuple[BindLog, float]:
     """Creates ``bodies`` from CREATORS threads and waits for ``expected`` binds."""
     from kubernetes import client
@@ -124,6 +126,8 @@ def _run_phase(
     start = time.monotonic()
     with ThreadPoolExecutor(CREATORS) as pool:
         list(pool.map(create, enumerate(bodies)))
+    if after_pods is not None:
+        after_pods()
     deadline = start + timeout_s
     while log.count_bound() < expected and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -140,11 +144,34 @@ def _delete_namespace_pods(plane: Any, namespace: str) -> None:
 
 
 def _pods_per_s(log: BindLog) -> float:
-    if not log.bound_s:
+    """Binds per second between the first and the last bind: the pods were all created before
+    kube-scheduler started, so this is its rate, not the client's creation rate."""
+    if len(log.bound_s) < 2:
         return 0.0
-    first_create = min(log.created_s.values())
-    last_bind = max(log.bound_s.values())
-    return len(log.bound_s) / max(last_bind - first_create, 1e-9)
+    binds = sorted(log.bound_s.values())
+    return (len(binds) - 1) / max(binds[-1] - binds[0], 1e-9)
+
+
+def _throughput(plane: Any, namespace: str, pods: int, timeout_s: float, extender: bool) -> float:
+    """Creates ``pods`` single-GPU pods while kube-scheduler is stopped, then starts it (with or
+    without the extender entry) and measures its bind rate."""
+    from tests.cluster.objects import plain_pod
+
+    plane.stop_scheduler()
+    if extender:
+        plane.start_extender()
+    else:
+        plane.stop_extender()
+    log, _ = _run_phase(
+        plane,
+        namespace,
+        [plain_pod(f"p{i}", namespace, gpus=1) for i in range(pods)],
+        pods,
+        timeout_s,
+        after_pods=lambda: plane.start_scheduler(with_extender=extender),
+    )
+    _delete_namespace_pods(plane, namespace)
+    return _pods_per_s(log)
 
 
 @dataclass
@@ -224,7 +251,6 @@ def run_node_count(
         PHALANX,
         group_object,
         node_objects,
-        plain_pod,
         set_nodes,
     )
 
@@ -240,30 +266,11 @@ def run_node_count(
         node_setup_s = time.monotonic() - t0
         say(f"nodes written in {node_setup_s:.1f} s")
 
-        # (a) throughput, baseline first (no extender entry), then with Phalanx
-        plane.start_scheduler(with_extender=False)
-        log, _ = _run_phase(
-            plane,
-            "tput-base",
-            [plain_pod(f"p{i}", "tput-base", gpus=1) for i in range(pods)],
-            pods,
-            timeout_s,
-        )
-        baseline = _pods_per_s(log)
+        # (a) throughput: the same kube-scheduler without, then with, the extender entry
+        baseline = _throughput(plane, "tput-base", pods, timeout_s, extender=False)
         say(f"baseline {baseline:.1f} pods/s")
-        _delete_namespace_pods(plane, "tput-base")
-        plane.start_scheduler(with_extender=True)
-        plane.start_extender()
-        log, _ = _run_phase(
-            plane,
-            "tput",
-            [plain_pod(f"p{i}", "tput", gpus=1) for i in range(pods)],
-            pods,
-            timeout_s,
-        )
-        with_phalanx = _pods_per_s(log)
+        with_phalanx = _throughput(plane, "tput", pods, timeout_s, extender=True)
         say(f"with Phalanx {with_phalanx:.1f} pods/s")
-        _delete_namespace_pods(plane, "tput")
 
         # (b) gangs through Phalanx
         count = max(1, nodes * GANGS_PER_1000_NODES // 1000)
@@ -341,6 +348,8 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError:
         print(f"error: --nodes {args.nodes!r}: expected a comma list of integers", file=sys.stderr)
         sys.exit(2)
+    # SIGTERM unwinds like Ctrl-C, so every started component is stopped by its PID
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = []
     with tempfile.TemporaryDirectory(prefix="phalanx-e2e-") as tmp:
         for nodes in counts:

@@ -356,6 +356,11 @@ class ControlPlane:
         if process is not None:
             process.kill()
 
+    def stop_scheduler(self) -> None:
+        process = self.processes.get("kube-scheduler")
+        if process is not None:
+            process.stop()
+
     def start_scheduler(self, *, with_extender: bool | None = None) -> None:
         """(Re)starts kube-scheduler; ``with_extender=False`` drops the chart's extender entry
         (the same scheduler as a baseline)."""
