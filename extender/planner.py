@@ -566,13 +566,13 @@ class Planner:
                 self._forget(rec, finished=phase == SUCCEEDED)
             return None
         ref = resolve_gang(pod, self._lookup)
-        if rec is not None and rec.gang_key != ref.key:
-            self._forget(rec, finished=False)
-            rec = None
         try:
             request, error = member_request(pod, self._taint_keys), ""
         except PodSpecError as exc:
             request, error = None, str(exc)
+        if rec is not None and (rec.gang_key != ref.key or rec.moved(node_of(pod), request)):
+            self._forget(rec, finished=False)
+            rec = None
         gang = self.gangs.get(ref.key)
         if gang is None:
             gang = self.gangs[ref.key] = GangRecord(ref)

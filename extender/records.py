@@ -25,6 +25,18 @@ class PodRecord:
     node: str = ""
     """The node the pod is bound to, '' while pending."""
 
+    def moved(self, node: str, request: MemberRequest | None) -> bool:
+        """Bound, and now named on another node or asking for other amounts. The apiserver
+        never lets a bound pod change either, but a dry-run request can: the pod is then
+        forgotten and seen anew, as one with a new UID, so that the ledger charges what the
+        pod says (what a restart would rebuild), not what it said when it was bound. A
+        request that names no node says nothing about the binding."""
+        if not self.node:
+            return False
+        if node and node != self.node:
+            return True
+        return _amounts(request) != _amounts(self.request)
+
 
 @dataclass
 class GangRecord:
@@ -65,6 +77,14 @@ class GangRecord:
         key = f"{self.key}#{self.next_extra}"
         self.next_extra += 1
         return key
+
+
+def _amounts(request: MemberRequest | None) -> tuple[int, ...] | None:
+    """What a request takes from a node (tolerations and GPU models follow the cluster's
+    taints and do not change what a bound pod holds)."""
+    if request is None:
+        return None
+    return (request.gpus, request.gpu_milli, request.cpu_milli, request.memory_mib)
 
 
 _DIGITS = re.compile(r"(\d+)")
