@@ -21,9 +21,9 @@ from phalanx.policies.preemption.reclaim import FairShareReclaim
 from phalanx.policies.queue.backfill import BackfillPolicy
 from phalanx.policies.queue.drf import DrfPolicy
 from phalanx.policies.queue.finish_time import FinishTimeFairnessPolicy
-from phalanx.policies.queue.las import LasPolicy
 from phalanx.policies.queue.quota import QuotaPolicy
 from phalanx.policies.queue.simple import FifoPolicy, PriorityPolicy, SjfPolicy
+from phalanx.policies.queue.tiresias import LasAlias, TiresiasPolicy
 from phalanx.policies.scoring.allocation import BinpackScorer, SpreadScorer
 from phalanx.policies.scoring.combined import WeightedScorer
 from phalanx.policies.scoring.fgd import FgdScorer
@@ -52,7 +52,8 @@ _TABLES: dict[str, dict[str, type]] = {
             BackfillPolicy,
             DrfPolicy,
             QuotaPolicy,
-            LasPolicy,
+            LasAlias,
+            TiresiasPolicy,
             FinishTimeFairnessPolicy,
         )
     },

@@ -36,9 +36,14 @@ class SimulationConfig:
     """One of :data:`BIND_DELAY_DISTRIBUTIONS`."""
     slowdown: SlowdownModel = field(default_factory=SlowdownModel)
     oracle_estimates: bool = False
-    resume_after_preemption: bool = False
+    resume_after_preemption: bool | None = None
     """True: an evicted job keeps its progress (checkpointed); False: it starts over, as the
-    preemption policies assume when they count lost work."""
+    preemption policies assume when they count lost work. None: the queue policy's own
+    assumption (``tiresias``/``las`` resume, every other policy starts over)."""
+    restart_delay_s: float = 0.0
+    """Seconds each start (the first and every one after a preemption) spends before the job
+    makes progress: container start, loading a checkpoint. Pollux's simulator charges 30 s
+    (``Job.reallocate``); 0 by default, so trace durations replay exactly."""
     drop_unplaced: bool = False
     """Fill protocol: a gang that does not start on arrival is dropped, not retried."""
     check_invariants: bool = False
@@ -46,6 +51,8 @@ class SimulationConfig:
     samples: int = DEFAULT_SAMPLES
 
     def check(self) -> None:
+        if not self.restart_delay_s >= 0:
+            raise ValueError("restart delay must not be negative")
         if self.scheduling_interval_s is not None and not self.scheduling_interval_s > 0:
             raise ValueError("scheduling interval must be positive")
         if self.bind_delay_distribution not in BIND_DELAY_DISTRIBUTIONS:

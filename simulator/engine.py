@@ -18,7 +18,12 @@ from collections.abc import Callable
 
 import numpy as np
 from phalanx.scheduler.gang import Gang
-from phalanx.scheduler.interfaces import PlacementScorer, RunningGang, RuntimeObserver
+from phalanx.scheduler.interfaces import (
+    PlacementScorer,
+    QueueContext,
+    RunningGang,
+    RuntimeObserver,
+)
 from phalanx.scheduler.placement import Placement
 from phalanx.simulator.config import SimulationConfig
 from phalanx.simulator.events import EventKind, EventQueue
@@ -26,7 +31,11 @@ from phalanx.simulator.fragmentation import FragmentationMeter
 from phalanx.simulator.gangs import GangFactory
 from phalanx.simulator.job import TraceWorkload
 from phalanx.simulator.placement_memo import PlacementMemo, VersionedState, comm_cost
-from phalanx.simulator.policy_setup import queue_policy_options
+from phalanx.simulator.policy_setup import (
+    TimeDrivenQueuePolicy,
+    queue_policy_options,
+    queue_preemption,
+)
 from phalanx.simulator.records import JobRun, JobStatus, RunningSet, SimulationResult
 from phalanx.simulator.timeline import Timeline
 from phalanx.topology.model import MILLI_PER_GPU, Cluster
@@ -89,10 +98,14 @@ class Simulation:
             if scorer_name
             else None
         )
-        preemption = (
-            get_preemption_policy(config.preemption, **config.preemption_options)
-            if config.preemption
-            else None
+        preemption = queue_preemption(self.queue, policy_name, config, get_preemption_policy)
+        self.preemption_name = config.preemption or (
+            f"{preemption.name} (the {policy_name} policy's own)" if preemption else None
+        )
+        self.resume = (
+            config.resume_after_preemption
+            if config.resume_after_preemption is not None
+            else bool(getattr(self.queue, "resume_after_preemption", False))
         )
         self.memo = PlacementMemo(self.state, config.solver, self.scorer)
         self.cycle = SchedulingCycle(
@@ -119,6 +132,7 @@ class Simulation:
         self._bind_rng = np.random.default_rng([config.seed, BIND_DELAY_STREAM])
         self._next_percent = 0
         self._dirty = False
+        self._wake_s = math.inf
 
     # ------------------------------------------------------------------ driving
     def run(self) -> SimulationResult:
@@ -144,7 +158,7 @@ class Simulation:
                     self.progress(1, len(runs))
                 if self.config.drop_unplaced:
                     self._schedule(now)
-            ticked = self._drain(now, below=EventKind.SCHEDULE_TICK + 1) or ticked
+            ticked = self._drain(now, below=EventKind.WAKEUP + 1) or ticked
             if interval is None:
                 self._schedule(now)
             else:
@@ -197,6 +211,11 @@ class Simulation:
             self._events += 1
             if event.kind is EventKind.SCHEDULE_TICK:
                 ticked = True
+                continue
+            if event.kind is EventKind.WAKEUP:
+                # The queue policy's order changes now (a demotion, a promotion).
+                self._wake_s = math.inf
+                self._dirty = ticked = True
                 continue
             run = self.runs[event.job]
             if event.version != run.version:
@@ -277,6 +296,31 @@ class Simulation:
                 run = self.by_name[name]
                 del self.pending[name]
                 self._retire(run, JobStatus.UNPLACED, run.reason or "not tried", now)
+        self._arm_wakeup(now)
+
+    def _arm_wakeup(self, now: float) -> None:
+        """Ask a time-driven queue policy (Tiresias) when its order next changes by itself,
+        and run a cycle then: a gang crossing a service threshold is demoted on time, not at
+        the next arrival or completion. On a scheduling interval the wake-up waits for the
+        next tick, as every other decision does."""
+        if not self.pending or not isinstance(self.queue, TimeDrivenQueuePolicy):
+            return
+        ctx = QueueContext(
+            now_s=now,
+            state=self.state,
+            running=self.running.items,
+            attained_gpu_s=self._attained(now),
+            pending=list(self.pending.values()),
+        )
+        due = self.queue.next_change_s(ctx)
+        if due is None:
+            return
+        interval = self.config.scheduling_interval_s
+        if interval is not None:
+            due = _next_tick(due, interval, ticked=due <= now)
+        if due < self._wake_s:
+            self._wake_s = due
+            self.events.push(due, EventKind.WAKEUP)
 
     def _start(self, run: JobRun, placement: Placement, now: float) -> None:
         self._occupy(run, placement, now)
@@ -298,7 +342,7 @@ class Simulation:
         if math.isnan(run.first_start_s):
             run.first_start_s = now
         run.stretch = self.config.slowdown.stretch(run.gang.comm_intensity, run.cost_ratio)
-        end = now + run.remaining_s * run.stretch
+        end = now + self.config.restart_delay_s + run.remaining_s * run.stretch
         if math.isfinite(end):
             self.events.push(end, EventKind.COMPLETION, run.index, run.version)
 
@@ -353,8 +397,9 @@ class Simulation:
         if run.status is JobStatus.RUNNING:
             elapsed = now - run.start_s
             run.attained_gpu_s += run.gpus * elapsed
-            if self.config.resume_after_preemption:
-                run.remaining_s = max(0.0, run.remaining_s - elapsed / run.stretch)
+            if self.resume:
+                worked = max(0.0, elapsed - self.config.restart_delay_s)
+                run.remaining_s = max(0.0, run.remaining_s - worked / run.stretch)
             else:
                 run.remaining_s = run.job.duration_s
         self.running.remove(run.gang.name)
@@ -392,7 +437,7 @@ class Simulation:
             run = self.by_name[name]
             if run.attained_gpu_s:
                 attained[name] = run.attained_gpu_s
-        if self.config.preemption:
+        if self.cycle.preemption is not None:
             for running in self.running.items:
                 run = self.by_name[running.gang.name]
                 attained[run.gang.name] = run.attained_gpu_s + run.gpus * (now - run.start_s)

@@ -20,6 +20,8 @@ class EventKind(IntEnum):
     BIND = 2
     ARRIVAL = 3
     SCHEDULE_TICK = 4
+    WAKEUP = 5
+    """A time-driven queue policy's order changes (Tiresias' demotions and promotions)."""
 
 
 class Event(NamedTuple):

@@ -1,4 +1,4 @@
-"""Queue policy options a run can fill in from its own trace.
+"""Queue policy options a run can fill in from its own trace, and the preemption it implies.
 
 The ``quota`` policy needs a quota tree. A trace that states each tenant's guaranteed share
 (Philly's virtual clusters, from ``philly_vc_node_counts.csv``) already says what the tree
@@ -10,10 +10,12 @@ Python's complaint about a missing constructor argument.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 from phalanx.policies.registry import PolicyOptionError
+from phalanx.scheduler.interfaces import PreemptionPolicy, QueueContext, QueuePolicy
+from phalanx.simulator.config import SimulationConfig
 from phalanx.simulator.job import TraceWorkload
 from phalanx.topology.model import MILLI_PER_GPU
 
@@ -56,3 +58,39 @@ def guarantee_tree(
         milli = math.floor(shares.get(tenant, 0.0) * cluster_gpus * MILLI_PER_GPU)
         queues.append({"name": tenant, "guaranteed": {"gpu_milli": milli}})
     return {"queues": queues}
+
+
+@runtime_checkable
+class TimeDrivenQueuePolicy(Protocol):
+    """A queue policy whose order changes with time alone (Tiresias: a running gang's service
+    crosses a threshold, a waiting gang reaches the starvation guard). The simulator asks it
+    after each cycle when that next happens and runs a cycle then."""
+
+    def next_change_s(self, ctx: QueueContext) -> float | None: ...
+
+
+@runtime_checkable
+class PreemptiveQueuePolicy(Protocol):
+    """A queue policy that is only itself with preemption (Tiresias): without
+    ``--preemption`` the run uses the policy's own."""
+
+    def default_preemption(self) -> PreemptionPolicy: ...
+
+
+def queue_preemption(
+    queue: QueuePolicy,
+    queue_name: str,
+    config: SimulationConfig,
+    build: Callable[..., PreemptionPolicy],
+) -> PreemptionPolicy | None:
+    """The run's preemption policy: the one named in ``config`` (with ``rank=`` naming the
+    run's own queue policy bound to that instance, so the queues preemption sees are the ones
+    the order uses), else the queue policy's own, else none."""
+    if config.preemption:
+        options = dict(config.preemption_options)
+        if options.get("rank") == queue_name and callable(getattr(queue, "rank", None)):
+            options["rank"] = queue.rank  # type: ignore[attr-defined]
+        return build(config.preemption, **options)
+    if isinstance(queue, PreemptiveQueuePolicy):
+        return queue.default_preemption()
+    return None

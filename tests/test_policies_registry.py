@@ -17,7 +17,17 @@ from phalanx.scheduler.interfaces import PlacementScorer, PreemptionPolicy, Queu
 
 from phalanx.cli import main
 
-QUEUES = {"fifo", "priority", "sjf", "backfill", "drf", "quota", "las", "finish-time-fairness"}
+QUEUES = {
+    "fifo",
+    "priority",
+    "sjf",
+    "backfill",
+    "drf",
+    "quota",
+    "las",
+    "tiresias",
+    "finish-time-fairness",
+}
 SCORERS = {
     "binpack",
     "spread",

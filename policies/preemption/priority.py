@@ -2,8 +2,11 @@
 
 Rank is the gang's priority unless a ``rank`` function is given (Tiresias LAS passes
 :meth:`policies.queue.las.LasPolicy.rank`, so gangs with little attained service evict gangs
-with a lot). Victims are taken cheapest first: lower rank, then gangs of queues running on
-borrowed quota (when a quota tree is given), then least work lost.
+with a lot). From a command line or config file ``rank`` is a name: ``priority``, or a queue
+policy that ranks gangs (``las``, ``tiresias``: its default instance ranks them; the simulator
+binds the run's own queue policy instead when the names match). Victims are taken cheapest
+first: lower rank, then gangs of queues running on borrowed quota (when a quota tree is
+given), then least work lost.
 """
 
 from __future__ import annotations
@@ -34,6 +37,23 @@ def by_priority(gang: Gang, ctx: QueueContext) -> float:
     return float(gang.priority)
 
 
+def rank_by_name(name: str) -> Rank:
+    """The rank a command line names: ``priority``, or the ``rank`` of a queue policy that has
+    one (``las``, ``tiresias``), built with its defaults. A name with no rank is an error
+    naming the choices, not a crash inside a cycle."""
+    if name == "priority":
+        return by_priority
+    from phalanx.policies.registry import _TABLES, QUEUE
+
+    ranked = sorted(n for n, cls in _TABLES[QUEUE].items() if callable(getattr(cls, "rank", None)))
+    if name not in ranked:
+        raise ValueError(
+            f"preemption option rank={name!r}: choose priority or a queue policy that ranks "
+            f"gangs ({', '.join(ranked)})"
+        )
+    return _TABLES[QUEUE][name]().rank
+
+
 class PriorityPreemption:
     name = "priority"
     description = (
@@ -44,14 +64,14 @@ class PriorityPreemption:
         self,
         min_runtime_s: float = DEFAULT_MIN_RUNTIME_S,
         quotas: Any = None,
-        rank: Rank | None = None,
+        rank: Rank | str | None = None,
         history: EvictionHistory | None = None,
     ) -> None:
         if min_runtime_s < 0:
             raise ValueError(f"min_runtime_s must not be negative, got {min_runtime_s}")
         self.min_runtime_s = min_runtime_s
         self.tree = as_tree(quotas) if quotas is not None else None
-        self.rank = rank or by_priority
+        self.rank = rank_by_name(rank) if isinstance(rank, str) else rank or by_priority
         self.history = history or EvictionHistory()
 
     def select_victims(
