@@ -107,6 +107,12 @@ def _kube_backend(config: ServeConfig, make_planner: Callable[[Cluster], Planner
             api_client = client.ApiClient()
     except (kube_config.ConfigException, OSError) as exc:
         _fail(f"cannot reach the Kubernetes API: {exc} (outside a cluster, set kube.kubeconfig)")
-    backend = KubeBackend(api_client, config.kube, make_planner)
-    backend.start()
-    return backend
+    kube = KubeBackend(api_client, config.kube, make_planner)
+    if not config.leader_election.enabled:
+        kube.start()
+        return kube
+    from phalanx.extender.leadership import LeaderElectedBackend
+
+    elected = LeaderElectedBackend(kube, api_client, config.leader_election)
+    elected.start()
+    return elected

@@ -16,6 +16,9 @@ field. Every key is optional; see docs/extender.md for the full example.
                preemption: priority, preemptionOptions: {}}
     kube: {kubeconfig: null, context: null, topologyLabels: auto, watchTimeoutSeconds: 300,
            topologyRefreshSeconds: 1}
+    leaderElection: {enabled: false, leaseName: phalanx-extender, leaseNamespace: null,
+                     identity: null, leaseDurationSeconds: 10, renewDeadlineSeconds: 7,
+                     retryPeriodSeconds: 2}
 """
 
 from __future__ import annotations
@@ -88,6 +91,32 @@ class KubeConfig:
     topology_refresh_s: float = DEFAULT_TOPOLOGY_REFRESH_S
 
 
+DEFAULT_LEASE_NAME = "phalanx-extender"
+DEFAULT_LEASE_DURATION_S = 10
+"""A standby takes over at most this long (plus one retry period) after the leader stops."""
+DEFAULT_RENEW_DEADLINE_S = 7
+DEFAULT_RETRY_PERIOD_S = 2
+LEASE_NAMESPACE_ENV = "POD_NAMESPACE"
+IDENTITY_ENV = "POD_NAME"
+DEFAULT_LEASE_NAMESPACE = "phalanx-system"
+
+
+@dataclass(frozen=True)
+class LeaderElectionConfig:
+    """Several replicas, one leader through a ``coordination.k8s.io`` Lease: the standbys keep
+    their watches warm and report not-ready, so the Service sends kube-scheduler to the leader."""
+
+    enabled: bool = False
+    lease_name: str = DEFAULT_LEASE_NAME
+    lease_namespace: str | None = None
+    """None: the pod's namespace (``POD_NAMESPACE``), else ``phalanx-system``."""
+    identity: str | None = None
+    """None: the pod's name (``POD_NAME``), else host name and process id."""
+    lease_duration_s: int = DEFAULT_LEASE_DURATION_S
+    renew_deadline_s: int = DEFAULT_RENEW_DEADLINE_S
+    retry_period_s: int = DEFAULT_RETRY_PERIOD_S
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     host: str = "0.0.0.0"
@@ -101,6 +130,7 @@ class ServeConfig:
     solver_time_limit_s: float = 2.0
     policies: PolicyConfig = field(default_factory=PolicyConfig)
     kube: KubeConfig = field(default_factory=KubeConfig)
+    leader_election: LeaderElectionConfig = field(default_factory=LeaderElectionConfig)
 
 
 def load_config(path: str | Path) -> ServeConfig:
@@ -138,6 +168,18 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             "topologyRefreshSeconds",
         },
     )
+    election = r.section(
+        "leaderElection",
+        {
+            "enabled",
+            "leaseName",
+            "leaseNamespace",
+            "identity",
+            "leaseDurationSeconds",
+            "renewDeadlineSeconds",
+            "retryPeriodSeconds",
+        },
+    )
     r.known(
         {
             "listen",
@@ -150,6 +192,7 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             "solverTimeLimitSeconds",
             "policies",
             "kube",
+            "leaderElection",
         }
     )
     port = listen.integer("port", DEFAULT_PORT, MIN_PORT, MAX_PORT)
@@ -193,7 +236,24 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             watch_timeout_s=kube.integer("watchTimeoutSeconds", DEFAULT_WATCH_TIMEOUT_S, 1),
             topology_refresh_s=kube.number("topologyRefreshSeconds", DEFAULT_TOPOLOGY_REFRESH_S),
         ),
+        leader_election=LeaderElectionConfig(
+            enabled=election.boolean("enabled", False),
+            lease_name=election.string("leaseName", DEFAULT_LEASE_NAME) or DEFAULT_LEASE_NAME,
+            lease_namespace=election.string("leaseNamespace", None),
+            identity=election.string("identity", None),
+            lease_duration_s=election.integer("leaseDurationSeconds", DEFAULT_LEASE_DURATION_S, 1),
+            renew_deadline_s=election.integer("renewDeadlineSeconds", DEFAULT_RENEW_DEADLINE_S, 1),
+            retry_period_s=election.integer("retryPeriodSeconds", DEFAULT_RETRY_PERIOD_S, 1),
+        ),
     )
+    lease = config.leader_election
+    # the kubernetes client's elector needs duration > deadline > 1.2 x retry period
+    if not lease.lease_duration_s > lease.renew_deadline_s > 1.2 * lease.retry_period_s:
+        problems.append(
+            f"{where}: leaderElection: need leaseDurationSeconds > renewDeadlineSeconds > "
+            f"1.2 x retryPeriodSeconds, got {lease.lease_duration_s}, "
+            f"{lease.renew_deadline_s}, {lease.retry_period_s}"
+        )
     _check_policies(config.policies, where, problems)  # bad-typed fields hold their defaults
     if problems:
         raise ConfigError(problems)

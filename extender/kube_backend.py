@@ -113,20 +113,7 @@ class KubeBackend:
     def _sync(self) -> None:
         nodes, node_rv = list_objects(self.core.list_node)
         self._replace_nodes(nodes)
-        planner = self.make_planner(self._build_cluster())
-        group_rvs: dict[str, str | None] = {}
-        for kind in GROUP_KINDS:
-            try:
-                groups, rv = list_objects(self._group_list(kind))
-            except client.ApiException as exc:
-                if exc.status != HTTP_NOT_FOUND:
-                    raise
-                groups, rv = [], None
-            for obj in groups:
-                planner.observe_group(kind, obj)
-            group_rvs[kind.source] = rv
-        pods, pod_rv = list_objects(self.core.list_pod_for_all_namespaces)
-        planner.recover(pods)
+        planner, group_rvs, pod_rv = self._recovered_planner()
         self._planner = planner
         self._dirty.clear()
         timeout = self.settings.watch_timeout_s
@@ -144,7 +131,7 @@ class KubeBackend:
             Reflector(
                 "pods",
                 self.core.list_pod_for_all_namespaces,
-                Handlers(self._replace_pods, planner.observe_pod, self._delete_pod),
+                Handlers(self._replace_pods, self._observe_pod, self._delete_pod),
                 self._stop,
                 timeout,
                 pod_rv,
@@ -162,6 +149,37 @@ class KubeBackend:
                 )
             )
         self._spawn(threading.Thread(target=self._refresh_topology, name="topology", daemon=True))
+
+    def _recovered_planner(self) -> tuple[Planner, dict[str, str | None], str | None]:
+        """A planner for the current nodes with every group and pod listed afresh and the
+        plans recovered from the pods (as after a restart); the lists' resource versions."""
+        planner = self.make_planner(self._build_cluster())
+        group_rvs: dict[str, str | None] = {}
+        for kind in GROUP_KINDS:
+            try:
+                groups, rv = list_objects(self._group_list(kind))
+            except client.ApiException as exc:
+                if exc.status != HTTP_NOT_FOUND:
+                    raise
+                groups, rv = [], None
+            for obj in groups:
+                planner.observe_group(kind, obj)
+            group_rvs[kind.source] = rv
+        pods, pod_rv = list_objects(self.core.list_pod_for_all_namespaces)
+        planner.recover(pods)
+        return planner, group_rvs, pod_rv
+
+    def rebuild_plans(self) -> None:
+        """Replace the planner by one recovered from fresh lists, keeping the watches: what a
+        standby does when it becomes leader (the old leader's plans live in the pods it bound,
+        its reservations for members not yet bound only in those annotations)."""
+        planner, _, _ = self._recovered_planner()
+        self._planner = planner
+
+    def _observe_pod(self, pod: dict[str, Any]) -> None:
+        planner = self._planner
+        if planner is not None:
+            planner.observe_pod(pod)
 
     def _spawn(self, thread: threading.Thread) -> None:
         thread.start()

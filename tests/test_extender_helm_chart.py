@@ -39,6 +39,7 @@ SCHEDULER_CLIENT_TLS = {
     "caFile": "/etc/kubernetes/phalanx/ca.crt",
 }
 MTLS_VALUES = {
+    "replicas": 1,
     "tls": {"enabled": True, "requireClientCert": True},
     "scheduler": {"tlsConfig": SCHEDULER_CLIENT_TLS},
 }
@@ -88,6 +89,8 @@ def test_default_rendering_has_every_object(default_manifest):
         ("ConfigMap", "phalanx-scheduler-config"),
         ("ClusterRole", "phalanx-extender"),
         ("ClusterRoleBinding", "phalanx-extender"),
+        ("Role", "phalanx-extender-leader-election"),
+        ("RoleBinding", "phalanx-extender-leader-election"),
         ("ClusterRole", "phalanx-discovery"),
         ("ClusterRoleBinding", "phalanx-discovery"),
         ("Service", "phalanx-extender"),
@@ -99,7 +102,13 @@ def test_default_rendering_has_every_object(default_manifest):
             assert obj["metadata"]["namespace"] == NAMESPACE
     deployment = objects["Deployment", "phalanx-extender"]
     pod = deployment["spec"]["template"]["spec"]
-    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    serve = yaml.safe_load(objects["ConfigMap", "phalanx-extender"]["data"]["serve.yaml"])
+    election = parse_config(serve, "serve.yaml").leader_election
+    assert election.enabled and election.lease_duration_s <= 15
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in pod["containers"][0]["env"]}
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
     assert pod["serviceAccountName"] == "phalanx-extender"
     (container,) = pod["containers"]
     assert container["args"] == ["serve", "--config", "/etc/phalanx/serve.yaml"]
@@ -191,6 +200,20 @@ def test_kind_scheduler_config_matches_the_kind_rendering():
     assert objects["Service", "phalanx-extender"]["spec"]["clusterIP"] == "10.96.0.88"
     assert not any(name == "phalanx-discovery" for _, name in objects)
     assert ("DaemonSet", "phalanx-topology-discovery") not in objects
+
+
+def test_one_replica_runs_without_leader_election():
+    objects = by_kind(rendered_objects(render_chart(CHART, {"replicas": 1})))
+    deployment = objects["Deployment", "phalanx-extender"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    serve = yaml.safe_load(objects["ConfigMap", "phalanx-extender"]["data"]["serve.yaml"])
+    assert not parse_config(serve, "serve.yaml").leader_election.enabled
+
+
+def test_a_standby_with_client_certificates_required_is_refused():
+    with pytest.raises(ChartError, match="requireClientCert"):
+        render_chart(CHART, {**MTLS_VALUES, "replicas": 2})
 
 
 def test_tls_with_client_certificates_required():

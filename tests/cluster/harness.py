@@ -35,6 +35,7 @@ from phalanx.extender.chart import (
 
 from tests.cluster.build import ControlPlaneBinaries
 from tests.cluster.pki import Pki, make_pki
+from tests.cluster.service_proxy import is_ready
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO / "deploy" / "helm" / "phalanx"
@@ -47,7 +48,8 @@ FEATURE_GATES = "GenericWorkload=true"
 RUNTIME_CONFIG = "scheduling.k8s.io/v1beta1=true"
 DISABLED_ADMISSION = "ServiceAccount,TaintNodesByCondition"
 """Both expect kube-controller-manager's controllers, which this control plane does not run."""
-START_TIMEOUT_S = 120.0
+START_TIMEOUT_S = 300.0
+"""Generous: on a loaded 2-core machine kube-apiserver alone has taken over 2 minutes to start."""
 STOP_TIMEOUT_S = 10.0
 TOKEN_TTL_S = 24 * 3600
 POLL_S = 0.1
@@ -174,7 +176,9 @@ class ControlPlane:
         self.start_scheduler()
 
     def stop(self) -> None:
-        for name in ("kube-scheduler", "phalanx", "kube-apiserver", "etcd"):
+        self.stop_scheduler()
+        self.stop_extender()
+        for name in ("kube-apiserver", "etcd"):
             process = self.processes.get(name)
             if process is not None:
                 process.stop()
@@ -307,7 +311,13 @@ class ControlPlane:
         api = self.api()
         client.CoreV1Api(api).create_namespace({"metadata": {"name": NAMESPACE}})
         for obj in self.chart_objects():
-            if obj["kind"] in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}:
+            if obj["kind"] in {
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+            }:
                 create_from_dict(api, obj, namespace=NAMESPACE)
         token = client.CoreV1Api(api).create_namespaced_service_account_token(
             SERVICE_ACCOUNT,
@@ -322,33 +332,74 @@ class ControlPlane:
                 return yaml.safe_load(obj["data"][key])
         raise ControlPlaneError(f"the chart renders no ConfigMap {configmap} with key {key}")
 
-    def start_extender(self, settings_override: dict[str, Any] | None = None) -> None:
-        """(Re)starts ``phalanx serve`` with the chart's settings on a loopback port."""
-        self.stop_extender()
+    def _extender_settings(self, port: int, override: dict[str, Any] | None) -> Path:
         settings = self._chart_config(SERVE_CONFIGMAP, SERVE_CONFIG_KEY)
         settings = _merge(settings, self.serve_settings)
-        settings = _merge(settings, settings_override or {})
-        settings["listen"] = {"host": "127.0.0.1", "port": self.extender_port}
+        settings = _merge(settings, override or {})
+        settings["listen"] = {"host": "127.0.0.1", "port": port}
         settings.setdefault("kube", {})["kubeconfig"] = str(self.extender_kubeconfig)
-        config_path = self.workdir / "phalanx-config.yaml"
+        config_path = self.workdir / f"phalanx-config-{port}.yaml"
         config_path.write_text(yaml.safe_dump(settings))
-        phalanx = self.processes.get("phalanx") or self._process(
+        return config_path
+
+    def start_extender(self, settings_override: dict[str, Any] | None = None) -> None:
+        """(Re)starts one ``phalanx serve`` with the chart's settings on the extender's port."""
+        self.stop_extender()
+        single = _merge({"leaderElection": {"enabled": False}}, settings_override or {})
+        config_path = self._extender_settings(self.extender_port, single)
+        phalanx = self._process(
             "phalanx", [sys.executable, "-m", "phalanx", "serve", "--config", str(config_path)]
         )
         phalanx.start()
-        import urllib.request
-
         wait_until(
             "waiting for phalanx serve's /readyz",
-            lambda: urllib.request.urlopen(f"{self.extender_url}/readyz", timeout=1).status == 200,
+            lambda: is_ready(self.extender_port),
             START_TIMEOUT_S,
             phalanx,
         )
 
+    def start_replicas(
+        self, count: int, settings_override: dict[str, Any] | None = None
+    ) -> list[Process]:
+        """``count`` replicas with leader election (identities ``phalanx-0``...), behind a
+        Service stand-in on the extender's port; returns once one of them leads."""
+        from tests.cluster.service_proxy import ServiceProxy
+
+        self.stop_extender()
+        replicas: list[Process] = []
+        backends: list[tuple[str, int]] = []
+        for i in range(count):
+            name, port = f"phalanx-{i}", free_port()
+            election = {"leaderElection": {"enabled": True, "identity": name}}
+            config_path = self._extender_settings(port, _merge(settings_override or {}, election))
+            replica = self._process(
+                name, [sys.executable, "-m", "phalanx", "serve", "--config", str(config_path)]
+            )
+            replica.start()
+            replicas.append(replica)
+            backends.append((name, port))
+        self.service = ServiceProxy(self.extender_port, backends)
+        self.service.start()
+        self.replica_ports = dict(backends)
+        wait_until(
+            "waiting for a replica to lead",
+            lambda: self.service.ready_backends(),
+            START_TIMEOUT_S,
+        )
+        return replicas
+
+    def leader(self) -> str | None:
+        """The replica that answers ready now (the leader), by name."""
+        ready = [name for name, port in self.replica_ports.items() if is_ready(port)]
+        return ready[0] if len(ready) == 1 else None
+
     def stop_extender(self) -> None:
-        process = self.processes.get("phalanx")
-        if process is not None:
-            process.stop()
+        for name in [n for n in self.processes if n.startswith("phalanx")]:
+            self.processes[name].stop()
+        service = getattr(self, "service", None)
+        if service is not None:
+            service.stop()
+            self.service = None
 
     def kill_extender(self) -> None:
         """SIGKILL ``phalanx serve``, as a crash or an OOM kill would."""
