@@ -16,12 +16,12 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from phalanx.extender import annotations as keys
-from phalanx.extender import scoring
+from phalanx.extender import planner_views, scoring
 from phalanx.extender.binding import (
     Binder,
     BindOutcome,
@@ -31,7 +31,6 @@ from phalanx.extender.binding import (
     decode_plan,
 )
 from phalanx.extender.gangs import GroupKind, resolve_gang
-from phalanx.extender.gangs.ref import SINGLETON_SOURCE
 from phalanx.extender.hints import GangHints, gang_hints
 from phalanx.extender.masking import Offer, OfferedIndex, withheld
 from phalanx.extender.podspec import (
@@ -44,8 +43,17 @@ from phalanx.extender.podspec import (
     uid_of,
 )
 from phalanx.extender.records import GangRecord, PodRecord, natural_key
+from phalanx.extender.why_not import (
+    UNRESOLVABLE,
+    FilterDecision,
+    NeverFitsError,
+    Verdicts,
+    reject,
+    spec_error_code,
+    waiting_text,
+)
 from phalanx.extender.wire import MAX_EXTENDER_PRIORITY
-from phalanx.scheduler.cycle import SchedulingCycle
+from phalanx.scheduler.cycle import CycleOutcome, SchedulingCycle
 from phalanx.scheduler.engine import place
 from phalanx.scheduler.gang import Gang, GangSpecError, Member, MemberRequest
 from phalanx.scheduler.interfaces import (
@@ -57,6 +65,7 @@ from phalanx.scheduler.interfaces import (
     RuntimeObserver,
 )
 from phalanx.scheduler.placement import CostBreakdown, MemberPlacement, Placement, Unplaceable
+from phalanx.scheduler.reasons import Reason, code_of
 from phalanx.scheduler.state import ClusterState, HoldingPhase, LedgerError
 from phalanx.scheduler.validation import validate_gang_for_cluster
 from phalanx.topology.compiled import CapacityError, CompiledCluster
@@ -77,14 +86,6 @@ class PlannerConfig:
     reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S
     solver: str = "fast"
     time_limit_s: float = 2.0
-
-
-@dataclass
-class FilterDecision:
-    passing: list[str]
-    failed: dict[str, str] = field(default_factory=dict)
-    unresolvable: dict[str, str] = field(default_factory=dict)
-    error: str = ""
 
 
 @dataclass
@@ -142,6 +143,8 @@ class Planner:
         self._expiries: list[tuple[float, str]] = []
         """(expires_at_s, ledger key) of reservations; stale entries are skipped."""
         self._deadline_listener: Callable[[], None] | None = None
+        self._verdicts = Verdicts()
+        """Whether gangs that did not fit ever could (asked once per version of a gang)."""
 
     @property
     def compiled(self) -> CompiledCluster:
@@ -203,9 +206,12 @@ class Planner:
             self._offered = OfferedIndex(compiled)
             self._expiries.clear()
             self._running.clear()
+            self._verdicts.clear()
             for gang in self.gangs.values():
                 gang.plans.clear()
                 gang.slots.clear()
+                gang.unresolvable = False  # asked again against the new cluster
+                gang.pending_object = None
             external = [self.pods[k] for k in self.external if k in self.pods]
             self.external.clear()
             self.overcommitted.clear()
@@ -237,7 +243,7 @@ class Planner:
             self._expire(now)
             rec = self._observe(pod)
             if rec is None:
-                return _reject(offered, f"pod {pod_key(pod)} has finished", unresolvable=True)
+                return reject(offered, f"pod {pod_key(pod)} has finished", unresolvable=True)
             offer = self._offered(offered)
             decision = self._filter(rec, offer, now)
             if offer.unknown:
@@ -352,7 +358,8 @@ class Planner:
         if rec.node:
             return FilterDecision([rec.node] if offer.includes(rec.node) else [])
         if rec.spec_error:
-            return _reject(offer.names, rec.spec_error, unresolvable=True)
+            why = waiting_text(gang.key, Reason.INVALID_SPEC, rec.spec_error)
+            return reject(offer.names, why, unresolvable=True)
         slot = self._slot(rec)
         if slot is not None:
             ledger_key, member = slot
@@ -373,7 +380,7 @@ class Planner:
         offered = offer.names
         reason = self._gate(gang)
         if reason:
-            return _reject(offered, reason, gang.unresolvable)
+            return reject(offered, reason, gang.unresolvable)
         pending: list[Gang] = []
         for key in sorted(self._unplanned):
             other = self.gangs[key]
@@ -382,9 +389,9 @@ class Planner:
             try:
                 pending.append(self._pending_object(other))
             except GangSpecError as exc:
-                other.waiting, other.unresolvable = str(exc), True
+                self._unresolvable(other, spec_error_code(exc), str(exc))
         if gang.unresolvable:
-            return _reject(offered, gang.waiting, unresolvable=True)
+            return reject(offered, gang.waiting, unresolvable=True)
         cycle = SchedulingCycle(
             self.state, self.queue, None, self.scorer, solver=self.config.solver
         )
@@ -397,19 +404,44 @@ class Planner:
                     reserve_ttl_s=self.config.reservation_ttl_s,
                 )
         except GangSpecError as exc:
-            gang.waiting, gang.unresolvable = str(exc), True
-            return _reject(offered, gang.waiting, unresolvable=True)
+            self._unresolvable(gang, spec_error_code(exc), str(exc))
+            return reject(offered, gang.waiting, unresolvable=True)
         for started, placement in outcome.started:
             self._adopt(self.gangs[started.name], started, placement, now)
-        for name, why in outcome.waiting.items():
-            if name in self.gangs:
-                self.gangs[name].waiting = f"gang {name}: {why}"
+        self._explain(outcome, {g.name: g for g in pending}, gang)
         slot = self._slot(rec)
         if slot is not None:
             return FilterDecision([slot[1].node])
         if gang.plans:
             return self._plan_extra(gang, rec, offer, now)
-        return _reject(offered, gang.waiting or f"gang {gang.key}: not placed")
+        return reject(offered, gang.waiting or f"gang {gang.key}: not placed", gang.unresolvable)
+
+    def _explain(
+        self, outcome: CycleOutcome, pending: dict[str, Gang], filtered: GangRecord
+    ) -> None:
+        """Each gang the cycle left waiting gets its reason, code first. One that did not fit
+        is asked whether it ever could (answered unresolvable, and left out of later cycles,
+        when not); the filtered gang's capacity shortage is told apart from fragmentation on
+        the whole cluster, beyond the nodes kube-scheduler offered."""
+        for name, why in outcome.waiting.items():
+            gang = self.gangs.get(name)
+            if gang is None:
+                continue
+            code, detail = outcome.codes.get(name, ""), why
+            result = outcome.unplaced.get(name)
+            if result is not None and name in pending:
+                code, detail = self._verdicts.classify(
+                    pending[name], result, self.compiled, scattered=gang is filtered
+                )
+            if code in UNRESOLVABLE:
+                self._unresolvable(gang, code, detail)
+            else:
+                gang.waiting = waiting_text(name, code, detail) if code else f"gang {name}: {why}"
+
+    def _unresolvable(self, gang: GangRecord, code: str, detail: str) -> None:
+        """The gang can never be placed as it is: answered in FailedAndUnresolvableNodes and
+        left out of cycles until it, its group or the cluster changes."""
+        gang.waiting, gang.unresolvable = waiting_text(gang.key, code, detail), True
 
     def _plan_extra(
         self, gang: GangRecord, rec: PodRecord, offer: Offer, now: float
@@ -418,11 +450,13 @@ class Planner:
         preferring the level where the rest of the gang sits."""
         offered = offer.names
         if rec.request is None:
-            return _reject(offered, rec.spec_error, unresolvable=True)
+            why = waiting_text(gang.key, Reason.INVALID_SPEC, rec.spec_error)
+            return reject(offered, why, unresolvable=True)
         try:
             hints = gang_hints(gang.ref, [rec], self.compiled)
         except GangSpecError as exc:
-            return _reject(offered, str(exc), unresolvable=True)
+            why = waiting_text(gang.key, Reason.INVALID_SPEC, str(exc))
+            return reject(offered, why, unresolvable=True)
         primary = self.state.holdings.get(gang.key)
         single = Gang(
             gang.new_extra_key(),
@@ -439,9 +473,12 @@ class Planner:
             with withheld(self.compiled, offer.withheld_nodes()):
                 result = self._place(single, self.state)
         except GangSpecError as exc:
-            return _reject(offered, str(exc), unresolvable=True)
+            why = waiting_text(gang.key, spec_error_code(exc), str(exc))
+            return reject(offered, why, unresolvable=True)
         if isinstance(result, Unplaceable):
-            return _reject(offered, f"gang {gang.key}: member {rec.name}: {result.reason}")
+            code = code_of(result.constraint)
+            detail = f"member {rec.name}: {result.reason}"
+            return reject(offered, waiting_text(gang.key, code, detail))
         self._adopt(gang, single, result, now)
         return FilterDecision([result.members[0].node])
 
@@ -455,10 +492,11 @@ class Planner:
             return gang.waiting
         present = len(gang.members)
         if present < ref.min_member:
-            return f"gang {gang.key}: {present}/{ref.min_member} members present"
+            detail = f"{present}/{ref.min_member} members present"
+            return waiting_text(gang.key, Reason.WAITING_FOR_MEMBERS, detail)
         bad = next((p for p in gang.members.values() if p.spec_error), None)
         if bad is not None:
-            return f"gang {gang.key}: {bad.spec_error}"
+            return waiting_text(gang.key, Reason.INVALID_SPEC, bad.spec_error)
         return ""
 
     def _place(self, gang: Gang, state: ClusterState) -> Placement | Unplaceable:
@@ -582,7 +620,10 @@ class Planner:
             )
             self.pods[key] = rec
             gang.members[rec.name] = rec
+            gang.unresolvable = False  # a new member: whether the gang can fit is asked again
         else:
+            if request != rec.request:
+                gang.unresolvable = False
             rec.pod, rec.request, rec.spec_error = pod, request, error
             rec.uid = rec.uid or uid
         gang.ref = ref
@@ -605,6 +646,7 @@ class Planner:
         slot = self._slot(rec)
         gang.members.pop(rec.name, None)
         gang.pending_object = None
+        gang.unresolvable = False
         if slot is not None:
             holding = self.state.holdings[slot[0]]
             nothing_bound = not holding.bound_members - {rec.name} and not gang.binding
@@ -692,7 +734,10 @@ class Planner:
                 runtime_estimate_s=hints.runtime_estimate_s,
             )
             obj.validate()
-            validate_gang_for_cluster(obj, self.compiled)
+            try:
+                validate_gang_for_cluster(obj, self.compiled)
+            except GangSpecError as exc:
+                raise NeverFitsError(str(exc)) from None
             gang.pending_object = obj
         return gang.pending_object
 
@@ -885,107 +930,11 @@ class Planner:
     # ================================================================== read-only views
     def snapshot(self) -> dict[str, Any]:
         """Gangs, plans and free capacity for /debug/state."""
-        with self.lock:
-            c = self.compiled
-            now = self.clock()
-            gangs = []
-            for gang in sorted(self.gangs.values(), key=lambda g: g.key):
-                if gang.ref.source == SINGLETON_SOURCE and not gang.plans and not gang.waiting:
-                    continue
-                gangs.append(
-                    {
-                        "key": gang.key,
-                        "source": gang.ref.source,
-                        "phase": self._phase(gang),
-                        "quorum": gang.ref.min_member,
-                        "members": sorted(gang.members, key=natural_key),
-                        "bound": sorted(
-                            (p.name for p in gang.members.values() if p.node), key=natural_key
-                        ),
-                        "waiting": gang.waiting,
-                    }
-                )
-            plans = []
-            for ledger_key, h in sorted(self.state.holdings.items()):
-                if ledger_key.startswith(EXTERNAL_PREFIX):
-                    continue
-                expires = None if math.isinf(h.expires_at_s) else round(h.expires_at_s - now, 3)
-                plans.append(
-                    {
-                        "key": ledger_key,
-                        "phase": h.phase.value,
-                        "expires_in_s": expires,
-                        "level": h.placement.level,
-                        "domain": h.placement.domain,
-                        "members": [
-                            {
-                                "pod": m.member,
-                                "node": m.node,
-                                "gpus": list(m.gpus),
-                                "rank": m.rank,
-                                "bound": m.member in h.bound_members,
-                            }
-                            for m in h.placement.members
-                        ],
-                    }
-                )
-            return {
-                "gangs": gangs,
-                "reservations": plans,
-                "external_pods": len(self.external),
-                "overcommitted": dict(self.overcommitted),
-                "capacity": {
-                    "nodes": c.n_nodes,
-                    "gpus": int(c.gpu_usable.sum()),
-                    "free_gpus": int(c.free_gpu_count.sum()),
-                    "gpu_allocation_ratio": round(c.gpu_allocation_ratio(), 6),
-                    "largest_free_domain_gpus": self._largest_free_by_level(),
-                },
-                "stats": vars(self.stats).copy(),
-            }
+        return planner_views.snapshot(self)
 
     def gauges(self) -> dict[str, float]:
         """Gang counts by phase and GPU allocation, for /metrics."""
-        with self.lock:
-            counts = {"pending": 0, "reserved": 0, "bound": 0}
-            for gang in self.gangs.values():
-                phase = self._phase(gang)
-                if phase in counts:
-                    counts[phase] += 1
-            c = self.compiled
-            usable = int(c.gpu_usable.sum())
-            return {
-                **{f"gangs_{k}": float(v) for k, v in counts.items()},
-                "gpus_total": float(usable),
-                "gpus_allocated": float(usable - int(c.free_gpu_count.sum())),
-                "gpu_allocation_ratio": c.gpu_allocation_ratio(),
-            }
-
-    def _phase(self, gang: GangRecord) -> str:
-        if not gang.plans:
-            return "pending" if any(not p.node for p in gang.members.values()) else "external"
-        holdings = [self.state.holdings[k] for k in gang.plans]
-        if all(h.phase is HoldingPhase.COMMITTED for h in holdings):
-            return "bound"
-        return "reserved"
-
-    def _largest_free_by_level(self) -> dict[str, int]:
-        c = self.compiled
-        out = {}
-        for level, name in enumerate(c.level_names[1:], start=1):
-            lo, hi = c.level_domain_range[level]
-            free = c.domain_free_gpus[lo:hi]
-            out[name] = int(free.max()) if free.size else 0
-        return out
-
-
-def _reject(offered: Sequence[str], reason: str, unresolvable: bool = False) -> FilterDecision:
-    """No node passes; every offered node carries the reason, which kube-scheduler shows in
-    the pod's events. Unresolvable reasons keep preemption from trying."""
-    reasons = dict.fromkeys(offered, reason)
-    if unresolvable:
-        return FilterDecision([], unresolvable=reasons)
-    return FilterDecision([], failed=reasons)
+        return planner_views.gauges(self)
 
 
 def _recovery_order(pod: dict[str, Any]) -> int:

@@ -14,8 +14,10 @@ queue policy's order:
 5. if it still waits, ``after_blocked`` says whether later gangs may try (strict FIFO says no,
    backfill plans a reservation and says yes).
 
-Every gang that does not start gets a reason in :attr:`CycleOutcome.waiting`. Expiring
-reservations is the caller's job (``ClusterState.expire``), so that it can requeue them.
+Every gang that does not start gets a reason in :attr:`CycleOutcome.waiting`, its code (the
+vocabulary of :mod:`scheduler.reasons`) in :attr:`CycleOutcome.codes`, and, when it did not
+fit, the engine's answer in :attr:`CycleOutcome.unplaced`. Expiring reservations is the
+caller's job (``ClusterState.expire``), so that it can requeue them.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from phalanx.scheduler.interfaces import (
     RunningGang,
     StateObserver,
 )
-from phalanx.scheduler.placement import Placement, PlacementResult
+from phalanx.scheduler.placement import Placement, PlacementResult, Unplaceable
+from phalanx.scheduler.reasons import Reason, code_of
 from phalanx.scheduler.state import ClusterState, LedgerError
 from phalanx.topology.compiled import CapacityError
 
@@ -48,6 +51,15 @@ class CycleOutcome:
     """Executed decisions; their victims were released from the state and must be requeued."""
     waiting: dict[str, str] = field(default_factory=dict)
     """Gang name -> why it did not start this cycle."""
+    codes: dict[str, str] = field(default_factory=dict)
+    """Gang name -> the :class:`~scheduler.reasons.Reason` of its ``waiting`` entry."""
+    unplaced: dict[str, Unplaceable] = field(default_factory=dict)
+    """Gang name -> the engine's answer, for the gangs that wait because they did not fit
+    (a caller can ask whether they ever could: :func:`scheduler.feasibility.never_fits`)."""
+
+    def wait(self, gang: str, code: str, why: str) -> None:
+        self.waiting[gang] = why
+        self.codes[gang] = code
 
     @property
     def evicted(self) -> list[str]:
@@ -104,8 +116,13 @@ class SchedulingCycle:
         for i, gang in enumerate(ordered):
             blocked = self._try(gang, ctx, live, outcome, reserve_ttl_s)
             if blocked is not None and not self.queue.after_blocked(gang, blocked, ctx):
-                for later in ordered[i + 1 :]:
-                    outcome.waiting[later.name] = f"waiting behind blocked gang {gang.name!r}"
+                for position, later in enumerate(ordered[i + 1 :], start=i + 2):
+                    outcome.wait(
+                        later.name,
+                        Reason.WAITING_BEHIND,
+                        f"waiting behind blocked gang {gang.name!r} (position {position} of "
+                        f"{len(ordered)} in the queue)",
+                    )
                 break
         return outcome
 
@@ -120,27 +137,29 @@ class SchedulingCycle:
     ) -> PlacementResult | None:
         """Start ``gang`` if possible; returns the failed placement when it is blocked for
         lack of room (the case ``after_blocked`` is about), else None."""
-        waiting = outcome.waiting
+        wait = outcome.wait
         if gang.name in self.state.holdings:
-            waiting[gang.name] = "already holds a placement"
+            wait(gang.name, Reason.ALREADY_PLACED, "already holds a placement")
             return None
         refusal = self.queue.admit(gang, ctx)
         if refusal is not None:
-            waiting[gang.name] = refusal
+            wait(gang.name, Reason.QUOTA, refusal)
             return None
         try:
             result = self.place(gang, self.state)
         except GangSpecError as err:
-            waiting[gang.name] = f"invalid gang: {err}"
+            wait(gang.name, Reason.INVALID_SPEC, f"invalid gang: {err}")
             return None
         if isinstance(result, Placement):
             refusal = self.queue.accept(gang, result, ctx)
             if refusal is None:
                 self._start(gang, result, ctx.now_s, live, outcome, ttl_s)
             else:
-                waiting[gang.name] = refusal
+                # backfill: starting it would delay the reserved head of the queue
+                wait(gang.name, Reason.WAITING_BEHIND, refusal)
             return None
-        waiting[gang.name] = result.reason
+        wait(gang.name, code_of(result.constraint), result.reason)
+        outcome.unplaced[gang.name] = result
         if self.preemption is None:
             return result
         decision = self.preemption.select_victims(gang, ctx, self.place)
@@ -150,7 +169,11 @@ class SchedulingCycle:
         if problem is None:
             problem = self.queue.accept(gang, decision.placement, ctx)
         if problem is not None:
-            waiting[gang.name] = f"{result.reason}; preemption not taken: {problem}"
+            wait(
+                gang.name,
+                code_of(result.constraint),
+                f"{result.reason}; preemption not taken: {problem}",
+            )
             return result
         for victim in decision.victims:
             self.state.release(victim)
@@ -194,10 +217,12 @@ class SchedulingCycle:
             else:
                 self.state.reserve(placement, now_s, ttl_s)
         except (CapacityError, LedgerError) as err:
-            outcome.waiting[gang.name] = f"placement could not be taken: {err}"
+            outcome.wait(gang.name, Reason.CAPACITY, f"placement could not be taken: {err}")
             return
         estimate = gang.runtime_estimate_s
         end_s = now_s + estimate if estimate is not None else math.inf
         live.append(RunningGang(gang, placement, now_s, end_s))
         outcome.waiting.pop(gang.name, None)
+        outcome.codes.pop(gang.name, None)
+        outcome.unplaced.pop(gang.name, None)
         outcome.started.append((gang, placement))

@@ -35,7 +35,7 @@ SOLVERS = ("fast", "exact", "auto")
 AUTO_EXACT_MIN_GPUS = 64
 """``auto`` calls the exact solver for gangs of at least this many GPUs."""
 DEFINITIVE_CONSTRAINTS = frozenset(
-    {"capacity", "cpu_memory", "gpu", "gpu_product", "node_selector", "taints"}
+    {"capacity", "fragmented", "cpu_memory", "gpu", "gpu_product", "node_selector", "taints"}
 )
 """Fast-path failures that hold for any solver when they concern the whole cluster."""
 

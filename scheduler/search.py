@@ -685,6 +685,9 @@ class _Search:
                     "cpu_memory",
                     root,
                 )
+        scattered = fragmented_reason(c, self.index, cls, room, FreeArrays.of(c))
+        if scattered is not None:
+            return self._unplaceable(scattered, "fragmented", root)
         filtered = "" if eligible.all() else f" on the {int(eligible.sum())} nodes it may use"
         return self._unplaceable(
             f"capacity: the cluster has {self._amount(cls, room, short=True)}{filtered}; the "
@@ -771,6 +774,39 @@ class _Spread:
         return cost
 
 
+def fragmented_reason(
+    compiled: CompiledCluster, index: ClusterIndex, cls: UnitClass, room: int, free: FreeArrays
+) -> str | None:
+    """Why ``cls`` does not fit although its GPUs are free, or None: the nodes it may use have
+    at least the free GPUs (or milli-GPU) all its members need, but scattered, so that only
+    ``room`` members fit (a full cluster is short of capacity; this one is fragmented, and
+    moving or finishing small jobs would help). Not for NVLink groups, which have a reason of
+    their own."""
+    request = cls.request
+    if cls.nvlink or not request.gpu_milli_total:
+        return None
+    eligible = static_mask(compiled, index, request)
+    members = len(cls.members)
+    if request.gpus:
+        counts = free.free_gpu_count[eligible]
+        have, need = int(counts.sum()), request.gpus * members
+        most = f"the most on one node is {int(counts.max(initial=0))}"
+        unit = "GPUs"
+    else:
+        used = free.gpu_used_milli[eligible]
+        spare = np.where(compiled.gpu_usable[eligible], MILLI_PER_GPU - used, 0).clip(0)
+        have, need = int(spare.sum()), request.gpu_milli * members
+        most = f"the most on one GPU is {int(spare.max(initial=0))}"
+        unit = "milli-GPU"
+    if have < need:
+        return None
+    return (
+        f"fragmented: {have} {unit} are free on the nodes it may use, enough for the {need} "
+        f"its {members} members of {_describe(cls)} need, but scattered: room for {room} of "
+        f"them ({most})"
+    )
+
+
 def _smallest(key: np.ndarray, count: int) -> np.ndarray:
     """Positions of the ``count`` smallest keys (lowest positions among equal keys), in
     position order; linear time, unlike sorting every fitting node."""
@@ -846,4 +882,11 @@ def search_placement(
     return _Search(compiled, index, gang, members, classes, scorer).run()
 
 
-__all__ = ["Scratch", "UnitClass", "class_capacity", "search_placement", "unit_classes"]
+__all__ = [
+    "Scratch",
+    "UnitClass",
+    "class_capacity",
+    "fragmented_reason",
+    "search_placement",
+    "unit_classes",
+]

@@ -69,7 +69,11 @@ def test_strict_fifo_blocks_behind_the_head_best_effort_does_not() -> None:
         )
         assert [g.name for g, _ in out.started] == started
         if strict:
-            assert out.waiting["small"] == "waiting behind blocked gang 'head'"
+            assert out.waiting["small"] == (
+                "waiting behind blocked gang 'head' (position 2 of 2 in the queue)"
+            )
+            assert out.codes == {"head": "capacity", "small": "waiting_behind"}
+            assert set(out.unplaced) == {"head"}
 
 
 class RecordingQueue:

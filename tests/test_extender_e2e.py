@@ -154,7 +154,9 @@ def test_quorum_gate_waits_for_members():
         c.sync()
         attempt = c.scheduler.schedule("ml", "q-0")
         assert not attempt.bound
-        assert set(attempt.reasons.values()) == {"gang ml/q: 1/3 members present"}
+        assert set(attempt.reasons.values()) == {
+            "gang ml/q [waiting_for_members]: 1/3 members present"
+        }
         for i in (1, 2):
             api.add_pod(kube_pod(f"q-{i}", annotations=phalanx_gang("q", 3)))
         c.sync()

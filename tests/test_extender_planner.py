@@ -60,7 +60,8 @@ def test_state_is_unchanged_by_a_rejected_gang():
     for i in range(3):
         p.observe_pod(member("big", i, 3))
     decision = p.filter(member("big", 0, 3), names)
-    assert decision.passing == [] and set(decision.failed) == set(names)
+    assert decision.passing == [] and set(decision.unresolvable) == set(names)
+    assert "[never_fits]" in decision.unresolvable[names[0]], "3 x 8 GPUs on 2 nodes"
     assert p.compiled.mutable_state_bytes() == before
 
 

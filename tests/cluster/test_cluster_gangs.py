@@ -19,13 +19,16 @@ from kubernetes import client
 from tests.cluster.objects import (
     DIALECTS,
     NATIVE,
+    PHALANX,
     GangSpec,
     bound,
     cordon,
     create_gang,
+    create_group,
     delete_pods,
     ensure_priority_class,
     gang_pod,
+    group_object,
     plain_pod,
     pods_of,
     wait_for,
@@ -114,6 +117,80 @@ def test_gang_that_can_never_fit_holds_nothing(kube_cluster):
     wait_gang_bound(scenario.api, scenario.namespace, small, BIND_TIMEOUT_S)
     time.sleep(WAIT_WHOLE_S / 2)
     assert bound(pods_of(scenario.api, scenario.namespace, never.name)) == {}
+
+
+def failed_scheduling_notes(scenario, pod: str) -> list[str]:
+    """The notes of the FailedScheduling events kube-scheduler wrote for ``pod``, read through
+    the Events API (events.k8s.io/v1)."""
+    events = client.EventsV1Api(scenario.api).list_namespaced_event(scenario.namespace).items
+    return [
+        e.note or ""
+        for e in events
+        if e.reason == "FailedScheduling" and e.regarding and e.regarding.name == pod
+    ]
+
+
+@pytest.mark.parametrize("dialect", [PHALANX, NATIVE])
+def test_gang_that_can_never_fit_is_told_why_and_not_retried_for_preemption(kube_cluster, dialect):
+    """Issue #12, defect 8: 3 x 8 GPUs on two 8-GPU nodes is answered unresolvable with the
+    reason; kube-scheduler copies it into the pods' events and condition, and tries no
+    preemption for it; the gang holds nothing."""
+    scenario = kube_cluster("dgx-h100:2")
+    never = GangSpec(f"never-{dialect}", members=3, gpus=8, dialect=dialect)
+    create_gang(scenario.api, never, scenario.namespace)
+    first = never.pod_names()[0]
+    notes = wait_for(
+        "a FailedScheduling event with Phalanx's reason",
+        lambda: [n for n in failed_scheduling_notes(scenario, first) if "[never_fits]" in n],
+        BIND_TIMEOUT_S,
+    )
+    reason = f"gang {scenario.namespace}/{never.name} [never_fits]: capacity: the gang needs 3 "
+    assert reason in notes[0], notes
+    assert "with nothing running the cluster has 2 free nodes" in notes[0]
+    if dialect == PHALANX:
+        # kube-scheduler's PostFilter skips the nodes the extender called unresolvable, and
+        # the pods wait in its unschedulable queue: no more filters come for them
+        assert "Preemption is not helpful for scheduling" in notes[0], notes
+        time.sleep(WAIT_WHOLE_S / 4)
+        requests = metric(scenario, "phalanx_extender_request_seconds_count")
+        time.sleep(WAIT_WHOLE_S / 2)
+        assert metric(scenario, "phalanx_extender_request_seconds_count") == requests
+    else:
+        # the pod-group cycle stops at the first member Phalanx rejects; the others are told
+        # that the group's minCount cannot be met
+        other = never.pod_names()[1]
+        wait_for(
+            "the other members' events",
+            lambda: any("minCount (3)" in n for n in failed_scheduling_notes(scenario, other)),
+            BIND_TIMEOUT_S,
+        )
+    pod = client.CoreV1Api(scenario.api).read_namespaced_pod(first, scenario.namespace)
+    condition = next(c for c in pod.status.conditions if c.type == "PodScheduled")
+    assert condition.status == "False" and reason in condition.message
+    assert bound(pods_of(scenario.api, scenario.namespace, never.name)) == {}
+    assert debug_state(scenario)["reservations"] == []
+
+
+def test_native_gang_waits_in_kube_scheduler_until_its_quorum_exists(kube_cluster):
+    """With the native API kube-scheduler's GangScheduling plugin holds the members before
+    they reach the extender (PreEnqueue) until minCount pods exist; then the pod-group cycle
+    sends them to Phalanx together and the gang is bound whole."""
+    scenario = kube_cluster("dgx-h100:4")
+    gang = GangSpec("quorum-native", members=3, gpus=8, dialect=NATIVE)
+    group = group_object(gang, scenario.namespace)
+    assert group is not None
+    create_group(scenario.api, group, scenario.namespace)
+    core = client.CoreV1Api(scenario.api)
+    requests_before = metric(scenario, "phalanx_extender_request_seconds_count")
+    for i in range(gang.members - 1):
+        core.create_namespaced_pod(scenario.namespace, gang_pod(gang, i, scenario.namespace))
+    time.sleep(WAIT_WHOLE_S / 2)
+    assert metric(scenario, "phalanx_extender_request_seconds_count") == requests_before
+    assert failed_scheduling_notes(scenario, f"{gang.name}-0") == []
+    last = gang_pod(gang, gang.members - 1, scenario.namespace)
+    core.create_namespaced_pod(scenario.namespace, last)
+    wait_gang_bound(scenario.api, scenario.namespace, gang, BIND_TIMEOUT_S)
+    assert_on_plan(pods_of(scenario.api, scenario.namespace, gang.name))
 
 
 def test_pods_without_gpus_never_reach_the_extender(kube_cluster):
