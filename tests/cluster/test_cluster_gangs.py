@@ -41,6 +41,8 @@ BIND_TIMEOUT_S = 30.0
 WAIT_WHOLE_S = 8.0
 """How long a gang that must wait is watched for a stray bind."""
 GPUS_PER_NODE = 8
+FAILOVER_LIMIT_S = 15.0
+"""The standby must lead within this long of the leader's death (the chart's Lease is 10 s)."""
 
 
 def assert_no_gpu_twice(pods) -> None:
@@ -293,3 +295,38 @@ def test_priority_preemption_evicts_a_whole_gang(kube_cluster):
         lambda: not pods_of(scenario.api, scenario.namespace, low.name),
         BIND_TIMEOUT_S,
     )
+
+
+def test_standby_takes_over_when_the_leader_is_killed_mid_gang(kube_cluster, control_plane):
+    """Two replicas as the chart deploys them (leader election on a Lease, readiness follows
+    leadership, a Service in front): SIGKILL the leader between a 16-member gang's binds."""
+    scenario = kube_cluster("dgx-h100:20")
+    plane = control_plane
+    plane.start_replicas(2)
+    leader = wait_for("one leader", plane.leader, BIND_TIMEOUT_S)
+    gang = GangSpec("ha", members=16, gpus=8)
+    create_gang(scenario.api, gang, scenario.namespace, rng=random.Random(11))
+    wait_for(
+        "the first member bound",
+        lambda: bound(pods_of(scenario.api, scenario.namespace, gang.name)),
+        BIND_TIMEOUT_S,
+    )
+    plans_before = {
+        p.metadata.name: p.metadata.annotations.get("phalanx.io/gang-nodes")
+        for p in pods_of(scenario.api, scenario.namespace, gang.name)
+        if p.spec.node_name
+    }
+    killed_at = time.monotonic()
+    plane.processes[leader].kill()
+    new_leader = wait_for("the standby to lead", plane.leader, FAILOVER_LIMIT_S)
+    takeover_s = time.monotonic() - killed_at
+    assert new_leader != leader
+    print(f"standby {new_leader} led {takeover_s:.1f} s after {leader} was killed")
+    assert takeover_s <= FAILOVER_LIMIT_S
+    wait_gang_bound(scenario.api, scenario.namespace, gang, BIND_TIMEOUT_S * 2)
+    pods = pods_of(scenario.api, scenario.namespace, gang.name)
+    assert_on_plan(pods)
+    assert_no_gpu_twice(pods)
+    plan = {p.metadata.annotations["phalanx.io/gang-nodes"] for p in pods}
+    assert len(plan) == 1, "every member carries the same plan"
+    assert set(plans_before.values()) <= plan, "the standby kept the leader's plan"
