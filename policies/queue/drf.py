@@ -17,10 +17,16 @@ is :mod:`policies.queue.fair_gate`'s general rule.
 from __future__ import annotations
 
 import heapq
-from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from phalanx.policies.queue.base import OrderedQueuePolicy, priority_fifo_key
+from phalanx.policies.queue.drf_book import (
+    ZERO,
+    CycleBook,
+    DemandCache,
+    RunningUsage,
+    share_function,
+)
 from phalanx.policies.queue.fair_gate import entitled_waiter
 from phalanx.policies.resources import Resources, cluster_capacity, gang_demand, usage_by
 from phalanx.scheduler.gang import Gang
@@ -41,7 +47,9 @@ class DrfPolicy(OrderedQueuePolicy):
     def __init__(self, weights: Mapping[str, float] | None = None, strict: bool = False) -> None:
         super().__init__(strict)
         self.weights = dict(weights or {})
-        self._cycle: _CycleBook | None = None
+        self._cycle: CycleBook | None = None
+        self._running = RunningUsage(tenant_of)
+        self._demand = DemandCache()
         for tenant, w in self.weights.items():
             if not w > 0:
                 raise ValueError(f"drf weight of tenant {tenant!r} must be positive, got {w}")
@@ -63,38 +71,44 @@ class DrfPolicy(OrderedQueuePolicy):
         within its fair share (in filling order), then the rest (in filling order). Every
         entitled gang so has its turn before any gang that borrows, which is what lets
         :meth:`admit` stay work conserving: by the time a borrower is tried, no entitled gang
-        is left untried."""
+        is left untried. (Vectors are plain tuples here: this loop runs for every waiting gang
+        in every cycle.)"""
         capacity = cluster_capacity(ctx.state.compiled)
-        usage = usage_by(ctx.running, tenant_of)
+        share = share_function(capacity)
+        demand = self._demand.prune(pending)
+        usage = {t: r.as_tuple() for t, r in self._running.update(ctx.running).items()}
         queues: dict[str, list[Gang]] = {}
         for gang in sorted(pending, key=priority_fifo_key, reverse=True):
             queues.setdefault(gang.tenant, []).append(gang)
         active = {r.gang.tenant for r in ctx.running} | set(queues)
         total_weight = sum(self.weight(t) for t in active)
-        heap = [
-            (usage.get(t, Resources()).dominant_share(capacity) / self.weight(t), t) for t in queues
-        ]
+        heap = [(share(usage.get(t, ZERO)) / self.weight(t), t) for t in queues]
         heapq.heapify(heap)
         entitled: list[Gang] = []
         borrowing: list[Gang] = []
         over: set[str] = set()
         while heap:
             _, tenant = heapq.heappop(heap)
-            gang = queues[tenant].pop()
-            usage[tenant] = usage.get(tenant, Resources()) + gang_demand(gang)
-            fair = self.weight(tenant) / total_weight
-            if (
-                tenant not in over
-                and usage[tenant].dominant_share(capacity) <= fair + SHARE_TOLERANCE
-            ):
-                entitled.append(gang)
-            else:
-                over.add(tenant)  # FIFO inside a tenant: its later gangs borrow too
-                borrowing.append(gang)
-            if queues[tenant]:
-                share = usage[tenant].dominant_share(capacity) / self.weight(tenant)
-                heapq.heappush(heap, (share, tenant))
-        self._cycle = _CycleBook(ctx, capacity, total_weight, entitled)
+            weight = self.weight(tenant)
+            fair = weight / total_weight + SHARE_TOLERANCE
+            waiting = queues[tenant]
+            used = usage.get(tenant, ZERO)
+            while waiting:  # the same tenant goes on while it stays the least served
+                gang = waiting.pop()
+                d = demand(gang)
+                used = (used[0] + d[0], used[1] + d[1], used[2] + d[2])
+                mine = share(used)
+                if tenant not in over and mine <= fair:
+                    entitled.append(gang)
+                else:
+                    over.add(tenant)  # FIFO inside a tenant: its later gangs borrow too
+                    borrowing.append(gang)
+                if heap and (mine / weight, tenant) > heap[0]:
+                    break
+            usage[tenant] = used
+            if waiting:
+                heapq.heappush(heap, (share(used) / weight, tenant))
+        self._cycle = CycleBook(ctx, share, total_weight, entitled, self._running, demand)
         return [*entitled, *borrowing]
 
     def admit(self, gang: Gang, ctx: QueueContext) -> str | None:
@@ -107,7 +121,8 @@ class DrfPolicy(OrderedQueuePolicy):
         if book is None or book.ctx is not ctx:
             return self._admit_alone(gang, ctx)
         book.tried(gang)
-        share = (book.usage(gang.tenant) + gang_demand(gang)).dominant_share(book.capacity)
+        used, d = book.usage(gang.tenant), book.demand(gang)
+        share = book.share((used[0] + d[0], used[1] + d[1], used[2] + d[2]))
         mine = self.weight(gang.tenant) / book.total_weight
         if share <= mine + SHARE_TOLERANCE:
             return None
@@ -141,54 +156,3 @@ def _refusal(tenant: str, share: float, fair: float, waiter: str) -> str:
         f"drf: tenant {tenant!r} would hold a {share:.1%} dominant share, above its "
         f"fair {fair:.1%}, while tenant {waiter!r} waits below its share"
     )
-
-
-class _CycleBook:
-    """What one cycle's admissions share, so that each costs O(1) instead of a pass over the
-    running and pending gangs (the quadratic cost that made DRF 12x slower than FIFO under
-    contention): the capacity, the weights of the active tenants, live usage per tenant
-    (updated as the cycle starts gangs) and the entitled gangs not yet tried, per tenant."""
-
-    def __init__(
-        self, ctx: QueueContext, capacity: Resources, total_weight: float, entitled: list[Gang]
-    ) -> None:
-        self.ctx = ctx
-        self.capacity = capacity
-        self.total_weight = total_weight
-        self._untried = {g.name: g.tenant for g in entitled}
-        self._untried_by_tenant = Counter(self._untried.values())
-        self._usage: dict[str, Resources] = {}
-        self._seen: tuple[int, object] = (-1, None)
-        """(length, last item) of ``ctx.running`` when usage was last brought up to date; the
-        item itself, not its id, so that a freed object's id cannot be mistaken for it."""
-
-    def tried(self, gang: Gang) -> None:
-        tenant = self._untried.pop(gang.name, None)
-        if tenant is not None:
-            self._untried_by_tenant[tenant] -= 1
-
-    def untried_tenant(self, exclude: str) -> str | None:
-        for tenant, count in self._untried_by_tenant.items():
-            if count > 0 and tenant != exclude:
-                return tenant
-        return None
-
-    def usage(self, tenant: str) -> Resources:
-        """Live usage of ``tenant``. The cycle only appends the gangs it starts to
-        ``ctx.running`` (a preemption rewrites it), so a new last item one past the old one
-        is added; anything else is counted again from scratch."""
-        running = self.ctx.running
-        seen_len, seen_last = self._seen
-        if seen_len != len(running) or (running and running[-1] is not seen_last):
-            grown = seen_len >= 0 and len(running) == seen_len + 1
-            if grown and seen_len > 0:
-                grown = running[-2] is seen_last
-            if grown:
-                added = running[-1].gang
-                self._usage[added.tenant] = self._usage.get(
-                    added.tenant, Resources()
-                ) + gang_demand(added)
-            else:
-                self._usage = usage_by(running, tenant_of)
-            self._seen = (len(running), running[-1] if running else None)
-        return self._usage.get(tenant, Resources())
