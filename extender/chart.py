@@ -106,12 +106,12 @@ def manifest_files(
     }
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def merge_values(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Nested maps merged key by key, ``override`` winning (Helm's order for -f then --set)."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_values(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -135,7 +135,7 @@ def _user_values(values_file: str | None, sets: tuple[str, ...]) -> dict[str, An
         helm = _helm()
         for expression in sets:
             try:
-                values = _merge(values, helm.parse_set_string(expression))
+                values = merge_values(values, helm.parse_set_string(expression))
             except helm.HelmError as exc:
                 raise ChartError(f"--set {expression}: {exc}") from None
     return values or None

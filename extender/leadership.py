@@ -25,6 +25,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
+from phalanx.extender.app import Backend
 from phalanx.extender.binding import Binder
 from phalanx.extender.config import (
     DEFAULT_LEASE_NAMESPACE,
@@ -40,18 +41,8 @@ EXIT_LOST_LEASE = 3
 """Exit status of a leader that could not renew its Lease in time."""
 
 
-class ElectedBackend(Protocol):
+class ElectedBackend(Backend, Protocol):
     """What the elected backend needs of the backend it fronts (``KubeBackend``)."""
-
-    @property
-    def planner(self) -> Planner | None: ...
-
-    @property
-    def binder(self) -> Binder: ...
-
-    def ready(self) -> tuple[bool, str]: ...
-
-    def debug_extra(self) -> dict[str, Any]: ...
 
     def start(self) -> None: ...
 

@@ -29,6 +29,7 @@ import yaml
 from phalanx.extender.chart import (
     SCHEDULER_CONFIG_KEY,
     SCHEDULER_CONFIGMAP,
+    merge_values,
     render_chart,
     rendered_objects,
 )
@@ -334,8 +335,8 @@ class ControlPlane:
 
     def _extender_settings(self, port: int, override: dict[str, Any] | None) -> Path:
         settings = self._chart_config(SERVE_CONFIGMAP, SERVE_CONFIG_KEY)
-        settings = _merge(settings, self.serve_settings)
-        settings = _merge(settings, override or {})
+        settings = merge_values(settings, self.serve_settings)
+        settings = merge_values(settings, override or {})
         settings["listen"] = {"host": "127.0.0.1", "port": port}
         settings.setdefault("kube", {})["kubeconfig"] = str(self.extender_kubeconfig)
         config_path = self.workdir / f"phalanx-config-{port}.yaml"
@@ -345,7 +346,7 @@ class ControlPlane:
     def start_extender(self, settings_override: dict[str, Any] | None = None) -> None:
         """(Re)starts one ``phalanx serve`` with the chart's settings on the extender's port."""
         self.stop_extender()
-        single = _merge({"leaderElection": {"enabled": False}}, settings_override or {})
+        single = merge_values({"leaderElection": {"enabled": False}}, settings_override or {})
         config_path = self._extender_settings(self.extender_port, single)
         phalanx = self._process(
             "phalanx", [sys.executable, "-m", "phalanx", "serve", "--config", str(config_path)]
@@ -371,7 +372,9 @@ class ControlPlane:
         for i in range(count):
             name, port = f"phalanx-{i}", free_port()
             election = {"leaderElection": {"enabled": True, "identity": name}}
-            config_path = self._extender_settings(port, _merge(settings_override or {}, election))
+            config_path = self._extender_settings(
+                port, merge_values(settings_override or {}, election)
+            )
             replica = self._process(
                 name, [sys.executable, "-m", "phalanx", "serve", "--config", str(config_path)]
             )
@@ -459,16 +462,6 @@ class ControlPlane:
             START_TIMEOUT_S,
             scheduler,
         )
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 @contextlib.contextmanager
