@@ -76,6 +76,20 @@ NEXT_SWEEP_DIR = "sweep/"
     "binds after an exponential delay of that mean, the gang when its last pod has (a gang "
     "whose last pod misses the TTL loses its reservation and is queued again).",
 )
+@click.option(
+    "--resume/--restart",
+    "resume",
+    default=None,
+    help="A preempted job keeps its progress (--resume) or starts over (--restart). Default: "
+    "the queue policy's assumption (tiresias and las resume, others restart).",
+)
+@click.option(
+    "--restart-delay",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds every start (first or after a preemption) spends before the job progresses.",
+)
 @click.option("--slowdown/--no-slowdown", default=False, help="Stretch run times by placement.")
 @click.option(
     "--default-intensity",
@@ -111,6 +125,8 @@ def command(
     reserve_ttl: float | None,
     bind_delay: float,
     bind_delay_dist: str,
+    resume: bool | None,
+    restart_delay: float,
     slowdown: bool,
     default_intensity: float,
     oracle_estimates: bool,
@@ -154,6 +170,8 @@ def command(
             reserve_ttl_s=reserve_ttl,
             bind_delay_s=bind_delay,
             bind_delay_distribution=bind_delay_dist,
+            resume_after_preemption=resume,
+            restart_delay_s=restart_delay,
             slowdown=SlowdownModel(enabled=slowdown, default_intensity=default_intensity),
             oracle_estimates=oracle_estimates,
             check_invariants=check_invariants,

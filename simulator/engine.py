@@ -187,6 +187,7 @@ class Simulation:
             notes=self._notes(),
             queue_policy=self.queue_policy_name,
             scorer=self.scorer_name,
+            preemption=self.preemption_name,
         )
 
     def _notes(self) -> list[str]:

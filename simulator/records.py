@@ -107,3 +107,6 @@ class SimulationResult:
     scorer: str | None = None
     """The scorer that ran (``config.scorer``, or ``config.policy`` when that named one);
     None: the engine's own placement cost."""
+    preemption: str | None = None
+    """The preemption policy that ran: ``config.preemption``, or the queue policy's own
+    (``tiresias``), or None."""

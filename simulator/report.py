@@ -266,7 +266,7 @@ def write_markdown(
         "",
         "## Settings",
         "",
-        f"- {_policy_setting(result)}, preemption `{config.preemption or 'none'}`, solver "
+        f"- {_policy_setting(result)}, preemption `{result.preemption or 'none'}`, solver "
         f"`{config.solver}`, seed {config.seed}",
         f"- scheduling interval: {config.scheduling_interval_s or 'event-driven'}; "
         f"slowdown model {'on' if config.slowdown.enabled else 'off'}",
