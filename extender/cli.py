@@ -8,7 +8,6 @@ sent (for trying Phalanx without a cluster, demos and load tests).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -16,6 +15,7 @@ from typing import NoReturn
 import click
 from phalanx.extender.app import AppOptions, Backend, ExtenderApp
 from phalanx.extender.config import MAX_PORT, MIN_PORT, ConfigError, ServeConfig, load_config
+from phalanx.extender.decision_log import configure_logging
 from phalanx.extender.planner import Planner
 from phalanx.policies.registry import PolicyOptionError, UnknownPolicyError
 from phalanx.topology.model import Cluster
@@ -38,6 +38,11 @@ def _fail(message: str) -> NoReturn:
 @click.option("--host", help="Listen address (overrides the settings file).")
 @click.option("--port", type=int, help="Listen port (overrides the settings file).")
 @click.option("--echo", is_flag=True, help="Also serve /echo, the load-test baseline.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="Log lines as text or one JSON object each (overrides logFormat).",
+)
 def command(
     config_path: str | None,
     cluster: str | None,
@@ -45,9 +50,9 @@ def command(
     host: str | None,
     port: int | None,
     echo: bool,
+    log_format: str | None,
 ) -> None:
     """Run the kube-scheduler extender webhook (filter, prioritize, bind, preempt)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     problems: list[str] = []
     if port is not None and not MIN_PORT <= port <= MAX_PORT:
         problems.append(f"--port {port}: outside {MIN_PORT}..{MAX_PORT}")
@@ -65,6 +70,9 @@ def command(
         config = dataclasses.replace(config, host=host)
     if port is not None:
         config = dataclasses.replace(config, port=port)
+    if log_format is not None:
+        config = dataclasses.replace(config, log_format=log_format)
+    configure_logging(config.log_format)
     from phalanx.extender.runtime import DryRunBackend, planner_factory
 
     try:

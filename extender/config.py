@@ -19,6 +19,7 @@ field. Every key is optional; see docs/extender.md for the full example.
     leaderElection: {enabled: false, leaseName: phalanx-extender, leaseNamespace: null,
                      identity: null, leaseDurationSeconds: 10, renewDeadlineSeconds: 7,
                      retryPeriodSeconds: 2}
+    logFormat: text                     # text | json (the decision log and every other line)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 import yaml
 from phalanx.extender.app import DEFAULT_BIND_WORKERS, DEFAULT_MAX_BODY_BYTES
+from phalanx.extender.decision_log import LOG_FORMATS
 from phalanx.extender.planner import DEFAULT_RESERVATION_TTL_S
 from phalanx.policies.registry import (
     PolicyOptionError,
@@ -131,6 +133,8 @@ class ServeConfig:
     policies: PolicyConfig = field(default_factory=PolicyConfig)
     kube: KubeConfig = field(default_factory=KubeConfig)
     leader_election: LeaderElectionConfig = field(default_factory=LeaderElectionConfig)
+    log_format: str = "text"
+    """``text`` or ``json`` (one JSON object per line, the decision log's fields included)."""
 
 
 def load_config(path: str | Path) -> ServeConfig:
@@ -193,6 +197,7 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             "policies",
             "kube",
             "leaderElection",
+            "logFormat",
         }
     )
     port = listen.integer("port", DEFAULT_PORT, MIN_PORT, MAX_PORT)
@@ -211,7 +216,11 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
     solver = r.string("solver", "fast")
     if solver not in SOLVERS:
         problems.append(f"{where}: solver: expected fast, exact or auto, got {solver!r}")
+    log_format = r.string("logFormat", "text") or "text"
+    if log_format not in LOG_FORMATS:
+        problems.append(f"{where}: logFormat: expected text or json, got {log_format!r}")
     config = ServeConfig(
+        log_format=log_format,
         host=listen.string("host", "0.0.0.0") or "0.0.0.0",
         port=port,
         path_prefix=r.string("pathPrefix", "") or "",

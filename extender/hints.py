@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from phalanx.extender import annotations as keys
 from phalanx.extender.gangs.ref import GangRef, LevelRef, LevelRefKind
 from phalanx.extender.podspec import annotations_of, created_s, namespace_of, priority_of
-from phalanx.scheduler.gang import GangSpecError
+from phalanx.scheduler.gang import Gang, GangSpecError
 from phalanx.topology.compiled import CompiledCluster
 from phalanx.topology.model import NODE_LEVEL
 
@@ -129,3 +129,19 @@ def _optional_float(text: str | None, key: str, where: str) -> float | None:
     if value < 0:
         raise GangSpecError(f"{where}: annotation {key} = {text!r} must not be negative")
     return value
+
+
+def hints_of(gang: Gang) -> GangHints:
+    """The hints a planned gang was planned with (kept on its record for later plans, the
+    policies' view of its plan and the decision log)."""
+    return GangHints(
+        required_level=gang.required_level,
+        preferred_level=gang.preferred_level,
+        nvlink_group=gang.nvlink_group,
+        comm_intensity=gang.comm_intensity,
+        priority=gang.priority,
+        queue=gang.queue,
+        tenant=gang.tenant,
+        submit_time_s=gang.submit_time_s,
+        runtime_estimate_s=gang.runtime_estimate_s,
+    )

@@ -30,8 +30,9 @@ from phalanx.extender.binding import (
     bind_annotations,
     decode_plan,
 )
+from phalanx.extender.decision_log import DecisionLog
 from phalanx.extender.gangs import GroupKind, resolve_gang
-from phalanx.extender.hints import GangHints, gang_hints
+from phalanx.extender.hints import GangHints, gang_hints, hints_of
 from phalanx.extender.masking import Offer, OfferedIndex, withheld
 from phalanx.extender.podspec import (
     PodSpecError,
@@ -145,6 +146,7 @@ class Planner:
         self._deadline_listener: Callable[[], None] | None = None
         self._verdicts = Verdicts()
         """Whether gangs that did not fit ever could (asked once per version of a gang)."""
+        self.decisions = DecisionLog(clock)
 
     @property
     def compiled(self) -> CompiledCluster:
@@ -289,7 +291,9 @@ class Planner:
             log.exception("binding %s/%s failed", namespace, name)
             outcome = BindOutcome(False, f"binding {namespace}/{name} failed: {exc}")
         with self.lock:
-            return self._finish_bind(ticket, outcome)
+            error = self._finish_bind(ticket, outcome)
+            self.decisions.bound(self.gangs.get(ticket.gang_key), ticket.request, error)
+            return error
 
     def preempt(
         self, pod: dict[str, Any], candidates: Mapping[str, Sequence[str]]
@@ -325,6 +329,7 @@ class Planner:
                     victim = victim_gang.members.get(m.member)
                     if victim is not None and victim.node in candidates:
                         victims.setdefault(victim.node, []).append(victim.uid)
+            self.decisions.preempted(preemptor, decision.victims, victims)
             return victims
 
     def expire(self) -> int:
@@ -510,7 +515,7 @@ class Planner:
 
     def _adopt(self, gang: GangRecord, planned: Gang, placement: Placement, now: float) -> None:
         """Take on a plan: the cycle has reserved it already, the extra path has not."""
-        gang.hints = _hints_of(planned)
+        gang.hints = hints_of(planned)
         ledger_key = placement.gang
         ttl = self._ttl(gang)
         if ledger_key in self.state.holdings:
@@ -519,6 +524,7 @@ class Planner:
         else:
             self._hold(gang, placement, set(), ttl)
         gang.waiting = ""
+        self.decisions.planned(gang, placement)
 
     # ================================================================== bind internals
     def _begin_bind(self, namespace: str, name: str, uid: str, node: str) -> _BindTicket | str:
@@ -613,7 +619,7 @@ class Planner:
             rec = None
         gang = self.gangs.get(ref.key)
         if gang is None:
-            gang = self.gangs[ref.key] = GangRecord(ref)
+            gang = self.gangs[ref.key] = GangRecord(ref, first_seen_s=self.clock())
         if rec is None:
             rec = PodRecord(
                 key, namespace_of(pod), pod["metadata"]["name"], uid, ref.key, pod, request, error
@@ -828,6 +834,7 @@ class Planner:
                 continue
             expired += 1
             self._drop(ledger_key, names - holding.bound_members)
+            self.decisions.expired(gang, ledger_key, holding)
             if gang is not None:
                 gang.waiting = (
                     f"gang {gang.key}: reservation expired before every member bound; "
@@ -963,20 +970,6 @@ def _request_of(m: MemberPlacement) -> MemberRequest:
     if m.gpu_milli >= MILLI_PER_GPU:
         return MemberRequest(gpus=len(m.gpus), cpu_milli=m.cpu_milli, memory_mib=m.memory_mib)
     return MemberRequest(gpu_milli=m.gpu_milli, cpu_milli=m.cpu_milli, memory_mib=m.memory_mib)
-
-
-def _hints_of(gang: Gang) -> GangHints:
-    return GangHints(
-        required_level=gang.required_level,
-        preferred_level=gang.preferred_level,
-        nvlink_group=gang.nvlink_group,
-        comm_intensity=gang.comm_intensity,
-        priority=gang.priority,
-        queue=gang.queue,
-        tenant=gang.tenant,
-        submit_time_s=gang.submit_time_s,
-        runtime_estimate_s=gang.runtime_estimate_s,
-    )
 
 
 def _estimate(hints: GangHints | None) -> float | None:

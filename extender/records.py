@@ -68,6 +68,12 @@ class GangRecord:
     requeued_s: float = 0.0
     """When its never-bound reservation expired (0: never): its place in the queue from then
     on, instead of its members' creation time."""
+    first_seen_s: float = 0.0
+    """When the planner first saw a member (start latency: first seen -> all bound)."""
+    all_bound_s: float | None = None
+    """When every member was first bound (the decision log records it once)."""
+    plans_made: int = 0
+    """Plans reserved for it so far: the decision log tells a plan from a re-plan."""
 
     @property
     def key(self) -> str:
