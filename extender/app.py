@@ -25,6 +25,8 @@ from typing import Any, Protocol
 from phalanx.extender import wire
 from phalanx.extender.args_decoder import ExtenderArgsDecoder
 from phalanx.extender.binding import Binder
+from phalanx.extender.consistency import ledger_problems
+from phalanx.extender.debug_routes import debug_view
 from phalanx.extender.expiry_timer import ExpiryTimer
 from phalanx.extender.metrics import ExtenderMetrics
 from phalanx.extender.planner import Planner
@@ -103,7 +105,7 @@ class ExtenderApp:
             return
         path, method = scope["path"], scope["method"]
         if method == "GET":
-            await self._get(path, send)
+            await self._get(path, send, scope.get("query_string", b""))
             return
         if method != "POST":
             await _reply(send, 405, {"Error": f"method {method} not allowed"})
@@ -189,7 +191,7 @@ class ExtenderApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _get(self, path: str, send: Send) -> None:
+    async def _get(self, path: str, send: Send, query: bytes = b"") -> None:
         if path == "/healthz":
             await _reply(send, 200, {"status": "ok"})
         elif path == "/readyz":
@@ -204,8 +206,30 @@ class ExtenderApp:
             planner = self.backend.planner
             state = planner.snapshot() if planner is not None else {"ready": False}
             await _reply(send, 200, {**state, **self.backend.debug_extra()})
+        elif path == "/debug/consistency":
+            # a fresh list of every pod from the apiserver: never on the event loop, where it
+            # would hold up every filter behind a slow or throttled apiserver
+            try:
+                report = await asyncio.to_thread(self._consistency)
+            except Exception as exc:  # an unreachable apiserver is an answer, not a crash
+                report = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            await _reply(send, 200, report)
+        elif (view := debug_view(path, query, self.backend.planner)) is not None:
+            await _reply(send, *view)  # /debug/queue, /debug/explain (extender/debug_routes.py)
         else:
             await _reply(send, 404, {"Error": f"nothing at {shown(path, 200)}"})
+
+    def _consistency(self) -> dict[str, Any]:
+        """The backend's check against the cluster where it has one (Kubernetes), else the
+        ledger against its own pods (dry-run)."""
+        check = getattr(self.backend, "consistency", None)
+        if check is not None:
+            return dict(check())
+        planner = self.backend.planner
+        if planner is None:
+            return {"ok": False, "ready": False, "ledger": []}
+        problems = ledger_problems(planner)
+        return {"ok": not problems, "ready": True, "ledger": problems}
 
     # ------------------------------------------------------------------ verbs
     def _filter(self, body: bytes) -> tuple[int, Any]:

@@ -15,7 +15,7 @@ field. Every key is optional; see docs/extender.md for the full example.
     policies: {queue: fifo, queueOptions: {}, scorer: topology, scorerOptions: {},
                preemption: priority, preemptionOptions: {}}
     kube: {kubeconfig: null, context: null, topologyLabels: auto, watchTimeoutSeconds: 300,
-           topologyRefreshSeconds: 1}
+           topologyRefreshSeconds: 1, requestTimeoutSeconds: 30, bindTimeoutSeconds: 20}
     leaderElection: {enabled: false, leaseName: phalanx-extender, leaseNamespace: null,
                      identity: null, leaseDurationSeconds: 10, renewDeadlineSeconds: 7,
                      retryPeriodSeconds: 2}
@@ -46,6 +46,10 @@ DEFAULT_WATCH_TIMEOUT_S = 300
 """Watches are re-opened this often (the apiserver's own default is 30-60 minutes)."""
 DEFAULT_TOPOLOGY_REFRESH_S = 1.0
 """Node changes are folded into the topology at most this often."""
+DEFAULT_REQUEST_TIMEOUT_S = 30.0
+"""A list or read that has not answered by then is given up and tried again (a hung request)."""
+DEFAULT_BIND_TIMEOUT_S = 20.0
+"""All tries of one bind; below kube-scheduler's extender httpTimeout (30 s in the chart)."""
 MIN_PORT = 1
 MAX_PORT = 65535
 """Listen ports a TCP server can bind by number (0, "any free port", would hide the real one)."""
@@ -91,6 +95,8 @@ class KubeConfig:
     topology_labels: str = "auto"
     watch_timeout_s: int = DEFAULT_WATCH_TIMEOUT_S
     topology_refresh_s: float = DEFAULT_TOPOLOGY_REFRESH_S
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    bind_timeout_s: float = DEFAULT_BIND_TIMEOUT_S
 
 
 DEFAULT_LEASE_NAME = "phalanx-extender"
@@ -170,6 +176,8 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             "topologyLabels",
             "watchTimeoutSeconds",
             "topologyRefreshSeconds",
+            "requestTimeoutSeconds",
+            "bindTimeoutSeconds",
         },
     )
     election = r.section(
@@ -244,6 +252,8 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             topology_labels=kube.string("topologyLabels", "auto") or "auto",
             watch_timeout_s=kube.integer("watchTimeoutSeconds", DEFAULT_WATCH_TIMEOUT_S, 1),
             topology_refresh_s=kube.number("topologyRefreshSeconds", DEFAULT_TOPOLOGY_REFRESH_S),
+            request_timeout_s=kube.number("requestTimeoutSeconds", DEFAULT_REQUEST_TIMEOUT_S),
+            bind_timeout_s=kube.number("bindTimeoutSeconds", DEFAULT_BIND_TIMEOUT_S),
         ),
         leader_election=LeaderElectionConfig(
             enabled=election.boolean("enabled", False),

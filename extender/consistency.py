@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from phalanx.extender import podspec
 from phalanx.extender.planner import EXTERNAL_PREFIX, Planner
 from phalanx.scheduler.state import HoldingPhase
 
@@ -56,12 +57,46 @@ def ledger_problems(planner: Planner) -> list[str]:
     return problems
 
 
-def rebuild(planner: Planner) -> Planner:
-    """A fresh planner over the same cluster, policies and settings, recovered from the pods
-    ``planner`` knows as the apiserver would list them (a pod bound by a dry-run bind carries
-    its node and the Binding's annotations, as after a real one)."""
+def truth_problems(planner: Planner, listed: Iterable[dict[str, Any]]) -> list[str]:
+    """Everything in which ``planner`` disagrees with the cluster's truth, ``listed`` being a
+    fresh list of every pod from the apiserver: pods it does not know or still knows after
+    they were deleted (a watch that missed events), pods it has on another node or unbound
+    (a bind whose answer was lost), and a bound part that differs from a planner rebuilt from
+    the list itself (GPUs charged twice or not at all). ``ledger_problems`` checks the planner
+    against its own pods; this checks those pods against the cluster."""
+    listed_pods = [p for p in listed if not podspec.is_terminal(p)]
+    cluster = {podspec.pod_key(p): podspec.node_of(p) for p in listed_pods}
     with planner.lock:
-        pods = [_as_listed(rec.pod, rec.node) for rec in planner.pods.values()]
+        known = {key: rec.node for key, rec in planner.pods.items()}
+        live = held_parts(planner)
+        overcommitted = set(planner.overcommitted)
+        from_cluster = rebuild(planner, listed_pods)
+    problems = []
+    for key in sorted(cluster.keys() | known.keys()):
+        if key not in known:
+            problems.append(f"pod {key} is in the cluster but unknown to the ledger")
+        elif key not in cluster:
+            problems.append(f"pod {key} is known to the ledger but not in the cluster")
+        elif known[key] != cluster[key]:
+            problems.append(
+                f"pod {key} is bound to {cluster[key]!r} in the cluster, to {known[key]!r} "
+                "in the ledger"
+            )
+    overcommitted |= set(from_cluster.overcommitted)
+    problems += [
+        f"against the cluster: {p}" for p in _compare(live, held_parts(from_cluster), overcommitted)
+    ]
+    return problems
+
+
+def rebuild(planner: Planner, pods: Iterable[dict[str, Any]] | None = None) -> Planner:
+    """A fresh planner over the same cluster, policies and settings, recovered from ``pods``
+    or, by default, from the pods ``planner`` knows as the apiserver would list them (a pod
+    bound by a dry-run bind carries its node and the Binding's annotations, as after a real
+    one)."""
+    with planner.lock:
+        if pods is None:
+            pods = [_as_listed(rec.pod, rec.node) for rec in planner.pods.values()]
         groups = dict(planner.groups)
         fresh = Planner(
             planner.compiled.cluster,

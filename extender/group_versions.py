@@ -34,13 +34,17 @@ class ServedGroupKind:
         self.version: str | None = None
         """The version in use; None until discovery found one."""
 
-    def discover(self) -> str | None:
+    def discover(self, request_timeout: Any = None) -> str | None:
         """The first accepted version whose discovery document lists the resource, or None
-        when the cluster serves none of them (the CRD, or the feature gate, is absent)."""
+        when the cluster serves none of them (the CRD, or the feature gate, is absent).
+        ``request_timeout`` is the list's own, so a hung discovery request ends with it."""
         for version in self.kind.versions:
             try:
                 resp = self.custom.get_api_resources(
-                    self.kind.group, version, _preload_content=False
+                    self.kind.group,
+                    version,
+                    _preload_content=False,
+                    _request_timeout=request_timeout,
                 )
             except ApiException as exc:
                 if exc.status == HTTP_NOT_FOUND:
@@ -54,7 +58,7 @@ class ServedGroupKind:
 
     def __call__(self, **kwargs: Any) -> Any:
         if not kwargs.get("watch") or self.version is None:
-            found = self.discover()
+            found = self.discover(kwargs.get("_request_timeout"))
             if found != self.version:
                 log.info(
                     "%s: using %s/%s",

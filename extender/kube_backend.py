@@ -15,8 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
+from phalanx.extender.api_retry import with_transport_retries
 from phalanx.extender.binding import Binder
 from phalanx.extender.config import KubeConfig
+from phalanx.extender.consistency import ledger_problems, truth_problems
 from phalanx.extender.gangs import GROUP_KINDS, GroupKind
 from phalanx.extender.group_versions import ServedGroupKind
 from phalanx.extender.kube_binder import KubeBinder
@@ -53,12 +55,14 @@ class KubeBackend:
         settings: KubeConfig,
         make_planner: Callable[[Cluster], Planner],
     ) -> None:
+        api_client = with_transport_retries(api_client)
         self.api_client = api_client
         self.settings = settings
         self.make_planner = make_planner
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
-        self._binder = KubeBinder(api_client)
+        self._binder = KubeBinder(api_client, settings.bind_timeout_s)
+        self._reflectors: list[Reflector] = []
         self._planner: Planner | None = None
         self._why = "listing Nodes, PodGroups and Pods"
         self._stop = threading.Event()
@@ -88,7 +92,35 @@ class KubeBackend:
             "mode": "kubernetes",
             "malformed_nodes": list(self.node_errors),
             "group_versions": {s: g.group_version for s, g in self._group_lists.items()},
+            "api": {
+                "watches": {r.resource: r.stats.as_dict() for r in self._reflectors},
+                "binds": self._binder.stats.as_dict(),
+            },
         }
+
+    def consistency(self) -> dict[str, Any]:
+        """The ledger checked against itself and against a fresh list of every pod (the
+        cluster's truth): what ``/debug/consistency`` serves. It calls the apiserver, so the
+        app runs it off the event loop."""
+        planner = self._planner
+        if planner is None:
+            return {"ok": False, "ready": False, "ledger": [], "cluster": []}
+        pods, rv = list_objects(self.core.list_pod_for_all_namespaces, self._timeout)
+        ledger = ledger_problems(planner)
+        cluster = truth_problems(planner, pods)
+        return {
+            "ok": not ledger and not cluster,
+            "ready": True,
+            "resource_version": rv,
+            "pods_listed": len(pods),
+            "pods_known": len(planner.pods),
+            "ledger": ledger,
+            "cluster": cluster,
+        }
+
+    @property
+    def _timeout(self) -> float:
+        return self.settings.request_timeout_s
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -111,7 +143,7 @@ class KubeBackend:
                 self._stop.wait(STARTUP_RETRY_S)
 
     def _sync(self) -> None:
-        nodes, node_rv = list_objects(self.core.list_node)
+        nodes, node_rv = list_objects(self.core.list_node, self._timeout)
         self._replace_nodes(nodes)
         planner, group_rvs, pod_rv = self._recovered_planner()
         self._planner = planner
@@ -125,6 +157,7 @@ class KubeBackend:
                 self._stop,
                 timeout,
                 node_rv,
+                self._timeout,
             )
         )
         self._spawn(
@@ -135,6 +168,7 @@ class KubeBackend:
                 self._stop,
                 timeout,
                 pod_rv,
+                self._timeout,
             )
         )
         for kind in GROUP_KINDS:
@@ -146,6 +180,7 @@ class KubeBackend:
                     self._stop,
                     timeout,
                     group_rvs[kind.source],
+                    self._timeout,
                 )
             )
         self._spawn(threading.Thread(target=self._refresh_topology, name="topology", daemon=True))
@@ -157,7 +192,7 @@ class KubeBackend:
         group_rvs: dict[str, str | None] = {}
         for kind in GROUP_KINDS:
             try:
-                groups, rv = list_objects(self._group_list(kind))
+                groups, rv = list_objects(self._group_list(kind), self._timeout)
             except client.ApiException as exc:
                 if exc.status != HTTP_NOT_FOUND:
                     raise
@@ -165,7 +200,7 @@ class KubeBackend:
             for obj in groups:
                 planner.observe_group(kind, obj)
             group_rvs[kind.source] = rv
-        pods, pod_rv = list_objects(self.core.list_pod_for_all_namespaces)
+        pods, pod_rv = list_objects(self.core.list_pod_for_all_namespaces, self._timeout)
         planner.recover(pods)
         return planner, group_rvs, pod_rv
 
@@ -182,6 +217,8 @@ class KubeBackend:
             planner.observe_pod(pod)
 
     def _spawn(self, thread: threading.Thread) -> None:
+        if isinstance(thread, Reflector):
+            self._reflectors.append(thread)
         thread.start()
         self._threads.append(thread)
 

@@ -21,6 +21,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "Run policies x traces x seeds x clusters and compare.",
     ),
     "serve": ("phalanx.extender.cli", "Run the kube-scheduler extender webhook."),
+    "status": ("phalanx.extender.status_cli", "Queues and pending gangs of a running extender."),
+    "explain": (
+        "phalanx.extender.explain_cli",
+        "Why a gang or pod waits, or why it runs where it runs.",
+    ),
     "bench": ("phalanx.bench.cli", "Run a benchmark report (without a name: list them)."),
 }
 

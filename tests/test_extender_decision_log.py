@@ -55,7 +55,8 @@ def test_plan_bind_expiry_lines_are_json_with_the_fields(lines: io.StringIO):
     assert plan["gang"] == "ml/t" and plan["queue"] == "default" and plan["tenant"] == "ml"
     assert len(plan["nodes"]) == 3 and plan["domain"] and plan["level"]
     assert plan["solver"] == "fast" and plan["time"] == 1000.0
-    assert set(plan["cost"]) == {"communication", "fragmentation", "misalignment", "latency", "total"}
+    terms = {"communication", "fragmentation", "misalignment", "latency", "total"}
+    assert set(plan["cost"]) == terms
     assert bind["pod"] == "ml/t-0" and bind["ok"] and bind["node"] in plan["nodes"]
     assert bind["gpus"] == "0,1,2,3,4,5,6,7" and bind["time"] == 1002.0
     assert expiry["released"] == ["t-2"] and expiry["kept_bound"] == ["t-0", "t-1"]

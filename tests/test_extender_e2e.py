@@ -268,10 +268,13 @@ def test_repeat_bind_is_idempotent_and_failures_keep_the_plan():
             "NodeNames"
         ][0]
         args = {"PodName": "i-0", "PodNamespace": "ml", "PodUID": pod["metadata"]["uid"]}
-        api.fail_bindings = 1
+        c.backend.binder.timeout_s = 0.5  # a 500 is retried with backoff for this long
+        api.fail_bindings = 1_000
         failed = c.scheduler.post("bind", {**args, "Node": node})
         assert "injected failure" in failed["Error"]
+        assert "gave up after" in failed["Error"]
         assert "ml/i" in c.backend.planner.state.holdings, "a failed bind releases nothing"
+        api.fail_bindings = 0
         assert c.scheduler.post("bind", {**args, "Node": node}) == {"Error": ""}
         assert c.scheduler.post("bind", {**args, "Node": node}) == {"Error": ""}
         wrong_uid = c.scheduler.post("bind", {**args, "PodUID": "nope", "Node": node})
