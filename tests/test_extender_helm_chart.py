@@ -250,6 +250,31 @@ def test_tls_without_client_certificates_keeps_http_probes():
     assert extender_entry(manifest)["enableHTTPS"] is True
 
 
+def test_service_monitor_is_off_by_default_and_scrapes_the_service_when_on(default_manifest):
+    assert not any(o["kind"] == "ServiceMonitor" for o in rendered_objects(default_manifest))
+    values = {
+        "tls": {"enabled": True},
+        "serviceMonitor": {
+            "enabled": True,
+            "labels": {"release": "prometheus"},
+            "tlsConfig": {"ca": {"secret": {"name": "phalanx-tls", "key": "ca.crt"}}},
+        },
+    }
+    objects = by_kind(rendered_objects(render_chart(CHART, values)))
+    monitor = objects["ServiceMonitor", "phalanx-extender"]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == NAMESPACE
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    service = objects["Service", "phalanx-extender"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert endpoint["path"] == "/metrics" and endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == values["serviceMonitor"]["tlsConfig"]
+
+
 @pytest.mark.parametrize(
     ("values", "reason"),
     [
