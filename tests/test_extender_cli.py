@@ -102,7 +102,7 @@ def test_a_settings_file_reports_every_bad_key_at_once(tmp_path):
     assert err.value.problems == [
         "s.yaml: policies must be a mapping",
         "s.yaml: colour: unknown setting; known: bindWorkers, kube, leaderElection, listen, "
-        "maxBodyBytes, "
+        "logFormat, maxBodyBytes, "
         "pathPrefix, policies, reservationTTLSeconds, solver, solverTimeLimitSeconds, tls",
         "s.yaml: solver: expected fast, exact or auto, got 'magic'",
     ]
