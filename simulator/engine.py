@@ -145,6 +145,7 @@ class Simulation:
             t_arrival = (
                 runs[next_arrival].job.submit_time_s if next_arrival < len(runs) else math.inf
             )
+            self._drop_idle_wakeups()
             t_event = self.events.peek_time() if self.events else math.inf
             now = min(t_arrival, t_event)
             if not math.isfinite(now):
@@ -200,6 +201,13 @@ class Simulation:
             *self.workload.notes,
             *self._policy_notes,
         ]
+
+    def _drop_idle_wakeups(self) -> None:
+        """A wake-up with no gang waiting changes nothing; dropping it keeps it from
+        stretching the run past its last completion (and the time averages with it)."""
+        while self.events and not self.pending and self.events.peek().kind is EventKind.WAKEUP:
+            self.events.pop()
+            self._wake_s = math.inf
 
     def _drain(self, now: float, below: int) -> bool:
         """Handle queued events at ``now`` whose kind sorts below ``below``; True if a

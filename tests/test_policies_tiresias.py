@@ -18,6 +18,7 @@ from phalanx.scheduler.placement import Placement
 from phalanx.scheduler.state import ClusterState
 from phalanx.simulator.config import SimulationConfig
 from phalanx.simulator.job import Job, TraceWorkload
+from phalanx.simulator.metrics import summarize
 from phalanx.simulator.run import simulate
 from phalanx.simulator.traces.openb import flat_cluster, pcie_node
 
@@ -147,3 +148,18 @@ def test_no_job_starves_past_the_guard(
         (i for i, g in enumerate(order) if policy.queue_index(g, ctx) > 0), len(order)
     )
     assert all(order.index(g) < first_outside_top for g in starved)
+
+
+def test_a_pending_guard_wake_up_does_not_outlive_the_run() -> None:
+    # L waits 50-100 (evicted by S); the guard would wake at 5050, long after L ends at 1050.
+    # The wake-up is dropped once nothing waits, so the time averages end with the run.
+    jobs = [Job("L", 0.0, 1000.0, gpus=4), Job("S", 10.0, 50.0, gpus=4)]
+    options = {"thresholds_gpu_s": [200.0], "starve_limit_s": 5000.0}
+    result = simulate(
+        TraceWorkload("t", jobs, source="test"),
+        one_node(),
+        SimulationConfig(policy="tiresias", policy_options=options),
+    )
+    summary = summarize(result)
+    assert summary["makespan_s"] == pytest.approx(1050)
+    assert summary["gpu_allocation_ratio"] == pytest.approx(1.0)
