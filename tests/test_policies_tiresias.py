@@ -151,9 +151,10 @@ def test_no_job_starves_past_the_guard(
 
 
 def test_a_pending_guard_wake_up_does_not_outlive_the_run() -> None:
-    # L waits 50-100 (evicted by S); the guard would wake at 5050, long after L ends at 1050.
-    # The wake-up is dropped once nothing waits, so the time averages end with the run.
-    jobs = [Job("L", 0.0, 1000.0, gpus=4), Job("S", 10.0, 50.0, gpus=4)]
+    # S evicts L at 50 and runs to 550 (demoted at 100, so no threshold is due after that);
+    # L last ran at 50, so the guard would wake at 5050, long after L ends at 1500. The
+    # wake-up is dropped once nothing waits, so the time averages end with the run.
+    jobs = [Job("L", 0.0, 1000.0, gpus=4), Job("S", 10.0, 500.0, gpus=4)]
     options = {"thresholds_gpu_s": [200.0], "starve_limit_s": 5000.0}
     result = simulate(
         TraceWorkload("t", jobs, source="test"),
@@ -161,5 +162,5 @@ def test_a_pending_guard_wake_up_does_not_outlive_the_run() -> None:
         SimulationConfig(policy="tiresias", policy_options=options),
     )
     summary = summarize(result)
-    assert summary["makespan_s"] == pytest.approx(1050)
+    assert summary["makespan_s"] == pytest.approx(1500)
     assert summary["gpu_allocation_ratio"] == pytest.approx(1.0)
