@@ -85,6 +85,8 @@ class PolicyConfig:
     scorer_options: dict[str, Any] = field(default_factory=dict)
     preemption: str | None = "priority"
     preemption_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    """The scorer's seed (FGD's tie-breaking), as ``phalanx simulate --seed`` gives it."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,15 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
     tls = r.section("tls", {"certFile", "keyFile", "clientCAFile", "requireClientCert"})
     pol = r.section(
         "policies",
-        {"queue", "queueOptions", "scorer", "scorerOptions", "preemption", "preemptionOptions"},
+        {
+            "queue",
+            "queueOptions",
+            "scorer",
+            "scorerOptions",
+            "preemption",
+            "preemptionOptions",
+            "seed",
+        },
     )
     kube = r.section(
         "kube",
@@ -245,6 +255,7 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             scorer_options=pol.mapping("scorerOptions"),
             preemption=pol.string("preemption", "priority"),
             preemption_options=pol.mapping("preemptionOptions"),
+            seed=pol.integer("seed", 0, 0),
         ),
         kube=KubeConfig(
             kubeconfig=kube.string("kubeconfig", None),

@@ -41,6 +41,7 @@ from phalanx.extender.podspec import (
     namespace_of,
     node_of,
     pod_key,
+    started_s,
     uid_of,
 )
 from phalanx.extender.records import GangRecord, PodRecord, natural_key
@@ -54,19 +55,17 @@ from phalanx.extender.why_not import (
     waiting_text,
 )
 from phalanx.extender.wire import MAX_EXTENDER_PRIORITY
-from phalanx.scheduler.cycle import CycleOutcome, SchedulingCycle
-from phalanx.scheduler.engine import place
+from phalanx.scheduler.cycle import CycleConfig, CycleOutcome, SchedulingCycle
 from phalanx.scheduler.gang import Gang, GangSpecError, Member, MemberRequest
 from phalanx.scheduler.interfaces import (
     PlacementScorer,
     PreemptionPolicy,
-    QueueContext,
     QueuePolicy,
     RunningGang,
     RuntimeObserver,
 )
 from phalanx.scheduler.placement import CostBreakdown, MemberPlacement, Placement, Unplaceable
-from phalanx.scheduler.reasons import Reason, code_of
+from phalanx.scheduler.reasons import Reason
 from phalanx.scheduler.state import ClusterState, HoldingPhase, LedgerError
 from phalanx.scheduler.validation import validate_gang_for_cluster
 from phalanx.topology.compiled import CapacityError, CompiledCluster
@@ -80,6 +79,8 @@ EXTERNAL_PREFIX = "external:"
 """Ledger keys of pods placed by someone else (default binder, before Phalanx ran)."""
 UNKNOWN_NODE_REASON = "node is not in Phalanx's topology view (not yet seen, or removed)"
 SUCCEEDED = "Succeeded"
+SERVED_KEPT = 4096
+"""Gangs whose ended pods' service is remembered (the oldest are forgotten first)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,16 @@ class Planner:
         self._verdicts = Verdicts()
         """Whether gangs that did not fit ever could (asked once per version of a gang)."""
         self.decisions = DecisionLog(clock)
+        self.cycle_config = CycleConfig(
+            solver=self.config.solver,
+            time_limit_s=self.config.time_limit_s,
+            scorer=scorer,
+            preemption=preemption,
+        )
+        """The one configuration of every decision: plans, late members, preemption."""
+        self.served_gpu_s: dict[str, float] = {}
+        """Gang key -> GPU-seconds its pods ran before they ended without success (a preempted
+        gang recreated later keeps its attained service, as Tiresias assumes)."""
 
     @property
     def compiled(self) -> CompiledCluster:
@@ -313,10 +324,10 @@ class Planner:
                 preemptor = self._pending_object(gang)
             except GangSpecError:
                 return {}
-            ctx = QueueContext(
-                self.clock(), self.state, list(self._running.values()), place=self._place
+            now = self.clock()
+            decision, _ = self._cycle(preempting=True).plan_preemption(
+                preemptor, list(self._running.values()), now, self.attained(now)
             )
-            decision = self.preemption.select_victims(preemptor, ctx, self._place)
             if decision is None:
                 return {}
             victims: dict[str, list[str]] = {}
@@ -397,15 +408,13 @@ class Planner:
                 self._unresolvable(other, spec_error_code(exc), str(exc))
         if gang.unresolvable:
             return reject(offered, gang.waiting, unresolvable=True)
-        cycle = SchedulingCycle(
-            self.state, self.queue, None, self.scorer, solver=self.config.solver
-        )
         try:
             with withheld(self.compiled, offer.withheld_nodes()):
-                outcome = cycle.run(
+                outcome = self._cycle().run(
                     pending,
                     list(self._running.values()),
                     now,
+                    self.attained(now),
                     reserve_ttl_s=self.config.reservation_ttl_s,
                 )
         except GangSpecError as exc:
@@ -451,8 +460,9 @@ class Planner:
     def _plan_extra(
         self, gang: GangRecord, rec: PodRecord, offer: Offer, now: float
     ) -> FilterDecision:
-        """A member outside the gang's plans (late arrival, re-planned): placed on its own,
-        preferring the level where the rest of the gang sits."""
+        """A member outside the gang's plans (late arrival, re-planned): a one-member gang put
+        through the same cycle as first plans (queue admission included: a quota is not
+        overrun member by member), preferring the level where the rest of the gang sits."""
         offered = offer.names
         if rec.request is None:
             why = waiting_text(gang.key, Reason.INVALID_SPEC, rec.spec_error)
@@ -475,17 +485,41 @@ class Planner:
             submit_time_s=hints.submit_time_s,
         )
         try:
-            with withheld(self.compiled, offer.withheld_nodes()):
-                result = self._place(single, self.state)
+            single.validate()
+            validate_gang_for_cluster(single, self.compiled)
         except GangSpecError as exc:
             why = waiting_text(gang.key, spec_error_code(exc), str(exc))
             return reject(offered, why, unresolvable=True)
-        if isinstance(result, Unplaceable):
-            code = code_of(result.constraint)
-            detail = f"member {rec.name}: {result.reason}"
+        with withheld(self.compiled, offer.withheld_nodes()):
+            outcome = self._cycle().run(
+                [single],
+                list(self._running.values()),
+                now,
+                self.attained(now),
+                reserve_ttl_s=self.config.reservation_ttl_s,
+                also_waiting=self._waiting_objects(),
+            )
+        if not outcome.started:
+            code = outcome.codes.get(single.name, Reason.CAPACITY)
+            detail = f"member {rec.name}: {outcome.waiting.get(single.name, 'not placed')}"
             return reject(offered, waiting_text(gang.key, code, detail))
-        self._adopt(gang, single, result, now)
-        return FilterDecision([result.members[0].node])
+        planned, placement = outcome.started[0]
+        self._adopt(gang, planned, placement, now)
+        return FilterDecision([placement.members[0].node])
+
+    def _waiting_objects(self) -> list[Gang]:
+        """The other gangs waiting for a plan, as far as they can be read (what admission
+        sees in a full cycle)."""
+        objects = []
+        for key in sorted(self._unplanned):
+            other = self.gangs[key]
+            if self._gate(other):
+                continue
+            try:
+                objects.append(self._pending_object(other))
+            except GangSpecError:
+                continue
+        return objects
 
     def _gate(self, gang: GangRecord) -> str:
         """Why the gang may not be planned yet ('' when it may): its group object is missing
@@ -504,14 +538,33 @@ class Planner:
             return waiting_text(gang.key, Reason.INVALID_SPEC, bad.spec_error)
         return ""
 
+    def _cycle(self, *, preempting: bool = False) -> SchedulingCycle:
+        """The shared cycle with this planner's one :class:`CycleConfig`. Filter runs carry no
+        preemption policy: in the extender kube-scheduler evicts, through the preempt verb
+        (:meth:`SchedulingCycle.plan_preemption`)."""
+        config = self.cycle_config if preempting else replace(self.cycle_config, preemption=None)
+        return SchedulingCycle.from_config(self.state, self.queue, config)
+
     def _place(self, gang: Gang, state: ClusterState) -> Placement | Unplaceable:
-        return place(
-            gang,
-            state,
-            solver=self.config.solver,
-            scorer=self.scorer,
-            time_limit_s=self.config.time_limit_s,
-        )
+        return self._cycle().place(gang, state)
+
+    def attained(self, now: float) -> dict[str, float]:
+        """Attained service (GPU-seconds) as the queue and preemption policies read it, from
+        the bound pods' run time: by gang key for waiting gangs (service of ended pods kept in
+        :attr:`served_gpu_s` included), by ledger key for plans with bound members."""
+        attained: dict[str, float] = {}
+        for gang in self.gangs.values():
+            total = self.served_gpu_s.get(gang.key, 0.0)
+            for rec in gang.members.values():
+                service = _service_gpu_s(rec, now)
+                if service:
+                    total += service
+                    ledger_key = gang.slots.get(rec.name)
+                    if ledger_key is not None:
+                        attained[ledger_key] = attained.get(ledger_key, 0.0) + service
+            if total:
+                attained[gang.key] = max(attained.get(gang.key, 0.0), total)
+        return attained
 
     def _adopt(self, gang: GangRecord, planned: Gang, placement: Placement, now: float) -> None:
         """Take on a plan: the cycle has reserved it already, the extra path has not."""
@@ -580,6 +633,7 @@ class Planner:
         """The pod is on ``node``: commit its place in its plan, or account for it as placed
         by someone else when it landed elsewhere."""
         rec.node = node
+        rec.bound_s = started_s(rec.pod, self.clock())
         gang = self.gangs[rec.gang_key]
         slot = self._slot(rec)
         if slot is not None and slot[1].node == node:
@@ -641,6 +695,14 @@ class Planner:
         return rec
 
     def _forget(self, rec: PodRecord, finished: bool) -> None:
+        service = _service_gpu_s(rec, self.clock())
+        if service and not finished:
+            served = self.served_gpu_s
+            served[rec.gang_key] = served.pop(rec.gang_key, 0.0) + service
+            while len(served) > SERVED_KEPT:
+                del served[next(iter(served))]
+        elif finished:
+            self.served_gpu_s.pop(rec.gang_key, None)
         self.pods.pop(rec.key, None)
         external = self.external.pop(rec.key, None)
         if external is not None:
@@ -970,6 +1032,14 @@ def _request_of(m: MemberPlacement) -> MemberRequest:
     if m.gpu_milli >= MILLI_PER_GPU:
         return MemberRequest(gpus=len(m.gpus), cpu_milli=m.cpu_milli, memory_mib=m.memory_mib)
     return MemberRequest(gpu_milli=m.gpu_milli, cpu_milli=m.cpu_milli, memory_mib=m.memory_mib)
+
+
+def _service_gpu_s(rec: PodRecord, now: float) -> float:
+    """GPU-seconds the pod has run since it was bound (0 while pending)."""
+    if not rec.node or rec.bound_s is None or rec.request is None:
+        return 0.0
+    gpus = rec.request.gpus + rec.request.gpu_milli / MILLI_PER_GPU
+    return gpus * max(0.0, now - rec.bound_s)
 
 
 def _estimate(hints: GangHints | None) -> float | None:

@@ -67,13 +67,22 @@ def priority_of(pod: Mapping[str, Any]) -> int:
 
 def created_s(pod: Mapping[str, Any]) -> float:
     """Creation time in Unix seconds (0 when absent), for FIFO order within a queue."""
-    stamp = pod["metadata"].get("creationTimestamp")
+    return _timestamp(pod["metadata"].get("creationTimestamp"), 0.0)
+
+
+def started_s(pod: Mapping[str, Any], default: float) -> float:
+    """When the pod started running (``status.startTime``), else ``default`` (the time its
+    binding was seen): the start of the service that LAS-like policies count."""
+    return _timestamp((pod.get("status") or {}).get("startTime"), default)
+
+
+def _timestamp(stamp: Any, default: float) -> float:
     if not isinstance(stamp, str):
-        return 0.0
+        return default
     try:
         return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     except ValueError:
-        return 0.0
+        return default
 
 
 def manages(pod: Mapping[str, Any]) -> bool:

@@ -286,8 +286,13 @@ def _ordered(planner: Planner, pending: list[Gang]) -> list[Gang]:
 
 
 def _context(planner: Planner, pending: list[Gang]) -> QueueContext:
+    now = planner.clock()
     return QueueContext(
-        planner.clock(), planner.state, list(planner._running.values()), pending=pending
+        now,
+        planner.state,
+        list(planner._running.values()),
+        attained_gpu_s=planner.attained(now),
+        pending=pending,
     )
 
 

@@ -24,6 +24,8 @@ class PodRecord:
     """Why ``request`` could not be read, shown to the user instead of placing the pod."""
     node: str = ""
     """The node the pod is bound to, '' while pending."""
+    bound_s: float | None = None
+    """When it started running on ``node`` (attained service counts from here)."""
 
     def moved(self, node: str, request: MemberRequest | None) -> bool:
         """Bound, and now named on another node or asking for other amounts. The apiserver

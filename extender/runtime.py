@@ -10,7 +10,8 @@ from typing import Any
 from phalanx.extender.binding import Binder, RecordingBinder
 from phalanx.extender.config import PolicyConfig, ServeConfig
 from phalanx.extender.planner import Planner, PlannerConfig
-from phalanx.policies.registry import get_preemption_policy, get_queue_policy, get_scorer
+from phalanx.policies.registry import get_preemption_policy, get_queue_policy
+from phalanx.policies.scoring.inputs import build_scorer
 from phalanx.scheduler.interfaces import PlacementScorer, PreemptionPolicy, QueuePolicy
 from phalanx.topology.model import Cluster
 
@@ -21,9 +22,11 @@ RECENT_BINDS_SHOWN = 100
 def build_policies(
     cfg: PolicyConfig,
 ) -> tuple[QueuePolicy, PlacementScorer | None, PreemptionPolicy | None]:
-    """The named policies from the registry; unknown names raise ``UnknownPolicyError``."""
+    """The named policies from the registry; unknown names raise ``UnknownPolicyError``. The
+    scorer is built as the simulator builds it (seed, and the default workload: the extender
+    has no trace to learn one from)."""
     queue = get_queue_policy(cfg.queue, **cfg.queue_options)
-    scorer = get_scorer(cfg.scorer, **cfg.scorer_options) if cfg.scorer else None
+    scorer = build_scorer(cfg.scorer, cfg.scorer_options, cfg.seed) if cfg.scorer else None
     preemption = (
         get_preemption_policy(cfg.preemption, **cfg.preemption_options) if cfg.preemption else None
     )

@@ -18,6 +18,13 @@ Every gang that does not start gets a reason in :attr:`CycleOutcome.waiting`, it
 vocabulary of :mod:`scheduler.reasons`) in :attr:`CycleOutcome.codes`, and, when it did not
 fit, the engine's answer in :attr:`CycleOutcome.unplaced`. Expiring reservations is the
 caller's job (``ClusterState.expire``), so that it can requeue them.
+
+Every decision goes through this one door, configured by one :class:`CycleConfig`: first
+plans (:meth:`SchedulingCycle.run`), members placed after their gang's plan (the extender's
+late members and re-plans, run as one-member gangs through the same admission), and preemption
+asked for by kube-scheduler (:meth:`SchedulingCycle.plan_preemption`, checked as the cycle's own
+preemption is). A caller that placed, admitted or picked victims by itself would decide
+differently from the simulator for the same gangs.
 """
 
 from __future__ import annotations
@@ -42,6 +49,21 @@ from phalanx.scheduler.placement import Placement, PlacementResult, Unplaceable
 from phalanx.scheduler.reasons import Reason, code_of
 from phalanx.scheduler.state import ClusterState, LedgerError
 from phalanx.topology.compiled import CapacityError
+
+DEFAULT_TIME_LIMIT_S = 2.0
+"""The exact solver's time limit when a caller configures none (the engine's default)."""
+
+
+@dataclass(frozen=True)
+class CycleConfig:
+    """Everything a placement decision depends on besides the state and the queue policy, set
+    once per caller so that the simulator and the extender cannot drift apart (the extender's
+    cycle once dropped the solver's time limit and placed members outside the cycle)."""
+
+    solver: str = "fast"
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    scorer: PlacementScorer | None = None
+    preemption: PreemptionPolicy | None = None
 
 
 @dataclass
@@ -76,18 +98,43 @@ class SchedulingCycle:
         solver: str = "fast",
         *,
         place: PlaceFunction | None = None,
+        time_limit_s: float = DEFAULT_TIME_LIMIT_S,
     ) -> None:
         """``place`` replaces the placement engine (what-if tools and tests); by default the
-        cycle calls :func:`scheduler.engine.place` with ``solver`` and ``scorer``."""
+        cycle calls :func:`scheduler.engine.place` with ``solver``, ``scorer`` and
+        ``time_limit_s``."""
         self.state = state
         self.queue = queue
         self.preemption = preemption
         self.scorer = scorer
         self.solver = solver
+        self.time_limit_s = time_limit_s
         self._place = place if place is not None else self._engine_place
 
+    @classmethod
+    def from_config(
+        cls,
+        state: ClusterState,
+        queue: QueuePolicy,
+        config: CycleConfig,
+        *,
+        place: PlaceFunction | None = None,
+    ) -> SchedulingCycle:
+        """The cycle every caller builds from its one :class:`CycleConfig`."""
+        return cls(
+            state,
+            queue,
+            config.preemption,
+            config.scorer,
+            config.solver,
+            place=place,
+            time_limit_s=config.time_limit_s,
+        )
+
     def _engine_place(self, gang: Gang, state: ClusterState) -> PlacementResult:
-        return engine.place(gang, state, solver=self.solver, scorer=self.scorer)
+        return engine.place(
+            gang, state, solver=self.solver, scorer=self.scorer, time_limit_s=self.time_limit_s
+        )
 
     def place(self, gang: Gang, state: ClusterState) -> PlacementResult:
         return self._place(gang, state)
@@ -99,18 +146,14 @@ class SchedulingCycle:
         now_s: float,
         attained_gpu_s: dict[str, float] | None = None,
         reserve_ttl_s: float | None = None,
+        *,
+        also_waiting: Sequence[Gang] = (),
     ) -> CycleOutcome:
-        if isinstance(self.scorer, StateObserver):
-            self.scorer.bind_state(self.state)
+        """Try ``pending`` in the queue policy's order. ``also_waiting`` are gangs that wait
+        as well but are not tried now (the extender placing one late member): admission sees
+        them in ``ctx.pending``, as it would in a full cycle."""
         live = list(running)
-        ctx = QueueContext(
-            now_s=now_s,
-            state=self.state,
-            running=live,
-            attained_gpu_s=dict(attained_gpu_s or {}),
-            pending=list(pending),
-            place=self.place,
-        )
+        ctx = self.context([*pending, *also_waiting], live, now_s, attained_gpu_s)
         outcome = CycleOutcome()
         ordered = self.queue.order(pending, ctx)
         for i, gang in enumerate(ordered):
@@ -125,6 +168,53 @@ class SchedulingCycle:
                     )
                 break
         return outcome
+
+    def context(
+        self,
+        pending: Sequence[Gang],
+        running: list[RunningGang],
+        now_s: float,
+        attained_gpu_s: dict[str, float] | None = None,
+    ) -> QueueContext:
+        """What the policies see, built one way for every decision (``running`` is kept, not
+        copied: the cycle appends the gangs it starts)."""
+        if isinstance(self.scorer, StateObserver):
+            self.scorer.bind_state(self.state)
+        return QueueContext(
+            now_s=now_s,
+            state=self.state,
+            running=running,
+            attained_gpu_s=dict(attained_gpu_s or {}),
+            pending=list(pending),
+            place=self.place,
+        )
+
+    def plan_preemption(
+        self,
+        gang: Gang,
+        running: Sequence[RunningGang],
+        now_s: float,
+        attained_gpu_s: dict[str, float] | None = None,
+    ) -> tuple[PreemptionDecision | None, str]:
+        """The victims the preemption policy would evict for ``gang``, checked as the cycle
+        checks its own (admission first, whole running gangs only, the preemptor fits once they
+        are gone, ``accept``), without executing anything: the extender answers kube-scheduler,
+        which evicts the pods itself. Returns (decision, '') or (None, why not)."""
+        if self.preemption is None:
+            return None, "no preemption policy"
+        ctx = self.context([gang], list(running), now_s, attained_gpu_s)
+        refusal = self.queue.admit(gang, ctx)
+        if refusal is not None:
+            return None, refusal
+        decision = self.preemption.select_victims(gang, ctx, self.place)
+        if decision is None:
+            return None, "no set of whole gangs makes room"
+        problem = self._check_plan(gang, decision, ctx)
+        if problem is None:
+            problem = self.queue.accept(gang, decision.placement, ctx)
+        if problem is not None:
+            return None, problem
+        return decision, ""
 
     # ------------------------------------------------------------------ one gang
     def _try(

@@ -487,18 +487,11 @@ def build_scorer(
     name: str, options: dict[str, object], seed: int, gangs: list[Gang]
 ) -> PlacementScorer:
     """A scorer by name; the run's seed and workload go to the parts that take them (the
-    FGD scorers' tie-breaking, FGD's target workload), the user's options to all."""
-    from phalanx.policies.registry import PolicyOptionError, get_scorer
-    from phalanx.policies.scoring.fgd_workload import Workload
+    FGD scorers' tie-breaking, FGD's target workload), the user's options to all; built as
+    the extender builds it (:func:`policies.scoring.inputs.build_scorer`)."""
+    from phalanx.policies.scoring.inputs import build_scorer as build
 
-    requests = [m.request for g in gangs for m in g.members]
-    workload = Workload.from_requests(requests) if requests else Workload.default()
-    for extra in ({"seed": seed, "workload": workload}, {"seed": seed}, {"workload": workload}):
-        try:
-            return get_scorer(name, **{**extra, **options})
-        except PolicyOptionError:
-            continue
-    return get_scorer(name, **options)
+    return build(name, options, seed, [m.request for g in gangs for m in g.members])
 
 
 def _is_scorer(name: str) -> bool:
