@@ -65,16 +65,17 @@ class Scenario:
 def kube_cluster(
     control_plane: ControlPlane, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Scenario]]:
-    """``kube_cluster(SPEC, serve={...})``: puts SPEC's nodes in, restarts ``phalanx serve``
-    (the chart's settings, merged with ``serve``) and returns the scenario."""
+    """``kube_cluster(SPEC, serve={...}, api_url=...)``: puts SPEC's nodes in, restarts
+    ``phalanx serve`` (the chart's settings, merged with ``serve``; talking to the apiserver
+    through ``api_url`` when given, e.g. an API fault proxy) and returns the scenario."""
     made: list[Scenario] = []
 
-    def make(spec: str, serve: dict[str, Any] | None = None) -> Scenario:
+    def make(spec: str, serve: dict[str, Any] | None = None, api_url: str = "") -> Scenario:
         namespace = f"scenario-{next(_namespaces)}"
         scenario = Scenario(control_plane, spec, namespace)
         ensure_namespace(scenario.api, namespace)
         set_nodes(scenario.api, scenario.nodes)
-        control_plane.start_extender(serve)
+        control_plane.start_extender(serve, api_url)
         made.append(scenario)
         return scenario
 

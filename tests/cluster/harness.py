@@ -34,6 +34,7 @@ from phalanx.extender.chart import (
     rendered_objects,
 )
 
+from tests.cluster.api_fault_proxy import ApiFaultProxy
 from tests.cluster.build import ControlPlaneBinaries
 from tests.cluster.pki import Pki, make_pki
 from tests.cluster.service_proxy import is_ready
@@ -274,10 +275,11 @@ class ControlPlane:
             apiserver,
         )
 
-    def _write_kubeconfig(self, name: str, user: dict[str, str]) -> Path:
+    def _write_kubeconfig(self, name: str, user: dict[str, str], server: str = "") -> Path:
         assert self.pki is not None
         path = self.workdir / f"{name}.kubeconfig"
-        path.write_text(yaml.safe_dump(kubeconfig(self.apiserver_url, self.pki.ca.cert, user)))
+        config = kubeconfig(server or self.apiserver_url, self.pki.ca.cert, user)
+        path.write_text(yaml.safe_dump(config))
         return path
 
     def admin_get(self, path: str) -> bytes:
@@ -325,6 +327,7 @@ class ControlPlane:
             NAMESPACE,
             {"spec": {"expirationSeconds": TOKEN_TTL_S}},
         )
+        self.extender_token = token.status.token
         self.extender_kubeconfig = self._write_kubeconfig("phalanx", {"token": token.status.token})
 
     def _chart_config(self, configmap: str, key: str) -> dict[str, Any]:
@@ -333,21 +336,31 @@ class ControlPlane:
                 return yaml.safe_load(obj["data"][key])
         raise ControlPlaneError(f"the chart renders no ConfigMap {configmap} with key {key}")
 
-    def _extender_settings(self, port: int, override: dict[str, Any] | None) -> Path:
+    def _extender_settings(
+        self, port: int, override: dict[str, Any] | None, api_url: str = ""
+    ) -> Path:
         settings = self._chart_config(SERVE_CONFIGMAP, SERVE_CONFIG_KEY)
         settings = merge_values(settings, self.serve_settings)
         settings = merge_values(settings, override or {})
         settings["listen"] = {"host": "127.0.0.1", "port": port}
-        settings.setdefault("kube", {})["kubeconfig"] = str(self.extender_kubeconfig)
+        kubeconfig_path = self.extender_kubeconfig
+        if api_url:  # the same token and CA, another server: a proxy in front of the apiserver
+            user = {"token": self.extender_token}
+            kubeconfig_path = self._write_kubeconfig(f"phalanx-via-{port}", user, api_url)
+        settings.setdefault("kube", {})["kubeconfig"] = str(kubeconfig_path)
         config_path = self.workdir / f"phalanx-config-{port}.yaml"
         config_path.write_text(yaml.safe_dump(settings))
         return config_path
 
-    def start_extender(self, settings_override: dict[str, Any] | None = None) -> None:
-        """(Re)starts one ``phalanx serve`` with the chart's settings on the extender's port."""
+    def start_extender(
+        self, settings_override: dict[str, Any] | None = None, api_url: str = ""
+    ) -> None:
+        """(Re)starts one ``phalanx serve`` with the chart's settings on the extender's port;
+        with ``api_url`` its kubeconfig names that server (an :class:`ApiFaultProxy`) instead
+        of the apiserver."""
         self.stop_extender()
         single = merge_values({"leaderElection": {"enabled": False}}, settings_override or {})
-        config_path = self._extender_settings(self.extender_port, single)
+        config_path = self._extender_settings(self.extender_port, single, api_url)
         phalanx = self._process(
             "phalanx", [sys.executable, "-m", "phalanx", "serve", "--config", str(config_path)]
         )
@@ -390,6 +403,20 @@ class ControlPlane:
             START_TIMEOUT_S,
         )
         return replicas
+
+    def api_fault_proxy(self) -> ApiFaultProxy:
+        """A started fault-injecting proxy in front of the apiserver, serving the harness CA's
+        ``api_proxy`` certificate; pass its ``url`` to ``start_extender``; ``stop()`` it."""
+        assert self.pki is not None
+        proxy = ApiFaultProxy(
+            self.apiserver_url,
+            self.pki.ca.cert,
+            self.pki.api_proxy.cert,
+            self.pki.api_proxy.key,
+            free_port(),
+        )
+        proxy.start()
+        return proxy
 
     def leader(self) -> str | None:
         """The replica that answers ready now (the leader), by name."""

@@ -35,6 +35,9 @@ class Pki:
     apiserver: KeyPair
     admin: KeyPair
     scheduler: KeyPair
+    api_proxy: KeyPair
+    """Served by the API fault proxy (tests/cluster/api_fault_proxy.py) on 127.0.0.1, so the
+    extender trusts it with the same CA as the apiserver."""
     service_account_key: Path
     service_account_public_key: Path
 
@@ -136,6 +139,7 @@ def make_pki(directory: Path) -> Pki:
         apiserver=leaf("apiserver", _name("kube-apiserver"), server=True),
         admin=leaf("admin", _name("phalanx-test-admin", "system:masters"), server=False),
         scheduler=leaf("scheduler", _name("system:kube-scheduler"), server=False),
+        api_proxy=leaf("api-proxy", _name("phalanx-api-fault-proxy"), server=True),
         service_account_key=service_account_key,
         service_account_public_key=service_account_public_key,
     )
