@@ -35,8 +35,9 @@ def fail(message: str) -> NoReturn:
 
 
 def _fail_cluster_file(exc: ClusterFileError) -> NoReturn:
-    noun = "problem" if len(exc.problems) == 1 else "problems"
-    fail("\n".join([f"{exc.source}: {len(exc.problems)} {noun}", *exc.problems]))
+    if len(exc.problems) == 1:
+        fail(str(exc))  # one problem, one line (naming the file)
+    fail("\n".join([f"{exc.source}: {len(exc.problems)} problems", *exc.problems]))
 
 
 @click.group("topology")

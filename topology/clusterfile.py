@@ -23,6 +23,7 @@ from phalanx.topology.costs import (
     cost_from_gbps,
     nic_gbps_to_gbytes,
 )
+from phalanx.topology.field_lines import DocumentShapeError, field_lines
 from phalanx.topology.fields import Problems, Reader, join
 from phalanx.topology.model import (
     MAX_GPUS_PER_NODE,
@@ -79,8 +80,15 @@ class ClusterFileError(ValueError):
         self.entries = (
             entries if entries is not None else [ProblemEntry(None, "", p) for p in problems]
         )
-        noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"{source}: {len(problems)} {noun}:\n  " + "\n  ".join(problems))
+        super().__init__(
+            _named(source, problems[0])
+            if len(problems) == 1  # one problem, one line
+            else f"{source}: {len(problems)} problems:\n  " + "\n  ".join(problems)
+        )
+
+
+def _named(source: str, problem: str) -> str:
+    return problem if problem.startswith(source) else f"{source}: {problem}"
 
 
 # ---------------------------------------------------------------------------- entry points
@@ -103,27 +111,32 @@ def read_document_file(path: str | Path) -> DocumentFile:
         text = path.read_text()
     except OSError as exc:
         raise ClusterFileError(source, [f"cannot read file: {exc.strerror or exc}"]) from None
-    if path.suffix.lower() == ".json":
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            message = f"invalid JSON: {exc.msg}"
-            raise ClusterFileError(
-                source,
-                [f"{source}:{exc.lineno}: {message}"],
-                [ProblemEntry(exc.lineno, "", message)],
-            ) from None
-    else:
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{source}:{mark.line + 1}" if mark else source
-            problem = getattr(exc, "problem", None) or str(exc)
-            entry = ProblemEntry(mark.line + 1 if mark else None, "", f"invalid YAML: {problem}")
-            raise ClusterFileError(source, [f"{where}: {entry.message}"], [entry]) from None
-    lines, duplicates = _yaml_positions(text)
+    except UnicodeDecodeError as exc:
+        message = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise _unreadable(source, None, message) from None
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+    try:
+        doc = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+        lines, duplicates = _yaml_positions(text)
+    except json.JSONDecodeError as exc:
+        raise _unreadable(source, exc.lineno, f"invalid JSON: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]  # one line
+        line = mark.line + 1 if mark else None
+        raise _unreadable(source, line, f"invalid YAML: {problem}") from None
+    except DocumentShapeError as exc:
+        raise _unreadable(source, exc.line, str(exc)) from None
+    except RecursionError:
+        raise _unreadable(source, None, f"nested too deeply to read as {kind}") from None
+    except ValueError as exc:  # a number too long to convert, a date that does not exist
+        raise _unreadable(source, None, f"invalid {kind}: {exc}") from None
     return DocumentFile(source, path.stem, doc, lines, duplicates)
+
+
+def _unreadable(source: str, line: int | None, message: str) -> ClusterFileError:
+    where = f"{source}:{line}" if line else source
+    return ClusterFileError(source, [f"{where}: {message}"], [ProblemEntry(line, "", message)])
 
 
 def load_cluster_file(path: str | Path) -> Cluster:
@@ -814,34 +827,13 @@ class _Shape:
 
 # ---------------------------------------------------------------------------- locations
 def _yaml_positions(text: str) -> tuple[dict[str, int], list[str]]:
-    """Line of every field path in a YAML (or JSON) text, and paths given twice."""
+    """Line of every field path in a YAML (or JSON) text, and paths given twice; raises
+    :class:`DocumentShapeError` for aliases without bound (:mod:`topology.field_lines`)."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
         return {}, []
-    lines: dict[str, int] = {}
-    duplicates: list[str] = []
-
-    def walk(node: yaml.Node | None, path: str) -> None:
-        if node is None:
-            return
-        lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            seen = set()
-            for key, value in node.value:
-                sub = join(path, str(key.value))
-                if sub in seen:
-                    duplicates.append(sub)
-                seen.add(sub)
-                lines[sub] = key.start_mark.line + 1
-                walk(value, sub)
-                lines[sub] = key.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, join(path, i))
-
-    walk(root, "")
-    return lines, duplicates
+    return field_lines(root)
 
 
 _LAST_STEP = re.compile(r"(\.[^.\[\]]+|\[\d+\])$")

@@ -14,6 +14,13 @@ from typing import Any
 
 MISSING: Any = object()
 """Default marker: the field is required."""
+MAX_INTEGER = 2**63 - 1
+"""Whole numbers a document may hold: what the compiled int64 arrays store. JSON and YAML read
+integers of any length, and one of hundreds of digits cannot even become a float."""
+
+
+def _is_nan(value: float) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def join(path: str, key: str | int) -> str:
@@ -113,6 +120,9 @@ class Reader:
         if isinstance(value, bool) or not isinstance(value, int):
             self.problems.add(self.at(key), f"must be an integer, got {_type_name(value)}")
             return None
+        if abs(value) > MAX_INTEGER:
+            self.problems.add(self.at(key), f"must be within -{MAX_INTEGER}..{MAX_INTEGER}")
+            return None
         if minimum is not None and value < minimum:
             self.problems.add(self.at(key), f"must be at least {minimum}, got {value}")
             return None
@@ -128,10 +138,10 @@ class Reader:
         value, present = self._raw(key, default)
         if not present:
             return value
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or _is_nan(value):
             self.problems.add(self.at(key), f"must be a number, got {_type_name(value)}")
             return None
-        if not math.isfinite(value):
+        if (isinstance(value, int) and abs(value) > MAX_INTEGER) or not math.isfinite(value):
             self.problems.add(self.at(key), "must be finite")
             return None
         if positive and value <= 0:

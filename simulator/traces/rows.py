@@ -36,6 +36,8 @@ class RowError(ValueError):
 
 
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_WHOLE = 2**53
+"""Largest whole number a cell may hold: cells are read as floats, exact up to here."""
 
 
 def open_text(path: Path) -> io.TextIOBase:
@@ -110,6 +112,9 @@ class Row:
         value = self.number(name, default=None if default is None else float(default))
         if not math.isfinite(value) or value != int(value):
             raise RowError(name, "is not a whole number", self.values.get(name, "").strip())
+        if abs(value) > MAX_WHOLE:
+            # read as a float, so not exact beyond this; nor would it fit the int64 arrays
+            raise RowError(name, f"is beyond {MAX_WHOLE}", self.values.get(name, "").strip())
         return int(value)
 
     def optional_number(self, name: str) -> float | None:
