@@ -14,7 +14,7 @@ import json
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from phalanx.bench.fuzz_bodies import READ_PATHS, FuzzRequest, seed_pod
 from phalanx.bench.fuzz_extender import Fuzzer, LogCapture, call, check
@@ -33,6 +33,7 @@ FUZZ = settings(
     derandomize=True,
     database=None,
     deadline=None,
+    phases=(Phase.explicit, Phase.generate),  # shrinking a failure here takes minutes
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 REQUESTS_PER_EXAMPLE = 25
