@@ -1,0 +1,241 @@
+"""The filter path: every decision the planner makes for a filtered pod, through the shared
+:class:`~scheduler.cycle.SchedulingCycle` (first plans, late members, re-plans) with the
+planner's one :class:`~scheduler.cycle.CycleConfig`, and the waiting reasons it reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from phalanx.extender.hints import gang_hints, hints_of
+from phalanx.extender.masking import Offer, withheld
+from phalanx.extender.planner_ledger import _service_gpu_s
+from phalanx.extender.records import GangRecord, PodRecord
+from phalanx.extender.why_not import (
+    UNRESOLVABLE,
+    FilterDecision,
+    reject,
+    spec_error_code,
+    waiting_text,
+)
+from phalanx.scheduler.cycle import CycleOutcome, SchedulingCycle
+from phalanx.scheduler.gang import Gang, GangSpecError, Member
+from phalanx.scheduler.placement import Placement, Unplaceable
+from phalanx.scheduler.reasons import Reason
+from phalanx.scheduler.state import ClusterState
+from phalanx.scheduler.validation import validate_gang_for_cluster
+
+
+class FilterMixin:
+    """Planning on filter; mixed into :class:`extender.planner.Planner`, whose lock the callers
+    hold."""
+
+    def _filter(self, rec: PodRecord, offer: Offer, now: float) -> FilterDecision:
+        gang = self.gangs[rec.gang_key]
+        if rec.node:
+            return FilterDecision([rec.node] if offer.includes(rec.node) else [])
+        if rec.spec_error:
+            why = waiting_text(gang.key, Reason.INVALID_SPEC, rec.spec_error)
+            return reject(offer.names, why, unresolvable=True)
+        slot = self._slot(rec)
+        if slot is not None:
+            ledger_key, member = slot
+            if offer.includes(member.node):
+                return FilterDecision([member.node])
+            self.stats.replans += 1
+            holding = self.state.holdings[ledger_key]
+            whole = ledger_key == gang.key and not holding.bound_members and not gang.binding
+            self._drop(ledger_key, None if whole else {rec.name})
+        if gang.plans:
+            return self._plan_extra(gang, rec, offer, now)
+        return self._plan_gangs(gang, rec, offer, now)
+
+    def _plan_gangs(
+        self, gang: GangRecord, rec: PodRecord, offer: Offer, now: float
+    ) -> FilterDecision:
+        """Run one scheduling cycle over every quorate gang without a plan."""
+        offered = offer.names
+        reason = self._gate(gang)
+        if reason:
+            return reject(offered, reason, gang.unresolvable)
+        pending: list[Gang] = []
+        for key in sorted(self._unplanned):
+            other = self.gangs[key]
+            if other is not gang and self._gate(other):
+                continue
+            try:
+                pending.append(self._pending_object(other))
+            except GangSpecError as exc:
+                self._unresolvable(other, spec_error_code(exc), str(exc))
+        if gang.unresolvable:
+            return reject(offered, gang.waiting, unresolvable=True)
+        try:
+            with withheld(self.compiled, offer.withheld_nodes()):
+                outcome = self._cycle().run(
+                    pending,
+                    list(self._running.values()),
+                    now,
+                    self.attained(now),
+                    reserve_ttl_s=self.config.reservation_ttl_s,
+                )
+        except GangSpecError as exc:
+            self._unresolvable(gang, spec_error_code(exc), str(exc))
+            return reject(offered, gang.waiting, unresolvable=True)
+        for started, placement in outcome.started:
+            self._adopt(self.gangs[started.name], started, placement, now)
+        self._explain(outcome, {g.name: g for g in pending}, gang)
+        slot = self._slot(rec)
+        if slot is not None:
+            return FilterDecision([slot[1].node])
+        if gang.plans:
+            return self._plan_extra(gang, rec, offer, now)
+        return reject(offered, gang.waiting or f"gang {gang.key}: not placed", gang.unresolvable)
+
+    def _explain(
+        self, outcome: CycleOutcome, pending: dict[str, Gang], filtered: GangRecord
+    ) -> None:
+        """Each gang the cycle left waiting gets its reason, code first. One that did not fit
+        is asked whether it ever could (answered unresolvable, and left out of later cycles,
+        when not); the filtered gang's capacity shortage is told apart from fragmentation on
+        the whole cluster, beyond the nodes kube-scheduler offered."""
+        for name, why in outcome.waiting.items():
+            gang = self.gangs.get(name)
+            if gang is None:
+                continue
+            code, detail = outcome.codes.get(name, ""), why
+            result = outcome.unplaced.get(name)
+            if result is not None and name in pending:
+                code, detail = self._verdicts.classify(
+                    pending[name], result, self.compiled, scattered=gang is filtered
+                )
+            if code in UNRESOLVABLE:
+                self._unresolvable(gang, code, detail)
+            else:
+                gang.waiting = waiting_text(name, code, detail) if code else f"gang {name}: {why}"
+
+    def _unresolvable(self, gang: GangRecord, code: str, detail: str) -> None:
+        """The gang can never be placed as it is: answered in FailedAndUnresolvableNodes and
+        left out of cycles until it, its group or the cluster changes."""
+        gang.waiting, gang.unresolvable = waiting_text(gang.key, code, detail), True
+
+    def _plan_extra(
+        self, gang: GangRecord, rec: PodRecord, offer: Offer, now: float
+    ) -> FilterDecision:
+        """A member outside the gang's plans (late arrival, re-planned): a one-member gang put
+        through the same cycle as first plans (queue admission included: a quota is not
+        overrun member by member), preferring the level where the rest of the gang sits."""
+        offered = offer.names
+        if rec.request is None:
+            why = waiting_text(gang.key, Reason.INVALID_SPEC, rec.spec_error)
+            return reject(offered, why, unresolvable=True)
+        try:
+            hints = gang_hints(gang.ref, [rec], self.compiled)
+        except GangSpecError as exc:
+            why = waiting_text(gang.key, Reason.INVALID_SPEC, str(exc))
+            return reject(offered, why, unresolvable=True)
+        primary = self.state.holdings.get(gang.key)
+        single = Gang(
+            gang.new_extra_key(),
+            (Member(rec.name, rec.request),),
+            priority=hints.priority,
+            queue=hints.queue,
+            tenant=hints.tenant,
+            required_level=hints.required_level,
+            preferred_level=hints.preferred_level or (primary.placement.level if primary else None),
+            comm_intensity=hints.comm_intensity,
+            submit_time_s=hints.submit_time_s,
+        )
+        try:
+            single.validate()
+            validate_gang_for_cluster(single, self.compiled)
+        except GangSpecError as exc:
+            why = waiting_text(gang.key, spec_error_code(exc), str(exc))
+            return reject(offered, why, unresolvable=True)
+        with withheld(self.compiled, offer.withheld_nodes()):
+            outcome = self._cycle().run(
+                [single],
+                list(self._running.values()),
+                now,
+                self.attained(now),
+                reserve_ttl_s=self.config.reservation_ttl_s,
+                also_waiting=self._waiting_objects(),
+            )
+        if not outcome.started:
+            code = outcome.codes.get(single.name, Reason.CAPACITY)
+            detail = f"member {rec.name}: {outcome.waiting.get(single.name, 'not placed')}"
+            return reject(offered, waiting_text(gang.key, code, detail))
+        planned, placement = outcome.started[0]
+        self._adopt(gang, planned, placement, now)
+        return FilterDecision([placement.members[0].node])
+
+    def _waiting_objects(self) -> list[Gang]:
+        """The other gangs waiting for a plan, as far as they can be read (what admission
+        sees in a full cycle)."""
+        objects = []
+        for key in sorted(self._unplanned):
+            other = self.gangs[key]
+            if self._gate(other):
+                continue
+            try:
+                objects.append(self._pending_object(other))
+            except GangSpecError:
+                continue
+        return objects
+
+    def _gate(self, gang: GangRecord) -> str:
+        """Why the gang may not be planned yet ('' when it may): its group object is missing
+        or broken, fewer than its quorum of pods exist, or a member's spec is unreadable."""
+        ref = gang.ref
+        if ref.min_member is None:
+            return ref.problem
+        if gang.unresolvable:
+            return gang.waiting
+        present = len(gang.members)
+        if present < ref.min_member:
+            detail = f"{present}/{ref.min_member} members present"
+            return waiting_text(gang.key, Reason.WAITING_FOR_MEMBERS, detail)
+        bad = next((p for p in gang.members.values() if p.spec_error), None)
+        if bad is not None:
+            return waiting_text(gang.key, Reason.INVALID_SPEC, bad.spec_error)
+        return ""
+
+    def _cycle(self, *, preempting: bool = False) -> SchedulingCycle:
+        """The shared cycle with this planner's one :class:`CycleConfig`. Filter runs carry no
+        preemption policy: in the extender kube-scheduler evicts, through the preempt verb
+        (:meth:`SchedulingCycle.plan_preemption`)."""
+        config = self.cycle_config if preempting else replace(self.cycle_config, preemption=None)
+        return SchedulingCycle.from_config(self.state, self.queue, config)
+
+    def _place(self, gang: Gang, state: ClusterState) -> Placement | Unplaceable:
+        return self._cycle().place(gang, state)
+
+    def attained(self, now: float) -> dict[str, float]:
+        """Attained service (GPU-seconds) as the queue and preemption policies read it, from
+        the bound pods' run time: by gang key for waiting gangs (service of ended pods kept in
+        :attr:`served_gpu_s` included), by ledger key for plans with bound members."""
+        attained: dict[str, float] = {}
+        for gang in self.gangs.values():
+            total = self.served_gpu_s.get(gang.key, 0.0)
+            for rec in gang.members.values():
+                service = _service_gpu_s(rec, now)
+                if service:
+                    total += service
+                    ledger_key = gang.slots.get(rec.name)
+                    if ledger_key is not None:
+                        attained[ledger_key] = attained.get(ledger_key, 0.0) + service
+            if total:
+                attained[gang.key] = max(attained.get(gang.key, 0.0), total)
+        return attained
+
+    def _adopt(self, gang: GangRecord, planned: Gang, placement: Placement, now: float) -> None:
+        """Take on a plan: the cycle has reserved it already, the extra path has not."""
+        gang.hints = hints_of(planned)
+        ledger_key = placement.gang
+        ttl = self._ttl(gang)
+        if ledger_key in self.state.holdings:
+            self._set_expiry(ledger_key, now + ttl)
+            self._track(gang, ledger_key)
+        else:
+            self._hold(gang, placement, set(), ttl)
+        gang.waiting = ""
+        self.decisions.planned(gang, placement)
