@@ -37,6 +37,10 @@ REPORTS: dict[str, tuple[str, str]] = {
         "phalanx.bench.extender_load",
         "Load generator playing kube-scheduler against 'phalanx serve --dry-run'.",
     ),
+    "fuzz-extender": (
+        "phalanx.bench.fuzz_extender",
+        "Hostile requests for every verb, in process: status codes, tracebacks, ledger check.",
+    ),
 }
 """Report name -> (module with a ``main(argv)``, one line for the listing)."""
 
