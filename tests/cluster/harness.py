@@ -156,6 +156,7 @@ class ControlPlane:
     chart_values: dict[str, Any] = field(default_factory=dict)
     serve_settings: dict[str, Any] = field(default_factory=dict)
     with_extender: bool = True
+    scheduler_feature_gates: str = FEATURE_GATES
     processes: dict[str, Process] = field(default_factory=dict)
     pki: Pki | None = None
     apiserver_url: str = ""
@@ -442,11 +443,16 @@ class ControlPlane:
         if process is not None:
             process.stop()
 
-    def start_scheduler(self, *, with_extender: bool | None = None) -> None:
+    def start_scheduler(
+        self, *, with_extender: bool | None = None, feature_gates: str | None = None
+    ) -> None:
         """(Re)starts kube-scheduler; ``with_extender=False`` drops the chart's extender entry
-        (the same scheduler as a baseline)."""
+        (the same scheduler as a baseline); ``feature_gates=""`` runs it with the release's
+        default gates (the scenarios turn ``GenericWorkload`` on for the native gang API)."""
         if with_extender is not None:
             self.with_extender = with_extender
+        if feature_gates is not None:
+            self.scheduler_feature_gates = feature_gates
         previous = self.processes.get("kube-scheduler")
         if previous is not None:
             previous.stop()
@@ -475,7 +481,7 @@ class ControlPlane:
                 f"--authorization-kubeconfig={sched_kubeconfig}",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
-                f"--feature-gates={FEATURE_GATES}",
+                f"--feature-gates={self.scheduler_feature_gates}",
                 "--v=2",
             ],
             self.workdir / "logs" / "kube-scheduler.log",
