@@ -45,3 +45,7 @@ GANG_NODES = PREFIX + "gang-nodes"
 """Comma-separated node of every rank, in rank order."""
 GANG_PLAN = PREFIX + "gang-plan"
 """JSON of the gang's whole plan (every member's node and GPUs): what a restart re-reserves."""
+BINDING_ANNOTATIONS = frozenset(
+    {GPU_IDS, GPU_UUIDS, GPU_MILLI, GANG_KEY, RANK, GANG_NODES, GANG_PLAN}
+)
+"""Every annotation the Binding carries."""

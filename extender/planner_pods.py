@@ -52,7 +52,10 @@ class PodBookMixin:
             request, error = member_request(pod, self._taint_keys), ""
         except PodSpecError as exc:
             request, error = None, str(exc)
-        if rec is not None and (rec.gang_key != ref.key or rec.moved(node_of(pod), request)):
+        external = rec is not None and rec.key in self.external
+        if rec is not None and (
+            rec.gang_key != ref.key or rec.moved(node_of(pod), request, external)
+        ):
             self._forget(rec, finished=False)
             rec = None
         gang = self.gangs.get(ref.key)
@@ -68,7 +71,7 @@ class PodBookMixin:
         else:
             if request != rec.request:
                 gang.unresolvable = False
-            rec.pod, rec.request, rec.spec_error = pod, request, error
+            rec.pod, rec.request, rec.spec_error = rec.updated(pod), request, error
             rec.uid = rec.uid or uid
         gang.ref = ref
         gang.pending_object = None

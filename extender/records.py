@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from phalanx.extender import annotations as keys
 from phalanx.extender.gangs import GangRef
 from phalanx.extender.hints import GangHints
 from phalanx.scheduler.gang import Gang, MemberRequest
@@ -27,17 +28,31 @@ class PodRecord:
     bound_s: float | None = None
     """When it started running on ``node`` (attained service counts from here)."""
 
-    def moved(self, node: str, request: MemberRequest | None) -> bool:
-        """Bound, and now named on another node or asking for other amounts. The apiserver
-        never lets a bound pod change either, but a dry-run request can: the pod is then
-        forgotten and seen anew, as one with a new UID, so that the ledger charges what the
-        pod says (what a restart would rebuild), not what it said when it was bound. A
-        request that names no node says nothing about the binding."""
+    def moved(self, node: str, request: MemberRequest | None, external: bool) -> bool:
+        """Bound, and now named on another node, or (``external``: placed by someone else, so
+        charged what it asks) asking for other amounts. The apiserver lets a bound pod change
+        neither, but a dry-run request can: the pod is then forgotten and seen anew, as one
+        with a new UID, so that the ledger charges what a restart would rebuild from the pod.
+        A request that names no node says nothing about the binding, and a pod Phalanx bound
+        holds what its plan (and its gang-plan annotation) says, whatever it asks later."""
         if not self.node:
             return False
         if node and node != self.node:
             return True
-        return _amounts(request) != _amounts(self.request)
+        return external and _amounts(request) != _amounts(self.request)
+
+    def updated(self, pod: dict[str, Any]) -> dict[str, Any]:
+        """``pod``, a newer version of this one, as the planner keeps it: once bound, with the
+        annotations Phalanx's Binding added (which the apiserver keeps on the pod, but a dry-run
+        request does not carry). They win over the update's own: the planner does not read
+        them again for a pod it holds, and a restart rebuilds the pod's place from them."""
+        old = (self.pod.get("metadata") or {}).get("annotations") or {} if self.node else {}
+        kept = {k: v for k, v in old.items() if k in keys.BINDING_ANNOTATIONS}
+        meta = pod["metadata"]
+        new = meta.get("annotations") or {}
+        if all(new.get(k) == v for k, v in kept.items()):
+            return pod
+        return {**pod, "metadata": {**meta, "annotations": {**new, **kept}}}
 
 
 @dataclass

@@ -233,3 +233,26 @@ def test_seed_pods_are_valid_requests():
         values = iter(range(i, i + 10_000))
         pod = seed_pod(lambda n, v=values: next(v) % n, ["h100-00000"])
         assert wire.parse_pod(pod) is pod
+
+
+def test_a_pod_sent_again_after_its_bind_keeps_its_place_and_its_annotations():
+    """Found by the ledger check: a dry-run request for a bound pod carries none of the
+    Binding's annotations (the plan a restart rebuilds the pod's place from), and may ask for
+    other amounts; a pod bound by someone else is charged what it asks now."""
+    fuzzer = Fuzzer()
+    planner, nodes = fuzzer.backend.planner, fuzzer.nodes
+    node = planner.filter(kube_pod("k-0", gpus=2), nodes).passing[0]
+    planner.filter(kube_pod("k-0", gpus=1), nodes)
+    assert planner.bind("ml", "k-0", "", node, fuzzer.backend.binder) == ""
+    planner.filter(kube_pod("k-0", gpus=4), nodes)
+    assert "phalanx.io/gang-plan" in planner.pods["ml/k-0"].pod["metadata"]["annotations"]
+    assert planner.pods["ml/k-0"].node == node
+    other = kube_pod("x-0", gpus=1)
+    other["spec"]["nodeName"] = nodes[1]
+    planner.observe_pod(other)
+    other = kube_pod("x-0", gpus=4)
+    other["spec"]["nodeName"] = nodes[1]
+    planner.observe_pod(other)
+    held = planner.state.holdings[planner.external["ml/x-0"]].placement.members[0]
+    assert len(held.gpus) == 4
+    assert ledger_problems(planner) == []
