@@ -58,6 +58,7 @@ REQUEST_TIMEOUT_S = 5.0
 DRAIN_S = 15.0
 """After the last arrival, queued gangs are still started for this long; later ones are
 counted as ``not_started`` (the offered load the server never got to)."""
+FINISH_POLL_S = 0.005
 SOAK_FLAT_FROM_S = 120.0
 """The soak's flatness is judged from minute 2: the first two minutes fill the server's
 bounded caches (last lists, decision ring, served-GPU map, pymalloc arenas)."""
@@ -224,7 +225,8 @@ class Worker:
         return self.names_json[self.turn % len(self.names_json)]
 
     def schedule(self, task: Arrival) -> None:
-        """Quorum filters, then filter -> prioritize -> bind for every member."""
+        """Quorum filters, then filter -> prioritize -> bind for every member; its finish is
+        due ``hold_s`` later."""
         pods = [orjson.dumps(member_pod(task.gang, task.size, r)) for r in range(task.size)]
         nodes: list[str] = []
         try:
@@ -340,7 +342,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     proc = start_server(opts.nodes, port)
     tally, rss, stop = Tally(), [], threading.Event()
-    tasks: queue.Queue[Arrival | Finish | None] = queue.Queue()
+    tasks: queue.Queue[Arrival | None] = queue.Queue()
     try:
         wait_ready(port, proc)
         rss_start = server_rss_mib(proc.pid)
@@ -350,20 +352,20 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
 
         def work(w: Worker) -> None:
             while (task := tasks.get()) is not None:
-                if isinstance(task, Arrival):
-                    start = time.monotonic()
+                start = time.monotonic()
+                with tally.lock:
                     if start > hard_stop:
-                        with tally.lock:
-                            tally.not_started += 1
+                        tally.not_started += 1
                         continue
-                    with tally.lock:
-                        tally.lag_ms.append((start - task.due) * 1000)
-                    w.schedule(task)
-                elif time.monotonic() <= hard_stop:
-                    w.finish(task)
+                    tally.lag_ms.append((start - task.due) * 1000)
+                w.schedule(task)
             w.conn.close()
 
+        finisher = Worker(port, names_json, tally, opts.hold)
         threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in workers]
+        threads.append(
+            threading.Thread(target=finish_due, args=(finisher, tally, hard_stop), daemon=True)
+        )
         for t in threads:
             t.start()
         sampler = threading.Thread(
@@ -373,16 +375,13 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         cpu0 = process_cpu_s(proc.pid)
         offered = 0
         for arrival in arrivals(mix, opts.rate, t0, duration):
-            _release_finishes(tally, tasks, arrival.due)
             if (wait := arrival.due - time.monotonic()) > 0:
                 time.sleep(wait)
             tasks.put(arrival)
             offered += arrival.size
-        while time.monotonic() < t0 + duration:
-            _release_finishes(tally, tasks, t0 + duration)
-            time.sleep(0.01)
-        end = time.monotonic()
-        for _ in threads:
+        end = t0 + duration
+        time.sleep(max(0.0, end - time.monotonic()))
+        for _ in workers:
             tasks.put(None)
         for t in threads:
             t.join(timeout=max(0.0, hard_stop - time.monotonic()) + 2 * REQUEST_TIMEOUT_S)
@@ -396,12 +395,20 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     return _report(opts, duration, tally, rss, rss_start, offered, t0, end, server_cpu_s)
 
 
-def _release_finishes(tally: Tally, tasks: queue.Queue, until: float) -> None:
-    """Queue the finishes that are due (by ``until`` at the latest, or now)."""
-    horizon = min(until, time.monotonic())
-    with tally.lock:
-        while tally.finishes and tally.finishes[0][0] <= horizon:
-            tasks.put(heapq.heappop(tally.finishes)[2])
+def finish_due(worker: Worker, tally: Tally, until: float) -> None:
+    """Completions on their own connection, each when it falls due: pods end on the kubelet's
+    clock, not behind the scheduler's backlog (queued behind arrivals, a saturated run would
+    hold every pod as long as its lag and fill the cluster)."""
+    while (now := time.monotonic()) < until:
+        with tally.lock:
+            due = tally.finishes[0][2] if tally.finishes and tally.finishes[0][0] <= now else None
+            if due is not None:
+                heapq.heappop(tally.finishes)
+        if due is None:
+            time.sleep(FINISH_POLL_S)
+        else:
+            worker.finish(due)
+    worker.conn.close()
 
 
 def _report(
