@@ -47,7 +47,8 @@ def test_shares_never_overfill_a_gpu(state):
     for gpu in free:
         occupy(state, 3, (gpu,), gpu_milli=800)
     refused = place(Gang.uniform("f", 1, MemberRequest(gpu_milli=300)), state)
-    assert isinstance(refused, Unplaceable) and refused.constraint == "capacity"
+    # 8 x 200 milli-GPU are free, but no GPU holds 300: refused, and called fragmented
+    assert isinstance(refused, Unplaceable) and refused.constraint == "fragmented"
     fits = placed(Gang.uniform("f", 8, MemberRequest(gpu_milli=200)), state)
     assert sorted(m.gpus[0] for m in fits.members) == list(range(8))
 
