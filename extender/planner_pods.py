@@ -52,9 +52,9 @@ class PodBookMixin:
             request, error = member_request(pod, self._taint_keys), ""
         except PodSpecError as exc:
             request, error = None, str(exc)
-        external = rec is not None and rec.key in self.external
+        planned = rec is not None and self._slot(rec) is not None
         if rec is not None and (
-            rec.gang_key != ref.key or rec.moved(node_of(pod), request, external)
+            rec.gang_key != ref.key or rec.moved(node_of(pod), request, planned)
         ):
             self._forget(rec, finished=False)
             rec = None

@@ -28,18 +28,16 @@ class PodRecord:
     bound_s: float | None = None
     """When it started running on ``node`` (attained service counts from here)."""
 
-    def moved(self, node: str, request: MemberRequest | None, external: bool) -> bool:
-        """Bound, and now named on another node, or (``external``: placed by someone else, so
-        charged what it asks) asking for other amounts. The apiserver lets a bound pod change
-        neither, but a dry-run request can: the pod is then forgotten and seen anew, as one
-        with a new UID, so that the ledger charges what a restart would rebuild from the pod.
-        A request that names no node says nothing about the binding, and a pod Phalanx bound
-        holds what its plan (and its gang-plan annotation) says, whatever it asks later."""
-        if not self.node:
-            return False
-        if node and node != self.node:
+    def moved(self, node: str, request: MemberRequest | None, planned: bool) -> bool:
+        """Bound and now named on another node, or holding a place (bound, or ``planned``:
+        in a plan's reservation) and now asking for other amounts. The apiserver lets a pod
+        change neither once created, but a dry-run request can: the pod is then forgotten and
+        seen anew, as one with a new UID, so that nothing holds what it no longer asks for
+        and the ledger is what a restart would rebuild from the pod. A request that names no
+        node says nothing about the binding."""
+        if self.node and node and node != self.node:
             return True
-        return external and _amounts(request) != _amounts(self.request)
+        return bool(self.node or planned) and _amounts(request) != _amounts(self.request)
 
     def updated(self, pod: dict[str, Any]) -> dict[str, Any]:
         """``pod``, a newer version of this one, as the planner keeps it: once bound, with the
