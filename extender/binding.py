@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 from phalanx.extender import annotations as keys
@@ -119,6 +119,25 @@ def encode_plan(ledger_key: str, members: Sequence[MemberPlacement]) -> str:
     ).decode()
 
 
+def placed_as_planned(pod: Mapping[str, Any], member: MemberPlacement) -> bool:
+    """Do the GPUs the pod's own Binding named (its ``gpu-ids`` annotation) agree with
+    ``member``, the place a plan holds for it? After a restart a plan is read back from the
+    first bound rank's annotation, which may be older than this pod's own (a member planned
+    again after that rank bound): the pod's annotation is what its container got. True when
+    the pod names no GPUs (or nothing readable): then the plan is all there is to go by."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    text = annotations.get(keys.GPU_IDS)
+    if not isinstance(text, str):
+        return True
+    parts = text.split(",") if text else []
+    if not all(p.isascii() and p.isdigit() and len(p) <= MAX_GPU_ID_DIGITS for p in parts):
+        return True
+    return sorted(int(p) for p in parts) == sorted(member.gpus)
+
+
+MAX_GPU_ID_DIGITS = 4
+
+
 class PlanFormatError(ValueError):
     """A ``phalanx.io/gang-plan`` annotation that cannot be read back."""
 
@@ -186,7 +205,7 @@ def _plan_member(m: object, compiled: CompiledCluster, where: str) -> MemberPlac
     for name, value in numbers.items():
         if not _whole(value, MAX_PLAN_NUMBER):
             raise PlanFormatError(f"{where}.{name} must be an integer in 0..{MAX_PLAN_NUMBER}")
-    if not 0 < numbers["gpuMilli"] <= MILLI_PER_GPU:
+    if gpus and not 0 < numbers["gpuMilli"] <= MILLI_PER_GPU:  # a member without GPUs: any
         raise PlanFormatError(f"{where}.gpuMilli must be in 1..{MILLI_PER_GPU}")
     return MemberPlacement(
         member=pod,

@@ -125,7 +125,7 @@ def held_parts(planner: Planner) -> list[HeldPart]:
                     pod,
                     m.node,
                     len(m.gpus),
-                    m.gpu_milli,
+                    m.gpu_milli if m.gpus else 0,  # a share of no GPU is no share
                     m.cpu_milli,
                     m.memory_mib,
                     bound,

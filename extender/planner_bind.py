@@ -10,6 +10,7 @@ from phalanx.extender.binding import (
     BindOutcome,
     BindRequest,
     bind_annotations,
+    placed_as_planned,
 )
 from phalanx.extender.masking import Offer
 from phalanx.extender.planner_ledger import UNKNOWN_NODE_REASON
@@ -83,7 +84,7 @@ class BindMixin:
         rec.bound_s = started_s(rec.pod, self.clock())
         gang = self.gangs[rec.gang_key]
         slot = self._slot(rec)
-        if slot is not None and slot[1].node == node:
+        if slot is not None and slot[1].node == node and placed_as_planned(rec.pod, slot[1]):
             self.state.commit(slot[0], rec.name)
             self._set_expiry(slot[0], self.clock() + self._ttl(gang))
             if gang.started_s is None:

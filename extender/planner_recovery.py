@@ -111,7 +111,10 @@ class RecoveryMixin:
             return False
         gang.next_extra = max(gang.next_extra, _extra_number(ledger_key) + 1)
         if self._recovering and ledger_key not in self.state.holdings:
-            plan = tuple(m for m in members if m.member not in gang.slots)
+            # ranks whose pods are already held (their own plan, or bound by someone else
+            # and accounted as such) keep that place: reserving them again counts them twice
+            held = {p.name for p in gang.members.values() if p.node and p is not rec}
+            plan = tuple(m for m in members if m.member not in gang.slots and m.member not in held)
             placement = Placement(ledger_key, plan, NODE_LEVEL, "", CostBreakdown())
             if self._hold(gang, placement, {rec.name}, self._ttl(gang)):
                 return True

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from phalanx.bench.fuzz_bodies import READ_PATHS, FuzzRequest, seed_pod
 from phalanx.bench.fuzz_extender import Fuzzer, LogCapture, call, check
 from phalanx.extender import wire
-from phalanx.extender.binding import PlanFormatError, decode_plan
+from phalanx.extender.binding import PlanFormatError, decode_plan, encode_plan
 from phalanx.extender.consistency import ledger_problems
 from phalanx.extender.gangs import resolve_gang
 from phalanx.extender.podspec import PodSpecError, member_request
@@ -238,15 +238,18 @@ def test_seed_pods_are_valid_requests():
 def test_a_pod_sent_again_after_its_bind_keeps_its_place_and_its_annotations():
     """Found by the ledger check: a dry-run request for a bound pod carries none of the
     Binding's annotations (the plan a restart rebuilds the pod's place from), and may ask for
-    other amounts; a pod bound by someone else is charged what it asks now."""
+    other amounts, which the apiserver never allows: such a pod is seen anew (pending), and a
+    pod bound by someone else is charged what it asks now."""
     fuzzer = Fuzzer()
     planner, nodes = fuzzer.backend.planner, fuzzer.nodes
     node = planner.filter(kube_pod("k-0", gpus=2), nodes).passing[0]
-    planner.filter(kube_pod("k-0", gpus=1), nodes)
     assert planner.bind("ml", "k-0", "", node, fuzzer.backend.binder) == ""
-    planner.filter(kube_pod("k-0", gpus=4), nodes)
+    planner.filter(kube_pod("k-0", gpus=2), nodes)
     assert "phalanx.io/gang-plan" in planner.pods["ml/k-0"].pod["metadata"]["annotations"]
     assert planner.pods["ml/k-0"].node == node
+    assert ledger_problems(planner) == []
+    planner.observe_pod(kube_pod("k-0", gpus=4))
+    assert planner.pods["ml/k-0"].node == "" and not planner.state.holdings
     other = kube_pod("x-0", gpus=1)
     other["spec"]["nodeName"] = nodes[1]
     planner.observe_pod(other)
@@ -256,3 +259,66 @@ def test_a_pod_sent_again_after_its_bind_keeps_its_place_and_its_annotations():
     held = planner.state.holdings[planner.external["ml/x-0"]].placement.members[0]
     assert len(held.gpus) == 4
     assert ledger_problems(planner) == []
+
+
+def _gang_of_two(fuzzer: Fuzzer, name: str, gpus: int = 4):
+    planner, nodes = fuzzer.backend.planner, fuzzer.nodes
+    pods = [kube_pod(f"{name}-{i}", gpus=gpus, annotations=phalanx_gang(name, 2)) for i in (0, 1)]
+    for pod in pods:
+        planner.observe_pod(pod)
+    planned = {p["metadata"]["name"]: planner.filter(p, nodes).passing[0] for p in pods}
+    return planner, pods, planned
+
+
+def test_a_rank_bound_by_someone_else_is_not_reserved_again_after_a_restart():
+    """Recovery re-reserved every rank of a bound rank's plan that had no place yet, also one
+    whose pod was already accounted as bound by someone else: its GPUs counted twice."""
+    fuzzer = Fuzzer()
+    planner, pods, planned = _gang_of_two(fuzzer, "r")
+    assert planner.bind("ml", "r-0", "", planned["r-0"], fuzzer.backend.binder) == ""
+    elsewhere = next(n for n in fuzzer.nodes if n != planned["r-1"])
+    pods[1]["spec"]["nodeName"] = elsewhere
+    planner.observe_pod(pods[1])
+    assert "ml/r-1" in planner.external
+    assert ledger_problems(planner) == []
+
+
+def test_a_pods_own_gpu_ids_win_over_an_older_plan_of_another_rank():
+    """After a restart, a member planned again after the first rank bound (here: other GPUs
+    of the same node) is held where its own Binding put it, not where the first rank's older
+    plan annotation says."""
+    fuzzer = Fuzzer()
+    node = fuzzer.nodes[0]
+    index = fuzzer.backend.planner.compiled.node_index[node]
+
+    def bound(name: str, ledger_key: str, gpus_by_pod: dict[str, tuple[int, ...]]):
+        members = [
+            MemberPlacement(pod, node, index, gpus, 1000, 4000, 32768, rank)
+            for rank, (pod, gpus) in enumerate(gpus_by_pod.items())
+        ]
+        pod = kube_pod(name, gpus=2, annotations=phalanx_gang("s", 2))
+        pod["spec"]["nodeName"] = node
+        pod["metadata"]["annotations"].update(
+            {
+                "phalanx.io/gang-key": "ml/s",
+                "phalanx.io/gpu-ids": ",".join(map(str, gpus_by_pod[name])),
+                "phalanx.io/gang-plan": encode_plan(ledger_key, members),
+            }
+        )
+        return pod
+
+    first = bound("s-0", "ml/s", {"s-0": (0, 1), "s-1": (2, 3)})
+    second = bound("s-1", "ml/s#1", {"s-1": (4, 5)})
+    planner = fuzzer.backend.planner
+    planner.recover([first, second])
+    held = {m.member: m.gpus for h in planner.state.holdings.values() for m in h.placement.members}
+    assert held == {"s-0": (0, 1), "s-1": (4, 5)}
+    assert ledger_problems(planner) == []
+
+
+def test_a_plan_member_without_gpus_reads_back():
+    """Phalanx writes ``gpuMilli: 0`` for a member that asks for no GPU."""
+    compiled = Fuzzer().backend.planner.compiled
+    entry = {"pod": "w-0", "node": "h100-00000", "gpus": [], "gpuMilli": 0, "cpuMilli": 5}
+    key, (member,) = decode_plan(json.dumps({"key": "ml/g", "members": [entry]}), compiled, "ml/g")
+    assert key == "ml/g" and member.gpus == () and member.cpu_milli == 5
