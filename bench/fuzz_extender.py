@@ -54,6 +54,8 @@ SEMANTIC_BIND = ("pod ", "node ")
 """A well-formed bind can still fail (unknown pod, another node, already bound): those
 errors name the pod or node they are about."""
 MAX_PROBLEMS_KEPT = 20
+CHECK_EVERY = 1000
+"""Bodies between two ledger checks in a long run (a check rebuilds a planner: ~0.1 s)."""
 
 
 class Clock:
@@ -287,7 +289,10 @@ class Report:
     errors_logged: int
     first_log: str
     ledger: list[str]
+    """Problems found by every ledger check, each prefixed with when it ran."""
     seconds: float
+    """Spent answering requests (the ledger checks excluded)."""
+    ledger_checks: int = 0
     state: dict[str, int] = field(default_factory=dict)
     """What the planner held at the end: pods, gangs, plans, binds (a run that never places
     anything would test little)."""
@@ -302,14 +307,26 @@ class Report:
         )
 
 
-def run(bodies: int, seed: int, progress: bool = False) -> Report:
-    """``bodies`` generated requests (follow-up binds come on top) from ``seed``."""
+def run(bodies: int, seed: int, progress: bool = False, check_every: int = CHECK_EVERY) -> Report:
+    """``bodies`` generated requests (follow-up binds come on top) from ``seed``; the ledger
+    is checked every ``check_every`` bodies (0: only at the end) and at the end, so that a
+    problem that a later request happens to undo is still seen."""
     rng = random.Random(seed)
     fuzzer = Fuzzer()
+    ledger: list[str] = []
+    checks = [0, 0.0]  # how many, seconds spent
+
+    def check_ledger(when: str) -> None:
+        start = time.perf_counter()
+        ledger.extend(f"{when}: {p}" for p in fuzzer.ledger_problems())
+        checks[0] += 1
+        checks[1] += time.perf_counter() - start
 
     async def main() -> None:
         for i in range(bodies):
             await fuzzer.step(rng.randrange)
+            if check_every and (i + 1) % check_every == 0 and i + 1 < bodies:
+                check_ledger(f"after {i + 1} bodies")
             if progress and (i + 1) % 10_000 == 0:
                 print(f"  {i + 1} bodies", file=sys.stderr, flush=True)
         await fuzzer.close()
@@ -317,8 +334,8 @@ def run(bodies: int, seed: int, progress: bool = False) -> Report:
     with LogCapture() as logs:
         start = time.perf_counter()
         asyncio.run(main())
-        seconds = time.perf_counter() - start
-        ledger = fuzzer.ledger_problems()
+        seconds = time.perf_counter() - start - checks[1]
+        check_ledger("at the end")
     planner = fuzzer.backend.planner
     state = {
         "pods known": len(planner.pods),
@@ -337,6 +354,7 @@ def run(bodies: int, seed: int, progress: bool = False) -> Report:
         f"{first.name}: {first.getMessage()}" if first else "",
         ledger,
         seconds,
+        int(checks[0]),
         state,
     )
 
@@ -344,7 +362,7 @@ def run(bodies: int, seed: int, progress: bool = False) -> Report:
 def print_report(report: Report, bodies: int, seed: int) -> None:
     t = report.tally
     print(f"bodies generated: {bodies} (seed {seed}); follow-up binds: {t.follow_up_binds}")
-    print(f"requests answered: {t.requests} in {report.seconds:.1f} s")
+    print(f"requests answered: {t.requests} in {report.seconds:.1f} s (ledger checks excluded)")
     print(f"bodies/s: {t.requests / report.seconds:,.0f}")
     print("status codes: " + ", ".join(f"{s}: {n}" for s, n in sorted(t.statuses.items())))
     for verb in ("filter", "prioritize", "preempt", "bind", "get"):
@@ -358,7 +376,7 @@ def print_report(report: Report, bodies: int, seed: int) -> None:
         print(f"  first: {report.first_log}")
     print("planner at the end: " + ", ".join(f"{k} {v}" for k, v in report.state.items()))
     verdict = "consistent" if not report.ledger else f"{len(report.ledger)} problems"
-    print(f"ledger vs a rebuild from the same pods: {verdict}")
+    print(f"ledger vs a rebuild from the same pods ({report.ledger_checks} checks): {verdict}")
     for p in report.ledger[:MAX_PROBLEMS_KEPT]:
         print(f"  {p}")
 
@@ -368,8 +386,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bodies", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--progress", action="store_true", help="a line every 10,000 bodies")
+    parser.add_argument(
+        "--check-every",
+        type=int,
+        default=CHECK_EVERY,
+        help="check the ledger every N bodies as well as at the end (0: only at the end)",
+    )
     args = parser.parse_args(argv)
-    report = run(args.bodies, args.seed, args.progress)
+    report = run(args.bodies, args.seed, args.progress, args.check_every)
     print_report(report, args.bodies, args.seed)
     return 0 if report.ok else 1
 
