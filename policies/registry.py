@@ -18,6 +18,7 @@ from phalanx.policies.preemption.chain import ChainedPreemption, NoPreemption
 from phalanx.policies.preemption.guards import EvictionHistory
 from phalanx.policies.preemption.priority import PriorityPreemption
 from phalanx.policies.preemption.reclaim import FairShareReclaim
+from phalanx.policies.preemption.tiresias import TiresiasPreemption
 from phalanx.policies.queue.backfill import BackfillPolicy
 from phalanx.policies.queue.drf import DrfPolicy
 from phalanx.policies.queue.finish_time import FinishTimeFairnessPolicy
@@ -71,7 +72,10 @@ _TABLES: dict[str, dict[str, type]] = {
             BestFitScorer,
         )
     },
-    PREEMPTION: {cls.name: cls for cls in (NoPreemption, PriorityPreemption, FairShareReclaim)},
+    PREEMPTION: {
+        cls.name: cls
+        for cls in (NoPreemption, PriorityPreemption, FairShareReclaim, TiresiasPreemption)
+    },
 }
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0")

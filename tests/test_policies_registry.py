@@ -39,7 +39,7 @@ SCORERS = {
     "gpu-packing",
     "bestfit",
 }
-PREEMPTIONS = {"none", "priority", "reclaim"}
+PREEMPTIONS = {"none", "priority", "reclaim", "tiresias"}
 TREE = {"queues": [{"name": "a", "guaranteed": {"gpu": 8}}, {"name": "b"}]}
 
 

@@ -164,3 +164,18 @@ def test_a_pending_guard_wake_up_does_not_outlive_the_run() -> None:
     summary = summarize(result)
     assert summary["makespan_s"] == pytest.approx(1500)
     assert summary["gpu_allocation_ratio"] == pytest.approx(1.0)
+
+
+def test_tiresias_preemption_by_name_evicts_a_lower_queue() -> None:
+    state = ClusterState(one_node(8).compile())
+    veteran = gang("veteran", 8, 0.0)
+    placed = place(veteran, state)
+    assert isinstance(placed, Placement)
+    state.assign(placed, 0.0)
+    running = [RunningGang(veteran, placed, 0.0, math.inf)]
+    policy = get_preemption_policy("tiresias", thresholds_gpu_s=[100.0])
+    ctx = QueueContext(1000.0, state, running, {"veteran": 8000.0})
+    decision = policy.select_victims(gang("fresh", 8, 900.0), ctx, place)
+    assert decision is not None and decision.victims == ("veteran",)
+    young = QueueContext(1000.0, state, running, {"veteran": 50.0})
+    assert policy.select_victims(gang("fresh", 8, 900.0), young, place) is None
