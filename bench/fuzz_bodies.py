@@ -9,8 +9,8 @@ case; and at the byte level truncation, bad UTF-8 and stray bytes. GET requests 
 read-only endpoints with odd paths, methods and query strings.
 
 All choices come from one ``draw(n) -> 0..n-1`` function, so the same generator serves a
-seeded ``random.Random`` (the benchmark) and Hypothesis (the test, which can then shrink a
-failing request to a small one).
+seeded ``random.Random`` (the benchmark) and Hypothesis (the test, which reports a failing
+case by its draws).
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 odd requests for the read-only endpoints never get a 500 or log a traceback, every rejection
 names the field, and the ledger stays what the pods say (:mod:`extender.consistency`).
 
-Hypothesis drives the generator of :mod:`bench.fuzz_bodies` (a fixed database-free seed, so
-the run is the same every time, and a failure shrinks to a short request sequence);
-``python -m phalanx.bench.fuzz_extender`` is the long run of the same checks.
+Hypothesis drives the generator of :mod:`bench.fuzz_bodies` (derandomized and without a
+database, so the run is the same every time; a failure is reported with its draws, unshrunk,
+as shrinking one took minutes); ``python -m phalanx.bench.fuzz_extender`` is the long run of
+the same checks.
 """
 
 from __future__ import annotations
