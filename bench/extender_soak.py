@@ -424,6 +424,12 @@ def _report(
 ) -> dict[str, Any]:
     in_time = sum(1 for t in tally.pair_done_at if t <= t0 + duration)
     pairs = len(tally.pair_done_at)
+    last = max(tally.pair_done_at, default=end)
+    per_minute = [0] * max(1, int(-(-duration // 60)))
+    for t in tally.pair_done_at:
+        per_minute[min(len(per_minute) - 1, int((t - t0) // 60))] += 1
+    # one pod per pair: the pods placed while the flatness span ran
+    judged_pods = sum(1 for t in tally.pair_done_at if SOAK_FLAT_FROM_S <= t - t0 <= duration)
     pair = tally.verbs.pop("filter+prioritize", Latency())
     verbs = {k: v.summary() for k, v in sorted(tally.verbs.items())}
     lag = Latency(tally.lag_ms, [])
@@ -441,7 +447,7 @@ def _report(
         "offered_pairs": offered,
         "pairs_done": pairs,
         "pairs_per_s": round(in_time / duration, 1),
-        "pairs_per_s_with_drain": round(pairs / max(end - t0, 1e-9), 1),
+        "pairs_per_s_with_drain": round(pairs / max(last - t0, 1e-9), 1),
         "gangs_done": tally.gangs_done,
         "gangs_not_started": tally.not_started,
         "http_requests": requests,
@@ -451,10 +457,15 @@ def _report(
         "errors_by_kind": errors,
         "last_error": tally.last_error,
         "latency_ms": {"filter+prioritize": pair.summary(), **verbs},
-        "queue_lag_ms": {k: v for k, v in lag.summary().items() if not k.startswith("server")},
+        "queue_lag_ms": {
+            k.removeprefix("round_trip_"): v
+            for k, v in lag.summary().items()
+            if not k.startswith("server")
+        },
         "rss_start_mib": round(rss_start, 1),
         "rss_mib": curve,
-        "rss_flatness": flatness(curve, duration, 2 * pairs),
+        "pairs_per_minute": per_minute,
+        "rss_flatness": flatness(curve, duration, judged_pods),
         "load_average": os.getloadavg(),
     }
 
@@ -480,10 +491,8 @@ def print_text(report: dict[str, Any]) -> None:
             f"   {s.get('server_p50_ms', 0)}/{s.get('server_p99_ms', 0)}"
         )
     lag = r["queue_lag_ms"]
-    print(
-        f"queue lag: p50 {lag.get('round_trip_p50_ms')} p99 {lag.get('round_trip_p99_ms')} "
-        f"max {lag.get('round_trip_max_ms')} ms"
-    )
+    print(f"queue lag: p50 {lag.get('p50_ms')} p99 {lag.get('p99_ms')} max {lag.get('max_ms')} ms")
+    print(f"pairs per minute: {r['pairs_per_minute']}")
     print("RSS (s, MiB): " + " ".join(f"{t:.0f}:{m:.0f}" for t, m in r["rss_mib"]))
     print(f"RSS flatness: {r['rss_flatness']}")
     print(f"load average: {r['load_average']}")
