@@ -151,6 +151,7 @@ class Tally:
     errors: dict[str, int] = field(default_factory=dict)
     pair_done_at: list[float] = field(default_factory=list)
     lag_ms: list[float] = field(default_factory=list)
+    finish_lag_ms: list[float] = field(default_factory=list)
     gangs_done: int = 0
     finishes: list[Finish] = field(default_factory=list)
     not_started: int = 0
@@ -361,11 +362,15 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
                 w.schedule(task)
             w.conn.close()
 
-        finisher = Worker(port, names_json, tally, opts.hold)
         threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in workers]
-        threads.append(
-            threading.Thread(target=finish_due, args=(finisher, tally, hard_stop), daemon=True)
-        )
+        threads += [
+            threading.Thread(
+                target=finish_due,
+                args=(Worker(port, names_json, tally, opts.hold), tally, hard_stop),
+                daemon=True,
+            )
+            for _ in range(opts.finishers)
+        ]
         for t in threads:
             t.start()
         sampler = threading.Thread(
@@ -396,14 +401,17 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
 
 
 def finish_due(worker: Worker, tally: Tally, until: float) -> None:
-    """Completions on their own connection, each when it falls due: pods end on the kubelet's
-    clock, not behind the scheduler's backlog (queued behind arrivals, a saturated run would
-    hold every pod as long as its lag and fill the cluster)."""
+    """Completions on connections of their own, each when it falls due: pods end on the
+    kubelet's clock, not behind the scheduler's backlog (queued behind arrivals, a saturated
+    run would hold every pod as long as its lag and fill the cluster). Several finishers share
+    the due heap: one alone, waiting in the saturated server's queue for every reply, fell
+    behind and let the live pods (and the planning cost that grows with them) pile up."""
     while (now := time.monotonic()) < until:
         with tally.lock:
             due = tally.finishes[0][2] if tally.finishes and tally.finishes[0][0] <= now else None
             if due is not None:
                 heapq.heappop(tally.finishes)
+                tally.finish_lag_ms.append((now - due.due) * 1000)
         if due is None:
             time.sleep(FINISH_POLL_S)
         else:
@@ -462,6 +470,11 @@ def _report(
             for k, v in lag.summary().items()
             if not k.startswith("server")
         },
+        "finish_lag_ms": {
+            k.removeprefix("round_trip_"): v
+            for k, v in Latency(tally.finish_lag_ms, []).summary().items()
+            if not k.startswith("server")
+        },
         "rss_start_mib": round(rss_start, 1),
         "rss_mib": curve,
         "pairs_per_minute": per_minute,
@@ -492,6 +505,11 @@ def print_text(report: dict[str, Any]) -> None:
         )
     lag = r["queue_lag_ms"]
     print(f"queue lag: p50 {lag.get('p50_ms')} p99 {lag.get('p99_ms')} max {lag.get('max_ms')} ms")
+    fin = r["finish_lag_ms"]
+    print(
+        f"completion lag: p50 {fin.get('p50_ms')} p99 {fin.get('p99_ms')} "
+        f"max {fin.get('max_ms')} ms"
+    )
     print(f"pairs per minute: {r['pairs_per_minute']}")
     print("RSS (s, MiB): " + " ".join(f"{t:.0f}:{m:.0f}" for t, m in r["rss_mib"]))
     print(f"RSS flatness: {r['rss_flatness']}")
@@ -534,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mix", default=DEFAULT_MIX, help="gang SIZE:WEIGHT,...")
     parser.add_argument("--hold", type=float, default=5.0, help="seconds a pod runs after bind")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--finishers", type=int, default=4, help="connections for completions")
     parser.add_argument("--rss-every", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--shuffle", action="store_true", help="a new name order per request")
     parser.add_argument("--plot", help="write a PNG of the RSS curve here")
