@@ -246,7 +246,7 @@ class Planner(FilterMixin, BindMixin, RecoveryMixin, PodBookMixin, LedgerMixin):
                 return {}
             now = self.clock()
             decision, _ = self._cycle(preempting=True).plan_preemption(
-                preemptor, list(self._running.values()), now, self.attained(now)
+                preemptor, list(self._running.values()), now, self.policy_attained(now)
             )
             if decision is None:
                 return {}

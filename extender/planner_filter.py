@@ -20,6 +20,7 @@ from phalanx.extender.why_not import (
 )
 from phalanx.scheduler.cycle import CycleOutcome, SchedulingCycle
 from phalanx.scheduler.gang import Gang, GangSpecError, Member
+from phalanx.scheduler.interfaces import reads_attained_service
 from phalanx.scheduler.placement import Placement, Unplaceable
 from phalanx.scheduler.reasons import Reason
 from phalanx.scheduler.state import ClusterState
@@ -75,7 +76,7 @@ class FilterMixin:
                     pending,
                     list(self._running.values()),
                     now,
-                    self.attained(now),
+                    self.policy_attained(now),
                     reserve_ttl_s=self.config.reservation_ttl_s,
                 )
         except GangSpecError as exc:
@@ -156,7 +157,7 @@ class FilterMixin:
                 [single],
                 list(self._running.values()),
                 now,
-                self.attained(now),
+                self.policy_attained(now),
                 reserve_ttl_s=self.config.reservation_ttl_s,
                 also_waiting=self._waiting_objects(),
             )
@@ -208,6 +209,13 @@ class FilterMixin:
 
     def _place(self, gang: Gang, state: ClusterState) -> Placement | Unplaceable:
         return self._cycle().place(gang, state)
+
+    def policy_attained(self, now: float) -> dict[str, float]:
+        """:meth:`attained` when the queue or preemption policy reads it, else nothing (it
+        costs a pass over every tracked pod, on each filter)."""
+        if not reads_attained_service(self.queue, self.cycle_config.preemption):
+            return {}
+        return self.attained(now)
 
     def attained(self, now: float) -> dict[str, float]:
         """Attained service (GPU-seconds) as the queue and preemption policies read it, from

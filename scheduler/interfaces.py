@@ -39,7 +39,8 @@ class QueueContext:
     state: ClusterState
     running: Sequence[RunningGang]
     attained_gpu_s: dict[str, float] = field(default_factory=dict)
-    """GPU-seconds of service each gang has received so far (Tiresias LAS)."""
+    """GPU-seconds of service each gang has received so far (Tiresias LAS). Only policies
+    whose ``reads_attained_service`` is true read it (see :func:`reads_attained_service`)."""
     pending: Sequence[Gang] = ()
     """Every gang waiting this cycle, so fairness gates can see who else has demand."""
     place: PlaceFunction | None = None
@@ -130,3 +131,11 @@ class PlaceFunction(Protocol):
     """The engine's entry point as policies call it: place ``gang`` against ``state``."""
 
     def __call__(self, gang: Gang, state: ClusterState) -> PlacementResult: ...
+
+
+def reads_attained_service(*policies: object) -> bool:
+    """Whether any of these queue or preemption policies reads ``ctx.attained_gpu_s`` (their
+    ``reads_attained_service`` attribute: LAS, Tiresias, finish-time fairness, preemption
+    ranked by them). The extender derives attained service from every pod it tracks, work
+    that grows with the cluster's pods, so it does that only for policies that read it."""
+    return any(bool(getattr(p, "reads_attained_service", False)) for p in policies)

@@ -160,3 +160,14 @@ def test_the_fgd_scorer_gets_the_seed_and_a_workload_in_the_extender():
     assert scorer.tie_breaker.rng.bit_generator.state == seeded
     assert scorer.workload == Workload.default()
     assert parse_config({"policies": {"scorer": "fgd", "seed": 7}}).policies.seed == 7
+
+
+def test_attained_service_is_computed_only_for_policies_that_read_it():
+    from phalanx.policies.preemption.priority import PriorityPreemption
+    from phalanx.policies.queue.simple import FifoPolicy
+    from phalanx.policies.queue.tiresias import TiresiasPolicy
+    from phalanx.scheduler.interfaces import reads_attained_service
+
+    assert not reads_attained_service(FifoPolicy(), PriorityPreemption())
+    assert reads_attained_service(TiresiasPolicy())
+    assert reads_attained_service(FifoPolicy(), PriorityPreemption(rank="las"))

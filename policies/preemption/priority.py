@@ -72,6 +72,8 @@ class PriorityPreemption:
         self.min_runtime_s = min_runtime_s
         self.tree = as_tree(quotas) if quotas is not None else None
         self.rank = rank_by_name(rank) if isinstance(rank, str) else rank or by_priority
+        self.reads_attained_service = self.rank is not by_priority
+        """Ranked by a queue policy's rank (LAS, Tiresias), which reads attained service."""
         self.history = history or EvictionHistory()
 
     def select_victims(

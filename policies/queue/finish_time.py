@@ -25,6 +25,7 @@ MIN_GPUS = 1.0
 
 class FinishTimeFairnessPolicy(OrderedQueuePolicy):
     name = "finish-time-fairness"
+    reads_attained_service = True
     description = "Themis: largest rho = shared JCT / isolated JCT (worst-off) first."
 
     def __init__(

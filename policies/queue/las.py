@@ -26,6 +26,7 @@ DEFAULT_THRESHOLDS_GPU_S = (3600.0,)
 
 class LasPolicy(OrderedQueuePolicy):
     name = "las"
+    reads_attained_service = True
     description = "Tiresias 2D-LAS: least attained GPU-service first, in discretised queues."
 
     def __init__(
