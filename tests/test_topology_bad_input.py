@@ -48,8 +48,8 @@ def test_philly_is_a_preset_everywhere():
 
 @pytest.mark.parametrize("spec", ["philly:40", "philly"])
 def test_the_philly_preset_is_the_simulators_philly_cluster(spec: str):
-    """Two definitions until the simulator imports the topology preset: they must agree on
-    everything but the node names."""
+    """The simulator builds its Philly cluster from the topology preset's host: the two agree
+    on everything but the node names."""
     ours = cluster_summary(load_cluster(spec).compile())
     theirs = cluster_summary(resolve_cluster(spec).compile())
     for summary in (ours, theirs):

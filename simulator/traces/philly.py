@@ -17,26 +17,19 @@ from pathlib import Path
 
 from phalanx.simulator.job import Job, TraceError, TraceWorkload
 from phalanx.simulator.traces.rows import JobCollector, Row, RowError, RowReader
-from phalanx.topology.model import Cluster, Gpu, Nic, Node, NvlinkKind
-from phalanx.topology.presets import rail_fat_tree
+from phalanx.topology.model import Cluster
+from phalanx.topology.presets import (
+    PHILLY_NIC_GBIT_S,
+    PHILLY_NODES,
+    PHILLY_RACK_NODES,
+    philly_host,
+    rail_fat_tree,
+)
 
 COLUMNS = ("timestamp", "duration", "num_gpus", "cluster")
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 VC_TABLE = "philly_vc_node_counts.csv"
 JOBS_GLOB = "philly_jobs_*.csv*"
-
-PHILLY_NODES = 352
-PHILLY_GPUS_PER_NODE = 8
-PHILLY_GPU_PRODUCT = "Philly-24GB"
-"""The raw release's machine list shows 8-GPU servers with 24 GB GPUs (``m31,8, 24GB``)."""
-PHILLY_GPU_MEMORY_MIB = 24 * 1024
-PHILLY_CPU_MILLI = 48_000
-PHILLY_MEMORY_MIB = 256 * 1024
-PHILLY_NIC_GBIT_S = 100.0
-"""ATC '19: servers joined by 100 Gb/s InfiniBand, one NIC per server."""
-PHILLY_RACK_NODES = 32
-PHILLY_PCIE_GENERATION = 4
-"""Gen3 hosts; the cost table's slowest generation is Gen4."""
 
 
 def jobs_path(path: Path) -> Path:
@@ -48,32 +41,10 @@ def jobs_path(path: Path) -> Path:
     return path
 
 
-def philly_node(name: str) -> Node:
-    gpus = tuple(
-        Gpu(
-            g,
-            f"GPU-{name}-{g}",
-            PHILLY_GPU_PRODUCT,
-            PHILLY_GPU_MEMORY_MIB,
-            numa_node=g // (PHILLY_GPUS_PER_NODE // 2),
-            pcie_switch=g // 2,
-        )
-        for g in range(PHILLY_GPUS_PER_NODE)
-    )
-    return Node(
-        name,
-        gpus,
-        cpu_milli=PHILLY_CPU_MILLI,
-        memory_mib=PHILLY_MEMORY_MIB,
-        nvlink=NvlinkKind.NONE,
-        pcie_generation=PHILLY_PCIE_GENERATION,
-        nics=(Nic("ib0", PHILLY_NIC_GBIT_S),),
-        network_gbps_per_gpu=PHILLY_NIC_GBIT_S / 8 / PHILLY_GPUS_PER_NODE,
-    )
-
-
 def philly_cluster(nodes: int = PHILLY_NODES) -> Cluster:
-    members = [philly_node(f"philly-{i:04d}") for i in range(nodes)]
+    # the topology preset's host (one definition for simulate, topology show, place, serve);
+    # the simulator keeps its own four-digit node names, which its reports have always shown
+    members = [philly_host(f"philly-{i:04d}") for i in range(nodes)]
     return Cluster(f"philly:{nodes}", members, rail_fat_tree(members, PHILLY_RACK_NODES))
 
 
