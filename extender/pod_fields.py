@@ -55,24 +55,23 @@ def check_pod_fields(pod: Mapping[str, Any], field: str = "Pod") -> None:
 def check_name(value: Any, field: str) -> str:
     """A Pod name as the apiserver allows it (a DNS subdomain): it also keys the planner's
     records as ``namespace/name``, so a ``/`` in it could make two pods one."""
-    if not isinstance(value, str) or not value:
-        raise PodFieldError(f"{field} must be a non-empty string, got {shown(value)}")
-    if len(value) > MAX_NAME_LENGTH or not _DNS_SUBDOMAIN.fullmatch(value):
-        raise PodFieldError(
-            f"{field} {shown(value)} is not a valid object name "
-            f"(lower-case DNS subdomain, at most {MAX_NAME_LENGTH} characters)"
-        )
-    return value
+    return _dns_name(value, field, _DNS_SUBDOMAIN, MAX_NAME_LENGTH, "object name", "subdomain")
 
 
 def check_namespace(value: Any, field: str) -> str:
     """A namespace as the apiserver allows it (a DNS label)."""
+    return _dns_name(value, field, _DNS_LABEL, MAX_NAMESPACE_LENGTH, "namespace", "label")
+
+
+def _dns_name(
+    value: Any, field: str, pattern: re.Pattern[str], max_length: int, what: str, kind: str
+) -> str:
     if not isinstance(value, str) or not value:
         raise PodFieldError(f"{field} must be a non-empty string, got {shown(value)}")
-    if len(value) > MAX_NAMESPACE_LENGTH or not _DNS_LABEL.fullmatch(value):
+    if len(value) > max_length or not pattern.fullmatch(value):
         raise PodFieldError(
-            f"{field} {shown(value)} is not a valid namespace "
-            f"(lower-case DNS label, at most {MAX_NAMESPACE_LENGTH} characters)"
+            f"{field} {shown(value)} is not a valid {what} "
+            f"(lower-case DNS {kind}, at most {max_length} characters)"
         )
     return value
 
