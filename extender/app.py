@@ -31,6 +31,7 @@ from phalanx.extender.expiry_timer import ExpiryTimer
 from phalanx.extender.metrics import ExtenderMetrics
 from phalanx.extender.planner import Planner
 from phalanx.extender.pod_fields import shown
+from phalanx.extender.ui_routes import ui_view
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,8 @@ class ExtenderApp:
             await _reply(send, 200, report)
         elif (view := debug_view(path, query, self.backend.planner)) is not None:
             await _reply(send, *view)  # /debug/queue, /debug/explain (extender/debug_routes.py)
+        elif (page := ui_view(path, query, self.backend.planner)) is not None:
+            await page.send(send)  # /ui: the read-only web page (extender/ui_routes.py)
         else:
             await _reply(send, 404, {"Error": f"nothing at {shown(path, 200)}"})
 
