@@ -9,6 +9,7 @@ import io
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,21 @@ def _gang(http: httpx.Client, name: str, size: int, *, present: int | None = Non
         _filter(http, pod)
     if not bind:
         return
+    binds = []
     for pod in pods:
         (node,) = _filter(http, pod)
         meta = pod["metadata"]
-        bind_args = {"PodName": meta["name"], "PodNamespace": "ml", "PodUID": meta["uid"]}
-        assert http.post("/bind", json={**bind_args, "Node": node}).json() == {"Error": ""}
+        binds.append(
+            {"PodName": meta["name"], "PodNamespace": "ml", "PodUID": meta["uid"], "Node": node}
+        )
+
+    def bind(args: dict[str, str]) -> dict[str, Any]:
+        with httpx.Client(base_url=str(http.base_url), timeout=30) as own:
+            return own.post("/bind", json=args).json()
+
+    # together, as kube-scheduler's binding goroutines do: a gang may bind only as a whole
+    with ThreadPoolExecutor(len(binds)) as pool:
+        assert list(pool.map(bind, binds)) == [{"Error": ""}] * len(binds)
 
 
 @pytest.fixture(scope="module")
