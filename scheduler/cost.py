@@ -11,6 +11,10 @@ Terms, all in units of the normalised link-cost scale (H100 NVLink4 = 1, see
 - misalignment: members split across NUMA sockets, or multi-node members on different NIC rails.
 
 Changing a weight changes every solver's notion of "best" at once.
+
+:func:`placement_cost` runs the compiled terms of :mod:`scheduler.cost_kernels`; the Python
+functions below (:func:`reference_placement_cost` and the per-term helpers, which
+:func:`member_costs` also uses) are the reference they are tested against bit for bit.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+from phalanx.scheduler import cost_kernels
 from phalanx.scheduler.gang import Gang
 from phalanx.scheduler.placement import CostBreakdown, MemberPlacement
 from phalanx.topology.compiled import CompiledCluster
@@ -39,6 +44,17 @@ RAIL_MISALIGN_PENALTY = 1.0
 
 def lowest_common_domain(compiled: CompiledCluster, nodes: Sequence[int]) -> tuple[int, int]:
     """(level index, flat domain id) of the smallest domain holding all ``nodes``."""
+    arr = np.asarray(nodes, dtype=np.int64)
+    if arr.size == 0:
+        raise IndexError("lowest_common_domain needs at least one node")
+    level, domain = cost_kernels.lowest_common_level(compiled.node_domain, arr)
+    return int(level), int(domain)
+
+
+def reference_lowest_common_domain(
+    compiled: CompiledCluster, nodes: Sequence[int]
+) -> tuple[int, int]:
+    """numpy reference of :func:`lowest_common_domain`."""
     cols = compiled.node_domain[:, np.unique(np.asarray(nodes, dtype=np.int64))]
     same = (cols == cols[:, :1]).all(axis=1)
     level = int(np.argmax(same))
@@ -248,13 +264,112 @@ def _node_link(
     return float(pair[mask].max()) if mask.any() else 0.0
 
 
+MemberArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""(node int64 [m], GPUs int64 [m, width] padded with -1, GPU count int64 [m], share int64 [m])."""
+
+
+def member_arrays(members: Sequence[MemberPlacement]) -> MemberArrays:
+    """The members as the arrays the compiled cost terms read."""
+    m = len(members)
+    counts = [len(x.gpus) for x in members]
+    width = max(max(counts), 1)
+    if min(counts) == width:
+        gpus = np.array([x.gpus for x in members], dtype=np.int64).reshape(m, width)
+    else:
+        rows = [list(x.gpus) + [-1] * (width - len(x.gpus)) for x in members]
+        gpus = np.array(rows, dtype=np.int64)
+    return (
+        np.array([x.node_index for x in members], dtype=np.int64),
+        gpus,
+        np.array(counts, dtype=np.int64),
+        np.array([x.gpu_milli for x in members], dtype=np.int64),
+    )
+
+
+_RAILS_FIT: dict[int, tuple[np.ndarray, bool]] = {}
+
+
+def _rails_fit(compiled: CompiledCluster) -> bool:
+    """Whether every rail id fits the kernels' rail bitmasks (checked once per cluster)."""
+    rails = compiled.gpu_rail
+    cached = _RAILS_FIT.get(id(rails))
+    if cached is None or cached[0] is not rails:
+        fits = rails.size == 0 or int(rails.max()) < cost_kernels.RAIL_BITS
+        cached = _RAILS_FIT[id(rails)] = (rails, fits)
+    return cached[1]
+
+
+def priced_domain(
+    compiled: CompiledCluster, gang: Gang, members: Sequence[MemberPlacement]
+) -> tuple[int, int, CostBreakdown]:
+    """(level, flat domain id, cost) of a non-empty placement: what the fast path records for
+    each candidate, from one conversion of the members to arrays."""
+    if not _rails_fit(compiled):
+        level, domain = reference_lowest_common_domain(compiled, [m.node_index for m in members])
+        return level, domain, reference_placement_cost(compiled, gang, members)
+    nodes, gpus, counts, milli = member_arrays(members)
+    c = compiled
+    level, domain = cost_kernels.lowest_common_level(c.node_domain, nodes)
+    comm = cost_kernels.communication_term(
+        level,
+        c.level_cost,
+        c.level_is_nvlink,
+        c.node_egress_cost,
+        c.node_shape,
+        c.shape_pair_cost,
+        nodes,
+        gpus,
+        counts,
+    )
+    fragmentation = cost_kernels.fragmentation_term(
+        c.gpu_used_milli,
+        c.gpu_usable,
+        c.node_shape,
+        c.shape_pair_cost,
+        ideal_leftover_table(c),
+        nodes,
+        gpus,
+        counts,
+        milli,
+        FRAGMENTATION_WEIGHT,
+        LEFTOVER_LINK_WEIGHT,
+    )
+    misalignment = cost_kernels.misalignment_term(
+        level,
+        c.gpu_usable,
+        c.gpu_numa,
+        c.gpu_rail,
+        nodes,
+        gpus,
+        counts,
+        NUMA_SPLIT_PENALTY,
+        RAIL_MISALIGN_PENALTY,
+    )
+    cost = CostBreakdown(
+        communication=gang.comm_intensity * comm,
+        fragmentation=fragmentation,
+        misalignment=misalignment,
+        latency=LATENCY_COST_PER_LEVEL * level,
+    )
+    return int(level), int(domain), cost
+
+
 def placement_cost(
     compiled: CompiledCluster, gang: Gang, members: Sequence[MemberPlacement]
 ) -> CostBreakdown:
     """Cost of placing ``members`` of ``gang`` on the cluster as it is *before* the placement."""
     if not members:
         return CostBreakdown()
-    level, _ = lowest_common_domain(compiled, [m.node_index for m in members])
+    return priced_domain(compiled, gang, members)[2]
+
+
+def reference_placement_cost(
+    compiled: CompiledCluster, gang: Gang, members: Sequence[MemberPlacement]
+) -> CostBreakdown:
+    """Python reference of :func:`placement_cost`, term by term."""
+    if not members:
+        return CostBreakdown()
+    level, _ = reference_lowest_common_domain(compiled, [m.node_index for m in members])
     return CostBreakdown(
         communication=gang.comm_intensity * communication_cost(compiled, members, level),
         fragmentation=fragmentation_cost(compiled, members),

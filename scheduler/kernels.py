@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from phalanx.scheduler import cost_kernels
 
 MILLI_PER_GPU = 1000
 """Mirrors :data:`topology.model.MILLI_PER_GPU` (numba needs a module-level constant)."""
@@ -201,3 +202,4 @@ def warm_up() -> None:
     nvlink_unit_capacity(ones, masks, np.ones((1, 1), dtype=np.uint64), 1, 1)
     domain_totals(np.zeros((1, 1), dtype=np.int64), ones, 1)
     single_node_costs(index, 1, used, usable, 1.0, count, masks, table, table, flags, 1.0)
+    cost_kernels.warm_up()
