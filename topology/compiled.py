@@ -2,8 +2,8 @@
 
 Static arrays describe the hardware; the mutable ones (``gpu_used_milli``, ``free_gpu_mask``,
 ``free_gpu_count``, ``cpu_free_milli``, ``memory_free_mib``, ``domain_free_gpus``) are updated
-in place by :meth:`CompiledCluster.allocate` and :meth:`CompiledCluster.release`, so no decision
-ever rebuilds them.
+in place by :meth:`CompiledCluster.allocate` and :meth:`CompiledCluster.release` (compiled, in
+:mod:`topology.ledger_kernels`), so no decision ever rebuilds them.
 
 Domains of all levels share one flat index space: ``node_domain[level, node]`` is a row of
 ``domain_free_gpus``, so moving one node's free count through every level is a single
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from phalanx.topology import ledger_kernels
 from phalanx.topology.model import MAX_GPUS_PER_NODE, MILLI_PER_GPU, Cluster, Node
 
 NO_PRODUCT = -1
@@ -172,8 +173,14 @@ class CompiledCluster:
             memory_free_mib=mem.copy(),
             domain_free_gpus=np.zeros_like(domain_capacity),
         )
-        for ni in range(n_nodes):
-            compiled._refresh_node_mask(ni)
+        ledger_kernels.refresh_all(
+            compiled.gpu_used_milli,
+            compiled.gpu_usable,
+            compiled.node_domain,
+            compiled.free_gpu_mask,
+            compiled.free_gpu_count,
+            compiled.domain_free_gpus,
+        )
         return compiled
 
     # ------------------------------------------------------------------ queries
@@ -261,6 +268,71 @@ class CompiledCluster:
     ) -> None:
         """Take ``gpu_milli`` (1000 = whole) of each GPU in ``gpus`` plus cpu and memory on
         ``node``. Checks everything first and changes nothing if any check fails."""
+        try:
+            outcome = ledger_kernels.take(
+                self.gpu_used_milli,
+                self.gpu_usable,
+                self.gpu_count,
+                self.cpu_free_milli,
+                self.memory_free_mib,
+                self.node_domain,
+                self.free_gpu_mask,
+                self.free_gpu_count,
+                self.domain_free_gpus,
+                node,
+                np.asarray(gpus, dtype=np.int64),
+                gpu_milli,
+                cpu_milli,
+                memory_mib,
+            )
+        except OverflowError:  # a figure beyond int64: the reference checks (and refuses) it
+            outcome = ledger_kernels.REFUSED
+        if outcome != ledger_kernels.DONE:
+            self.reference_allocate(node, gpus, gpu_milli, cpu_milli, memory_mib)
+
+    def release(
+        self,
+        node: int,
+        gpus: Sequence[int],
+        gpu_milli: int,
+        cpu_milli: int = 0,
+        memory_mib: int = 0,
+    ) -> None:
+        """Give back what :meth:`allocate` took; refuses to free more than is held."""
+        try:
+            outcome = ledger_kernels.give(
+                self.gpu_used_milli,
+                self.gpu_usable,
+                self.gpu_count,
+                self.cpu_free_milli,
+                self.memory_free_mib,
+                self.cpu_capacity_milli,
+                self.memory_capacity_mib,
+                self.node_domain,
+                self.free_gpu_mask,
+                self.free_gpu_count,
+                self.domain_free_gpus,
+                node,
+                np.asarray(gpus, dtype=np.int64),
+                gpu_milli,
+                cpu_milli,
+                memory_mib,
+            )
+        except OverflowError:
+            outcome = ledger_kernels.REFUSED
+        if outcome != ledger_kernels.DONE:
+            self.reference_release(node, gpus, gpu_milli, cpu_milli, memory_mib)
+
+    def reference_allocate(
+        self,
+        node: int,
+        gpus: Sequence[int],
+        gpu_milli: int,
+        cpu_milli: int = 0,
+        memory_mib: int = 0,
+    ) -> None:
+        """numpy reference of :meth:`allocate`; raises the :class:`CapacityError` that says
+        which check failed when the compiled update refuses."""
         idx = self._check_gpus(node, gpus, gpu_milli)
         used = self.gpu_used_milli[node, idx]
         if np.any(used + gpu_milli > MILLI_PER_GPU):
@@ -278,7 +350,7 @@ class CompiledCluster:
         self.memory_free_mib[node] -= memory_mib
         self._refresh_node_mask(node)
 
-    def release(
+    def reference_release(
         self,
         node: int,
         gpus: Sequence[int],
@@ -286,7 +358,7 @@ class CompiledCluster:
         cpu_milli: int = 0,
         memory_mib: int = 0,
     ) -> None:
-        """Give back what :meth:`allocate` took; refuses to free more than is held."""
+        """numpy reference of :meth:`release`; raises the error when it refuses."""
         idx = self._check_gpus(node, gpus, gpu_milli)
         used = self.gpu_used_milli[node, idx]
         if np.any(used < gpu_milli) or not np.all(self.gpu_usable[node, idx]):
