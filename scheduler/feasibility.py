@@ -24,15 +24,8 @@ from phalanx.scheduler.eligibility import FreeArrays, explain_no_node, static_ma
 from phalanx.scheduler.gang import Gang
 from phalanx.scheduler.placement import Unplaceable
 from phalanx.scheduler.reasons import Reason
-from phalanx.scheduler.search import (
-    ClassCapacity,
-    UnitClass,
-    _amount,
-    _describe,
-    class_capacity,
-    fragmented_reason,
-    unit_classes,
-)
+from phalanx.scheduler.unit_classes import ClassCapacity, UnitClass, class_capacity, unit_classes
+from phalanx.scheduler.why_unplaced import amount, describe, fragmented_reason
 from phalanx.topology.compiled import CompiledCluster
 from phalanx.topology.model import MILLI_PER_GPU
 
@@ -78,7 +71,7 @@ def never_fits(gang: Gang, compiled: CompiledCluster) -> Unplaceable | None:
     for cls in classes:
         if not static_mask(c, index, cls.request).any():
             constraint, why = explain_no_node(c, index, cls.request)
-            return Unplaceable(gang.name, f"{_describe(cls)}: {why}", constraint, None)
+            return Unplaceable(gang.name, f"{describe(cls)}: {why}", constraint, None)
     lo, hi = c.level_domain_range[top]
     for cls, cap in zip(classes, caps, strict=True):
         room = int(cap.unit_cap[lo:hi].max())
@@ -167,4 +160,4 @@ def _amounts(
 ) -> str:
     eligible = static_mask(compiled, index, cls.request)
     whole_node_gpus = int(compiled.gpu_usable[eligible].sum(axis=1).max())
-    return _amount(cls, units, whole_node_gpus, short)
+    return amount(cls, units, whole_node_gpus, short)

@@ -41,16 +41,9 @@ from phalanx.scheduler.cost import (
     FRAGMENTATION_WEIGHT,
     LATENCY_COST_PER_LEVEL,
     RAIL_MISALIGN_PENALTY,
-    lowest_common_domain,
-    placement_cost,
+    priced_domain,
 )
-from phalanx.scheduler.eligibility import (
-    FreeArrays,
-    explain_no_node,
-    member_capacity,
-    request_key,
-    static_mask,
-)
+from phalanx.scheduler.eligibility import FreeArrays, static_mask
 from phalanx.scheduler.gang import Gang, Member, MemberRequest
 from phalanx.scheduler.gpu_choice import (
     TABLE_MAX_GPUS,
@@ -60,8 +53,12 @@ from phalanx.scheduler.gpu_choice import (
     stacked_tables,
 )
 from phalanx.scheduler.interfaces import PlacementScorer
-from phalanx.scheduler.kernels import domain_totals, nvlink_unit_capacity, single_node_costs
+from phalanx.scheduler.kernels import single_node_costs
 from phalanx.scheduler.placement import MemberPlacement, Placement, PlacementResult, Unplaceable
+from phalanx.scheduler.scratch import Scratch
+from phalanx.scheduler.spread import Spread, smallest
+from phalanx.scheduler.unit_classes import ClassCapacity, UnitClass, class_capacity, unit_classes
+from phalanx.scheduler.why_unplaced import WhyUnplaced, fragmented_reason
 from phalanx.topology.compiled import CompiledCluster
 from phalanx.topology.model import MILLI_PER_GPU
 
@@ -73,159 +70,6 @@ cost grows with their size; best fit already ranks their candidates well."""
 CANDIDATES_TRIED = 16
 """Most candidates tried at one level when fills fail (classes of a mixed gang competing for
 the same nodes); a single-class fill never fails once the capacity check passed."""
-
-
-# ---------------------------------------------------------------------------- units and classes
-@dataclass(frozen=True)
-class UnitClass:
-    """Units of one request and size; ``members`` are positions in the placed member list."""
-
-    request: MemberRequest
-    unit_members: int
-    members: tuple[int, ...]
-    nvlink: bool
-    """Each unit's GPUs must share one NVLink domain."""
-
-    @property
-    def units(self) -> int:
-        return len(self.members) // self.unit_members
-
-    @property
-    def unit_gpus(self) -> int:
-        return self.request.gpus * self.unit_members
-
-    @property
-    def unit_milli(self) -> int:
-        return self.request.gpu_milli_total * self.unit_members
-
-
-def unit_classes(members: Sequence[Member], nvlink_group: int) -> list[UnitClass]:
-    """Split members into units and classes, biggest units first (they are hardest to fit)."""
-    size = max(1, nvlink_group)
-    groups: dict[tuple, list[int]] = {}
-    requests: dict[tuple, MemberRequest] = {}
-    for start in range(0, len(members), size):
-        unit = list(range(start, min(start + size, len(members))))
-        request = members[start].request
-        key = (request_key(request), len(unit))
-        groups.setdefault(key, []).extend(unit)
-        requests[key] = request
-    classes = [
-        UnitClass(
-            requests[key],
-            key[1],
-            tuple(positions),
-            nvlink_group > 0 and requests[key].gpus * key[1] >= 2,
-        )
-        for key, positions in groups.items()
-    ]
-    classes.sort(key=lambda c: -c.unit_milli)
-    return classes
-
-
-@dataclass
-class ClassCapacity:
-    """Capacity of every node and domain for one class, under one free state."""
-
-    member_cap: np.ndarray  # int64 [nodes]
-    unit_cap: np.ndarray  # int64 [domains], units each domain can hold
-    member_total: np.ndarray | None  # int64 [domains], members (clique-spanning units only)
-    container_level: int
-    """Units may spread over the nodes of one domain of this level (an NVLink clique); 0 when a
-    unit stays on one node."""
-
-
-def class_capacity(
-    compiled: CompiledCluster,
-    index: ClusterIndex,
-    cls: UnitClass,
-    free: FreeArrays,
-    allowed: np.ndarray | None = None,
-) -> ClassCapacity:
-    """Capacity for ``cls`` on the eligible nodes, only those in ``allowed`` when given."""
-    eligible = static_mask(compiled, index, cls.request)
-    if allowed is not None:
-        eligible = eligible & allowed
-        eligible.flags.writeable = False  # the kernels' compiled signature takes read-only masks
-    mcap = member_capacity(compiled, cls.request, eligible, free)
-    n_domains = len(compiled.domain_names)
-    g = cls.unit_members
-    if cls.nvlink and g > 1 and index.nvlink_level:
-        mcap = mcap * index.nvlink_node
-        total = domain_totals(compiled.node_domain, mcap, n_domains)
-        ucap = total // g
-        c = index.nvlink_level
-        lo, hi = compiled.level_domain_range[c]
-        per_clique = total[lo:hi] // g
-        for level in range(c + 1, compiled.n_levels):
-            first, end = compiled.level_domain_range[level]
-            parent = compiled.node_domain[level, index.rep_node[lo:hi]] - first
-            ucap[first:end] = np.bincount(parent, weights=per_clique, minlength=end - first).astype(
-                np.int64
-            )
-        return ClassCapacity(mcap, ucap, total, c)
-    if cls.nvlink:
-        unode = nvlink_unit_capacity(mcap, free.free_gpu_mask, index.nvlink_masks, cls.unit_gpus, g)
-    else:
-        unode = mcap
-    return ClassCapacity(mcap, domain_totals(compiled.node_domain, unode, n_domains), None, 0)
-
-
-# ---------------------------------------------------------------------------- scratch state
-class Scratch:
-    """Free capacity as the gang's own earlier members leave it, layered over the untouched
-    compiled arrays (the search never writes to the cluster state)."""
-
-    def __init__(self, compiled: CompiledCluster) -> None:
-        self.compiled = compiled
-        self.used: dict[int, np.ndarray] = {}
-        self.cpu: dict[int, int] = {}
-        self.memory: dict[int, int] = {}
-        self.gang_gpus: dict[int, set[int]] = {}
-        """GPUs the gang's earlier members took, by node."""
-
-    def used_row(self, node: int) -> np.ndarray:
-        row = self.used.get(node)
-        return self.compiled.gpu_used_milli[node] if row is None else row
-
-    def free_mask(self, node: int) -> int:
-        row = self.used.get(node)
-        if row is None:
-            return int(self.compiled.free_gpu_mask[node])
-        free = np.flatnonzero((row == 0) & self.compiled.gpu_usable[node])
-        return sum(1 << int(g) for g in free)
-
-    def take(
-        self, node: int, gpus: tuple[int, ...], gpu_milli: int, request: MemberRequest
-    ) -> None:
-        row = self.used.get(node)
-        if row is None:
-            row = self.used[node] = self.compiled.gpu_used_milli[node].copy()
-        row[list(gpus)] += gpu_milli
-        self.gang_gpus.setdefault(node, set()).update(gpus)
-        c = self.compiled
-        self.cpu[node] = self.cpu.get(node, int(c.cpu_free_milli[node])) - request.cpu_milli
-        self.memory[node] = self.memory.get(node, int(c.memory_free_mib[node])) - request.memory_mib
-
-    def arrays(self) -> FreeArrays:
-        c = self.compiled
-        if not (self.used or self.cpu):
-            return FreeArrays.of(c)
-        used = c.gpu_used_milli.copy()
-        mask = c.free_gpu_mask.copy()
-        count = c.free_gpu_count.copy()
-        cpu = c.cpu_free_milli.copy()
-        memory = c.memory_free_mib.copy()
-        for node, row in self.used.items():
-            used[node] = row
-            node_mask = self.free_mask(node)
-            mask[node] = np.uint64(node_mask)
-            count[node] = node_mask.bit_count()
-        for node, value in self.cpu.items():
-            cpu[node] = value
-        for node, value in self.memory.items():
-            memory[node] = value
-        return FreeArrays(used, mask, count, cpu, memory)
 
 
 # ---------------------------------------------------------------------------- the search
@@ -242,7 +86,7 @@ class _EgressTier:
 
 
 @dataclass
-class _Search:
+class Search:
     compiled: CompiledCluster
     index: ClusterIndex
     gang: Gang
@@ -367,7 +211,7 @@ class _Search:
         else:
             score = self.scorer.score(c, self.classes[0].request, nodes)
             key = -np.asarray(score, dtype=np.float64)
-        keep = _smallest(key, CANDIDATES_TRIED)
+        keep = smallest(key, CANDIDATES_TRIED)
         order = np.lexsort((nodes[keep], proxy[keep], key[keep]))
         return nodes[keep[order]]
 
@@ -422,13 +266,13 @@ class _Search:
 
     def _placement(self, members: list[MemberPlacement]) -> Placement:
         c = self.compiled
-        level, domain = lowest_common_domain(c, [m.node_index for m in members])
+        level, domain, cost = priced_domain(c, self.gang, members)
         return Placement(
             gang=self.gang.name,
             members=tuple(members),
             level=c.level_names[level],
             domain=c.domain_names[domain],
-            cost=placement_cost(c, self.gang, members),
+            cost=cost,
             solver="fast",
         )
 
@@ -444,7 +288,7 @@ class _Search:
                 if i == 0
                 else class_capacity(self.compiled, self.index, cls, scratch.arrays(), allowed)
             )
-            if cap.unit_cap[domain] < cls.units:
+            if cap.units_in(domain) < cls.units:
                 return None
             parts = self._parts(domain, level, cls, cap, scratch)
             self._place_parts(parts, cls, cap, scratch, slots, multi_node)
@@ -456,7 +300,7 @@ class _Search:
         """(node, count) in rank order: units per node, or members per node for units that
         span the nodes of an NVLink clique."""
         g = cls.unit_members
-        spread = _Spread(self, cls, scratch)
+        spread = Spread(self, cls, scratch)
         if cap.member_total is None:
             return spread(domain, level, cls.units, cap.unit_cap, 0, g)
         c_level = cap.container_level
@@ -619,255 +463,9 @@ class _Search:
         return choose_fractional_gpu(used, in_pool, request.gpu_milli, pair, near)
 
     # -------------------------------------------------------------- why not
+
     def _explain(self, caps: list[ClassCapacity], stop: int) -> Unplaceable:
-        c = self.compiled
-        top = c.n_levels - 1
-        for cls in self.classes:
-            if not static_mask(c, self.index, cls.request).any():
-                constraint, why = explain_no_node(c, self.index, cls.request)
-                return self._unplaceable(f"{_describe(cls)}: {why}", constraint, None)
-        for cls, cap in zip(self.classes, caps, strict=True):
-            lo, hi = c.level_domain_range[top]
-            room = int(cap.unit_cap[lo:hi].max())
-            if room < cls.units:
-                return self._short_everywhere(cls, cap, room)
-        for cls, cap in zip(self.classes, caps, strict=True):
-            lo, hi = c.level_domain_range[stop]
-            room = int(cap.unit_cap[lo:hi].max())
-            if room < cls.units:
-                level = c.level_names[stop]
-                return self._unplaceable(
-                    f"required_level {level}: no {level} domain has "
-                    f"{self._amount(cls, cls.units)}; best {level} has "
-                    f"{self._amount(cls, room, short=True)}",
-                    "required_level",
-                    level,
-                )
-        level = c.level_names[stop]
-        return self._unplaceable(
-            f"the member classes ({'; '.join(_describe(k) for k in self.classes)}) each fit "
-            f"but the fast path packed them together in no {level} domain it tried",
-            "packing",
-            level,
-        )
-
-    def _short_everywhere(self, cls: UnitClass, cap: ClassCapacity, room: int) -> Unplaceable:
-        """The whole cluster lacks room for a class: say whether NVLink grouping, cpu/memory
-        or GPUs are what is short."""
-        c = self.compiled
-        root = c.level_names[-1]
-        members = int(cap.member_cap.sum())
-        need_members = len(cls.members)
-        if cls.nvlink and members >= need_members:
-            where = c.level_names[cap.container_level] if cap.container_level else "node"
-            return self._unplaceable(
-                f"nvlink_group {cls.unit_members}: the cluster has room for {members} members of "
-                f"{_describe(cls)} but only {room} of the {cls.units} NVLink groups fit inside "
-                f"one NVLink domain ({where})",
-                "nvlink_group",
-                where,
-            )
-        request = cls.request
-        eligible = static_mask(c, self.index, request)
-        if request.cpu_milli or request.memory_mib:
-            gpu_only = MemberRequest(
-                gpus=request.gpus,
-                gpu_milli=request.gpu_milli,
-                gpu_products=request.gpu_products,
-                node_selector=request.node_selector,
-                tolerations=request.tolerations,
-            )
-            gpu_room = int(member_capacity(c, gpu_only, eligible, FreeArrays.of(c)).sum())
-            if gpu_room >= need_members and request.gpu_milli_total:
-                return self._unplaceable(
-                    f"cpu/memory: nodes have free GPUs for {gpu_room} members of "
-                    f"{_describe(cls)} but cpu or memory for only {members}",
-                    "cpu_memory",
-                    root,
-                )
-        scattered = fragmented_reason(c, self.index, cls, room, FreeArrays.of(c))
-        if scattered is not None:
-            return self._unplaceable(scattered, "fragmented", root)
-        filtered = "" if eligible.all() else f" on the {int(eligible.sum())} nodes it may use"
-        return self._unplaceable(
-            f"capacity: the cluster has {self._amount(cls, room, short=True)}{filtered}; the "
-            f"gang needs {self._amount(cls, cls.units)}",
-            "capacity",
-            root,
-        )
-
-    def _amount(self, cls: UnitClass, units: int, short: bool = False) -> str:
-        eligible = static_mask(self.compiled, self.index, cls.request)
-        whole_node_gpus = int(self.compiled.gpu_usable[eligible].sum(axis=1).max())
-        return _amount(cls, units, whole_node_gpus, short)
-
-    def _unplaceable(self, reason: str, constraint: str, level: str | None) -> Unplaceable:
-        return Unplaceable(self.gang.name, reason, constraint, level)
-
-
-@dataclass
-class _Spread:
-    """Splits a count of units (or members) of one class over a domain's subtree."""
-
-    search: _Search
-    cls: UnitClass
-    scratch: Scratch
-
-    def __call__(
-        self,
-        domain: int,
-        level: int,
-        need: int,
-        caps: np.ndarray,
-        stop_level: int,
-        item_members: int,
-    ) -> list[tuple[int, int]]:
-        """Split ``need`` items (of ``item_members`` members each) over ``domain``'s
-        descendants at ``stop_level``."""
-        if level == stop_level:
-            return [(domain, need)]
-        s = self.search
-        kids = s.index.children(domain)
-        kid_caps = caps[kids]
-        if s.scorer is not None and level == 1:
-            fitting = np.flatnonzero(kid_caps > 0)
-            score = np.asarray(
-                s.scorer.score(s.compiled, self.cls.request, kids[fitting]), dtype=np.float64
-            )
-            order = fitting[np.lexsort((kids[fitting], -kid_caps[fitting], -score))]
-            picks = _take_in_order(kid_caps, order, need)
-        elif level == 1:
-            tie = self._node_costs(kids, item_members)
-            if not self.cls.request.gpu_milli_total:
-                # room for cpu is not what the cost function prices: among the nodes with room
-                # for all of it, the one the placement leaves least stranded wins
-                kid_caps = np.minimum(kid_caps, need)
-            picks = _fewest_children(kid_caps, tie, kids, need)
-        else:
-            picks = _fewest_children(kid_caps, s.compiled.domain_free_gpus[kids], kids, need)
-        out: list[tuple[int, int]] = []
-        for pos, count in picks:
-            out.extend(self(int(kids[pos]), level - 1, count, caps, stop_level, item_members))
-        return out
-
-    def _node_costs(self, nodes: np.ndarray, item_members: int) -> np.ndarray:
-        """Single-node proxy cost of one item on each node: best fit, then the NUMA and
-        leftover-link penalties of its GPU set, so that nodes of equal room are told apart by
-        what taking them would cost (links between nodes are the level's, whichever node).
-        A node the gang already uses costs a CPU-only member nothing more."""
-        s = self.search
-        c = s.compiled
-        request = self.cls.request
-        cost = single_node_costs(
-            nodes,
-            request.gpu_milli_total * item_members,
-            c.gpu_used_milli,
-            c.gpu_usable,
-            FRAGMENTATION_WEIGHT,
-            s.index.choice_shape,
-            c.free_gpu_mask,
-            *s.tables(request.gpus * item_members, request.gpus),
-            0.0,
-        )
-        if not request.gpu_milli_total and self.scratch.used:
-            cost[np.isin(nodes, list(self.scratch.used))] = 0.0
-        return cost
-
-
-def fragmented_reason(
-    compiled: CompiledCluster, index: ClusterIndex, cls: UnitClass, room: int, free: FreeArrays
-) -> str | None:
-    """Why ``cls`` does not fit although its GPUs are free, or None: the nodes it may use have
-    at least the free GPUs (or milli-GPU) all its members need, but scattered, so that only
-    ``room`` members fit (a full cluster is short of capacity; this one is fragmented, and
-    moving or finishing small jobs would help). Not for NVLink groups, which have a reason of
-    their own."""
-    request = cls.request
-    if cls.nvlink or not request.gpu_milli_total:
-        return None
-    eligible = static_mask(compiled, index, request)
-    members = len(cls.members)
-    if request.gpus:
-        counts = free.free_gpu_count[eligible]
-        have, need = int(counts.sum()), request.gpus * members
-        most = f"the most on one node is {int(counts.max(initial=0))}"
-        unit = "GPUs"
-    else:
-        used = free.gpu_used_milli[eligible]
-        spare = np.where(compiled.gpu_usable[eligible], MILLI_PER_GPU - used, 0).clip(0)
-        have, need = int(spare.sum()), request.gpu_milli * members
-        most = f"the most on one GPU is {int(spare.max(initial=0))}"
-        unit = "milli-GPU"
-    if have < need:
-        return None
-    return (
-        f"fragmented: {have} {unit} are free on the nodes it may use, enough for the {need} "
-        f"its {members} members of {_describe(cls)} need, but scattered: room for {room} of "
-        f"them ({most})"
-    )
-
-
-def _smallest(key: np.ndarray, count: int) -> np.ndarray:
-    """Positions of the ``count`` smallest keys (lowest positions among equal keys), in
-    position order; linear time, unlike sorting every fitting node."""
-    if key.size <= count:
-        return np.arange(key.size)
-    cut = np.partition(key, count - 1)[count - 1]
-    below = np.flatnonzero(key < cut)
-    equal = np.flatnonzero(key == cut)[: count - below.size]
-    return np.sort(np.concatenate([below, equal]))
-
-
-def _fewest_children(
-    caps: np.ndarray, busy: np.ndarray, ids: np.ndarray, need: int
-) -> list[tuple[int, int]]:
-    """Positions and counts covering ``need`` with the fewest children: the largest first
-    until the rest fits in one, then the best-fitting child for the rest (busier ones first
-    on ties, then lower ids). Vectorised: flat domains may have thousands of children."""
-    order = np.lexsort((ids, busy, -caps))
-    ranked = caps[order]
-    before = np.concatenate(([0], np.cumsum(ranked)[:-1]))
-    remaining = need - before
-    stop = int(np.flatnonzero(ranked >= remaining)[0])
-    rest = remaining[stop]
-    tail = -ranked[stop:]
-    fitting_end = stop + int(np.searchsorted(tail, -rest, side="right"))
-    tightest = ranked[fitting_end - 1]
-    pick = stop + int(np.searchsorted(tail, -tightest, side="left"))
-    picks = [(int(order[i]), int(ranked[i])) for i in range(stop)]
-    picks.append((int(order[pick]), int(rest)))
-    return picks
-
-
-def _take_in_order(caps: np.ndarray, order: np.ndarray, need: int) -> list[tuple[int, int]]:
-    """Fill children in the given order, each as far as it goes."""
-    ranked = caps[order]
-    before = np.concatenate(([0], np.cumsum(ranked)[:-1]))
-    take = np.clip(np.minimum(ranked, need - before), 0, None)
-    return [(int(order[i]), int(take[i])) for i in np.flatnonzero(take)]
-
-
-def _describe(cls: UnitClass) -> str:
-    """What one member asks for: "8 NVIDIA-H100-80GB-HBM3 GPUs", "250 milli-GPU", ..."""
-    r = cls.request
-    products = f" {'/'.join(r.gpu_products)}" if r.gpu_products else ""
-    if r.gpus:
-        return f"{r.gpus}{products} GPU{'s' if r.gpus > 1 else ''}"
-    if r.gpu_milli:
-        return f"{r.gpu_milli} milli-GPU{products}"
-    return f"cpu {r.cpu_milli}m, memory {r.memory_mib}Mi"
-
-
-def _amount(cls: UnitClass, units: int, whole_node_gpus: int, short: bool = False) -> str:
-    """ "16 free nodes of 8 GPUs" when a member takes a whole node (``whole_node_gpus``, the
-    GPU count of the largest node it may use), else "room for 3 members of 2 GPUs"."""
-    if cls.unit_members > 1:
-        return f"room for {units} NVLink groups of {cls.unit_members} x {_describe(cls)}"
-    if cls.request.gpus and cls.request.gpus == whole_node_gpus:
-        return f"{units} free nodes" if short else f"{units} free nodes of {_describe(cls)}"
-    if short:
-        return f"room for {units}"
-    return f"room for {units} members of {_describe(cls)}"
+        return WhyUnplaced(self.compiled, self.index, self.gang, self.classes).explain(caps, stop)
 
 
 def search_placement(
@@ -879,10 +477,11 @@ def search_placement(
     """Place ``members`` (the whole gang, or its quorum) by hierarchical best fit."""
     index = cluster_index(compiled)
     classes = unit_classes(members, gang.nvlink_group)
-    return _Search(compiled, index, gang, members, classes, scorer).run()
+    return Search(compiled, index, gang, members, classes, scorer).run()
 
 
 __all__ = [
+    "ClassCapacity",
     "Scratch",
     "UnitClass",
     "class_capacity",

@@ -28,7 +28,7 @@ from phalanx.scheduler.kernels import (
     whole_member_capacity,
 )
 from phalanx.scheduler.placement import MemberPlacement
-from phalanx.scheduler.search import _fewest_children
+from phalanx.scheduler.spread import fewest_children
 from phalanx.scheduler.state import ClusterState
 from phalanx.topology.presets import cluster_preset
 
@@ -174,7 +174,7 @@ def test_fewest_children_follows_its_greedy_rule(caps, busy_seed, data):
     need = data.draw(st.integers(1, total))
     busy = np.random.default_rng(busy_seed).integers(0, 4, len(caps))
     ids = np.arange(len(caps))
-    got = _fewest_children(np.array(caps), busy, ids, need)
+    got = fewest_children(np.array(caps), busy, ids, need)
     assert got == reference_fewest(caps, busy.tolist(), ids.tolist(), need)
     assert sum(count for _, count in got) == need
 
