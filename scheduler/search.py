@@ -53,7 +53,7 @@ from phalanx.scheduler.gpu_choice import (
     stacked_tables,
 )
 from phalanx.scheduler.interfaces import PlacementScorer
-from phalanx.scheduler.kernels import single_node_costs
+from phalanx.scheduler.kernels import best_fitting_nodes, single_node_costs
 from phalanx.scheduler.placement import MemberPlacement, Placement, PlacementResult, Unplaceable
 from phalanx.scheduler.scratch import Scratch
 from phalanx.scheduler.spread import Spread, smallest
@@ -99,7 +99,7 @@ class Search:
         caps = self._capacities(None)
         top = c.n_levels - 1
         stop = c.level_index(self.gang.required_level) if self.gang.required_level else top
-        first, candidates = 0, self._fitting(0, caps)
+        first, candidates = 0, self._ranked_nodes(caps)
         while candidates.size == 0 and first < stop:
             first += 1
             candidates = self._fitting(first, caps)
@@ -109,7 +109,7 @@ class Search:
         ceiling = max(first, c.level_index(preferred)) if preferred else stop
         best = None
         if first == 0:
-            best = self._best_of(0, self._rank(0, candidates, caps), caps, None)
+            best = self._best_of(0, candidates, caps, None)
         if len(self.members) > 1:
             for tier in self._tiers(caps):
                 best = self._climb(tier, max(first, 1), ceiling, stop, best)
@@ -126,8 +126,42 @@ class Search:
         lo, hi = self.compiled.level_domain_range[level]
         fits = np.ones(hi - lo, dtype=bool)
         for cls, cap in zip(self.classes, caps, strict=True):
-            fits &= cap.unit_cap[lo:hi] >= cls.units
+            room = cap.node_units if level == 0 else cap.unit_cap[lo:hi]
+            fits &= room >= cls.units
         return lo + np.flatnonzero(fits)
+
+    def _ranked_nodes(self, caps: list[ClassCapacity]) -> np.ndarray:
+        """The best ``CANDIDATES_TRIED`` nodes with room for the whole gang, best first (empty
+        when none has): without a scorer one compiled pass over the nodes
+        (:func:`scheduler.kernels.best_fitting_nodes`), else, or where a proxy cost is NaN,
+        the fitting nodes ranked by :meth:`_rank_nodes`."""
+        if self.scorer is None:
+            c = self.compiled
+            node_units = (
+                caps[0].node_units.reshape(1, -1)
+                if len(caps) == 1
+                else np.stack([cap.node_units for cap in caps])
+            )
+            ranked, _, saw_nan = best_fitting_nodes(
+                node_units,
+                np.array([cls.units for cls in self.classes], dtype=np.int64),
+                CANDIDATES_TRIED,
+                self._gang_milli(),
+                c.gpu_used_milli,
+                c.gpu_usable,
+                FRAGMENTATION_WEIGHT,
+                self.index.choice_shape,
+                c.free_gpu_mask,
+                *self._whole_gang_tables(),
+                self.gang.comm_intensity,
+            )
+            if not saw_nan:
+                return ranked
+        candidates = self._fitting(0, caps)
+        return self._rank_nodes(candidates) if candidates.size else candidates
+
+    def _gang_milli(self) -> int:
+        return sum(cls.unit_milli * cls.units for cls in self.classes)
 
     def _tiers(self, caps: list[ClassCapacity]) -> list[_EgressTier]:
         """The egress tiers of the nodes the gang may use, cheapest first, the last one
@@ -197,7 +231,7 @@ class Search:
         c = self.compiled
         proxy = single_node_costs(
             nodes,
-            sum(cls.unit_milli * cls.units for cls in self.classes),
+            self._gang_milli(),
             c.gpu_used_milli,
             c.gpu_usable,
             FRAGMENTATION_WEIGHT,
@@ -300,6 +334,8 @@ class Search:
         """(node, count) in rank order: units per node, or members per node for units that
         span the nodes of an NVLink clique."""
         g = cls.unit_members
+        if level == 0:  # one node holds them all (what the spread below returns for a node)
+            return [(domain, cls.units if cap.member_total is None else cls.units * g)]
         spread = Spread(self, cls, scratch)
         if cap.member_total is None:
             return spread(domain, level, cls.units, cap.unit_cap, 0, g)
