@@ -271,6 +271,16 @@ MemberArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 def member_arrays(members: Sequence[MemberPlacement]) -> MemberArrays:
     """The members as the arrays the compiled cost terms read."""
     m = len(members)
+    if m == 1:
+        only = members[0]
+        width = max(len(only.gpus), 1)
+        gpus = np.array([only.gpus or (-1,)], dtype=np.int64).reshape(1, width)
+        return (
+            np.array([only.node_index], dtype=np.int64),
+            gpus,
+            np.array([len(only.gpus)], dtype=np.int64),
+            np.array([only.gpu_milli], dtype=np.int64),
+        )
     counts = [len(x.gpus) for x in members]
     width = max(max(counts), 1)
     if min(counts) == width:
@@ -287,6 +297,10 @@ def member_arrays(members: Sequence[MemberPlacement]) -> MemberArrays:
 
 
 _RAILS_FIT: dict[int, tuple[np.ndarray, bool]] = {}
+_WEIGHTS = np.array(
+    [FRAGMENTATION_WEIGHT, LEFTOVER_LINK_WEIGHT, NUMA_SPLIT_PENALTY, RAIL_MISALIGN_PENALTY]
+)
+"""The weights as the compiled terms take them (``placement_terms``)."""
 
 
 def _rails_fit(compiled: CompiledCluster) -> bool:
@@ -309,41 +323,23 @@ def priced_domain(
         return level, domain, reference_placement_cost(compiled, gang, members)
     nodes, gpus, counts, milli = member_arrays(members)
     c = compiled
-    level, domain = cost_kernels.lowest_common_level(c.node_domain, nodes)
-    comm = cost_kernels.communication_term(
-        level,
+    level, domain, comm, fragmentation, misalignment = cost_kernels.placement_terms(
+        c.node_domain,
         c.level_cost,
         c.level_is_nvlink,
         c.node_egress_cost,
         c.node_shape,
         c.shape_pair_cost,
-        nodes,
-        gpus,
-        counts,
-    )
-    fragmentation = cost_kernels.fragmentation_term(
         c.gpu_used_milli,
         c.gpu_usable,
-        c.node_shape,
-        c.shape_pair_cost,
+        c.gpu_numa,
+        c.gpu_rail,
         ideal_leftover_table(c),
         nodes,
         gpus,
         counts,
         milli,
-        FRAGMENTATION_WEIGHT,
-        LEFTOVER_LINK_WEIGHT,
-    )
-    misalignment = cost_kernels.misalignment_term(
-        level,
-        c.gpu_usable,
-        c.gpu_numa,
-        c.gpu_rail,
-        nodes,
-        gpus,
-        counts,
-        NUMA_SPLIT_PENALTY,
-        RAIL_MISALIGN_PENALTY,
+        _WEIGHTS,
     )
     cost = CostBreakdown(
         communication=gang.comm_intensity * comm,

@@ -266,6 +266,67 @@ def misalignment_term(
     return penalty
 
 
+@njit(cache=True)
+def placement_terms(
+    node_domain: np.ndarray,
+    level_cost: np.ndarray,
+    level_is_nvlink: np.ndarray,
+    node_egress_cost: np.ndarray,
+    node_shape: np.ndarray,
+    shape_pair_cost: np.ndarray,
+    gpu_used_milli: np.ndarray,
+    gpu_usable: np.ndarray,
+    gpu_numa: np.ndarray,
+    gpu_rail: np.ndarray,
+    ideal_table: np.ndarray,
+    member_node: np.ndarray,
+    member_gpus: np.ndarray,
+    member_gpu_count: np.ndarray,
+    member_milli: np.ndarray,
+    weights: np.ndarray,
+) -> tuple[int, int, float, float, float]:
+    """(level, domain, communication link, fragmentation, misalignment) in one call (a call
+    into compiled code costs about a microsecond plus its arguments; the terms share most).
+    ``weights``: fragmentation, leftover link, NUMA split and rail weights, in that order."""
+    level, domain = lowest_common_level(node_domain, member_node)
+    comm = communication_term(
+        level,
+        level_cost,
+        level_is_nvlink,
+        node_egress_cost,
+        node_shape,
+        shape_pair_cost,
+        member_node,
+        member_gpus,
+        member_gpu_count,
+    )
+    fragmentation = fragmentation_term(
+        gpu_used_milli,
+        gpu_usable,
+        node_shape,
+        shape_pair_cost,
+        ideal_table,
+        member_node,
+        member_gpus,
+        member_gpu_count,
+        member_milli,
+        weights[0],
+        weights[1],
+    )
+    misalignment = misalignment_term(
+        level,
+        gpu_usable,
+        gpu_numa,
+        gpu_rail,
+        member_node,
+        member_gpus,
+        member_gpu_count,
+        weights[2],
+        weights[3],
+    )
+    return level, domain, comm, fragmentation, misalignment
+
+
 def warm_up() -> None:
     """Load (or compile) every kernel with the argument types the cost function passes."""
     node_domain = np.zeros((2, 1), dtype=np.int64)
@@ -284,3 +345,21 @@ def warm_up() -> None:
         used, usable, shape, pair, np.zeros((1, 2)), nodes, gpus, counts, nodes, 1.0, 1.0
     )
     misalignment_term(1, usable, small, small, nodes, gpus, counts, 1.0, 1.0)
+    placement_terms(
+        node_domain,
+        cost,
+        np.zeros(2, dtype=np.bool_),
+        cost,
+        shape,
+        pair,
+        used,
+        usable,
+        small,
+        small,
+        np.zeros((1, 2)),
+        nodes,
+        gpus,
+        counts,
+        nodes,
+        np.ones(4),
+    )

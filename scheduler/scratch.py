@@ -37,7 +37,8 @@ class Scratch:
         row = self.used.get(node)
         if row is None:
             row = self.used[node] = self.compiled.gpu_used_milli[node].copy()
-        row[list(gpus)] += gpu_milli
+        for g in gpus:
+            row[g] += gpu_milli
         self.gang_gpus.setdefault(node, set()).update(gpus)
         c = self.compiled
         self.cpu[node] = self.cpu.get(node, int(c.cpu_free_milli[node])) - request.cpu_milli

@@ -379,6 +379,7 @@ class Search:
                         pool,
                         target if alone else 0,
                         rail_penalty if alone else 0.0,
+                        record=len(slots) < len(self.members) - 1,
                     )
                     if cls.request.gpus:
                         pool &= ~sum(1 << g for g in placed.gpus)
@@ -449,7 +450,10 @@ class Search:
         pool: int,
         target_rails: int,
         rail_penalty: float,
+        record: bool = True,
     ) -> MemberPlacement:
+        """Place one member; ``record`` its take in ``scratch`` unless it is the fill's last
+        member, after which nothing reads the scratch state."""
         c = self.compiled
         if request.gpus:
             gpus = choose_whole_gpus(
@@ -466,7 +470,8 @@ class Search:
             milli = request.gpu_milli
         else:
             gpus, milli = (), 0
-        scratch.take(node, gpus, milli, request)
+        if record:
+            scratch.take(node, gpus, milli, request)
         member = self.members[pos]
         return MemberPlacement(
             member=member.name,

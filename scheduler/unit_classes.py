@@ -48,10 +48,14 @@ def unit_classes(members: Sequence[Member], nvlink_group: int) -> list[UnitClass
     size = max(1, nvlink_group)
     groups: dict[tuple, list[int]] = {}
     requests: dict[tuple, MemberRequest] = {}
+    keys: dict[int, tuple] = {}  # by request object: a gang's members mostly share one
     for start in range(0, len(members), size):
         unit = list(range(start, min(start + size, len(members))))
         request = members[start].request
-        key = (request_key(request), len(unit))
+        identity = keys.get(id(request))
+        if identity is None:
+            identity = keys[id(request)] = request_key(request)
+        key = (identity, len(unit))
         groups.setdefault(key, []).extend(unit)
         requests[key] = request
     classes = [
