@@ -22,6 +22,7 @@ earlier ones.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -57,6 +58,23 @@ def gpus_of(mask: int) -> list[int]:
         out.append(low.bit_length() - 1)
         mask ^= low
     return out
+
+
+MASK_CACHE_SIZE = 1 << 14
+"""GPU masks (and GPU tuples) whose conversion is remembered: every free mask of a node of up
+to 14 GPUs; the conversion is per placed member, thousands per big gang."""
+
+
+@functools.lru_cache(maxsize=MASK_CACHE_SIZE)
+def mask_gpus(mask: int) -> tuple[int, ...]:
+    """:func:`gpus_of` as a tuple, remembered."""
+    return tuple(gpus_of(mask))
+
+
+@functools.lru_cache(maxsize=MASK_CACHE_SIZE)
+def gpus_mask(gpus: tuple[int, ...]) -> int:
+    """The mask with the bits of ``gpus`` set, remembered."""
+    return sum(1 << g for g in gpus)
 
 
 def rail_mask(shape: ChoiceShape, gpus: tuple[int, ...] | list[int]) -> int:
@@ -205,12 +223,12 @@ def choose_whole_gpus(
     """``k`` GPUs out of ``free_mask`` on a node of choice shape ``node_shape``, for one
     member or for several of ``member_gpus`` GPUs each (see :func:`best_set`)."""
     if free_mask.bit_count() == k:
-        return tuple(gpus_of(free_mask))
+        return mask_gpus(free_mask)
     shape = index.choice_shapes[node_shape]
     per_member = k if member_gpus is None else member_gpus
     if not target_rails and shape.gpu_count <= TABLE_MAX_GPUS:
         best, _, _ = shape_table(shape, k, per_member)
-        return tuple(gpus_of(int(best[free_mask])))
+        return mask_gpus(int(best[free_mask]))
     key = (node_shape, free_mask, k, per_member, target_rails, rail_penalty)
     chosen = index.choice_memo.get(key)
     if chosen is None:

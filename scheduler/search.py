@@ -49,6 +49,7 @@ from phalanx.scheduler.gpu_choice import (
     TABLE_MAX_GPUS,
     choose_fractional_gpu,
     choose_whole_gpus,
+    gpus_mask,
     rail_mask,
     stacked_tables,
 )
@@ -364,6 +365,14 @@ class Search:
         positions = iter(cls.members)
         rail_penalty = RAIL_MISALIGN_PENALTY / len(self.members) if multi_node else 0.0
         target = 0
+        # Whole-GPU members of the last class draw only from their part's pool, chosen before
+        # any of them: their takes are read by no one unless a node has several pools.
+        unread = (
+            cls is self.classes[-1]
+            and not cls.request.gpu_milli
+            and not unit_pools
+            and len({node for node, _ in parts}) == len(parts)
+        )
         for node, count in parts:
             shape = int(self.index.choice_shape[node])
             for size in [per_part] * count if unit_pools else [per_part * count]:
@@ -379,10 +388,10 @@ class Search:
                         pool,
                         target if alone else 0,
                         rail_penalty if alone else 0.0,
-                        record=len(slots) < len(self.members) - 1,
+                        record=not unread and len(slots) < len(self.members) - 1,
                     )
                     if cls.request.gpus:
-                        pool &= ~sum(1 << g for g in placed.gpus)
+                        pool &= ~gpus_mask(placed.gpus)
                     if not target and cls.request.gpus:
                         target = rail_mask(self.index.choice_shapes[shape], placed.gpus)
                     slots[pos] = placed
