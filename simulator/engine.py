@@ -25,6 +25,8 @@ from phalanx.scheduler.interfaces import (
     RuntimeObserver,
 )
 from phalanx.scheduler.placement import Placement
+from phalanx.scheduler.reasons import Reason
+from phalanx.simulator import wait_reasons
 from phalanx.simulator.config import SimulationConfig
 from phalanx.simulator.events import EventKind, EventQueue
 from phalanx.simulator.fragmentation import FragmentationMeter
@@ -243,6 +245,7 @@ class Simulation:
         self.timeline.in_system += 1
         self.timeline.arrived_milli += run.gang.gpu_milli_total
         self.pending[run.gang.name] = run.gang
+        wait_reasons.enter_queue(run, now)
         self._dirty = True
 
     def _schedule(self, now: float) -> None:
@@ -276,6 +279,7 @@ class Simulation:
                 continue  # started and evicted again within this cycle: still waiting
             run = self.by_name[gang.name]
             del self.pending[gang.name]
+            wait_reasons.leave_queue(run, now)
             if self.config.reserve_ttl_s is None:
                 self._start(run, placement, now)
             else:
@@ -287,13 +291,18 @@ class Simulation:
                 run.reason = f"preempted by {preemptor}"
             else:
                 self._evict(run, now, preemptor)
+        codes = outcome.codes
         for name, reason in outcome.waiting.items():
             run = self.by_name.get(name)
             if run is None or run.status is not JobStatus.QUEUED:
                 continue
             run.reason = reason
+            code = codes.get(name, Reason.CAPACITY)
+            wait_reasons.label(run, code, now)
             hopeless = self.memo.never_fits(run.gang)
             if hopeless is not None:
+                if code != Reason.INVALID_SPEC:
+                    wait_reasons.label(run, Reason.NEVER_FITS, now)
                 del self.pending[name]
                 self._retire(run, JobStatus.REJECTED, hopeless, now)
                 self._dirty = True
@@ -388,6 +397,7 @@ class Simulation:
             self.running.remove(name)
             self.timeline.release(run.gang.tenant, run.gang.gpu_milli_total)
             self.pending[name] = run.gang
+            wait_reasons.enter_queue(run, now)
             self._dirty = True
 
     def _complete(self, run: JobRun, now: float) -> None:
@@ -418,9 +428,11 @@ class Simulation:
         run.status = JobStatus.QUEUED
         run.reason = f"preempted by {preemptor}"
         self.pending[run.gang.name] = run.gang
+        wait_reasons.enter_queue(run, now)
         self._dirty = True
 
     def _retire(self, run: JobRun, status: JobStatus, reason: str, now: float) -> None:
+        wait_reasons.leave_queue(run, now)
         run.status = status
         run.reason = reason
         run.end_s = now
@@ -434,8 +446,10 @@ class Simulation:
         if self.fill_demand is not None:
             self.timeline.sample(self.timeline.last_s, len(self.running), len(self.pending))
         for run in self.runs:
-            if run.status is JobStatus.QUEUED and not run.reason:
-                run.reason = "never tried: the queue policy stopped before it"
+            if run.status is JobStatus.QUEUED:
+                wait_reasons.leave_queue(run, self.timeline.last_s)
+                if not run.reason:
+                    run.reason = "never tried: the queue policy stopped before it"
 
     # ------------------------------------------------------------------ helpers
     def _attained(self, now: float) -> dict[str, float]:

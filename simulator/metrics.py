@@ -18,6 +18,9 @@ Definitions (also in ``docs/simulator.md``):
 - ``ftf_rho``: Themis finish-time fairness, JCT over the run time the job would have had alone
   on ``1/N`` of the cluster, N the mean number of jobs in the system during its life:
   ``rho = jct / (duration * max(1, gpus * N / cluster_gpus))``; > 1 means worse than fair.
+- ``wait_reasons``: per queue, per reason code of :mod:`scheduler.reasons`, the jobs that were
+  queued under it, their seconds queued in all (every spell, preemptions and expired
+  reservations included) and the mean over those jobs (:mod:`simulator.wait_reasons`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 import numpy as np
 from phalanx.simulator.records import JobStatus, SimulationResult
+from phalanx.simulator.wait_reasons import wait_reasons_by_queue
 
 PERCENTILES = (50, 95, 99)
 
@@ -154,6 +158,7 @@ def summarize(result: SimulationResult) -> dict[str, Any]:
         "events": result.events,
         "cycles": result.cycles,
         "wall_s": result.wall_s,
+        "wait_reasons": wait_reasons_by_queue(runs),
     }
     return summary
 

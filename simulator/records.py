@@ -49,6 +49,13 @@ class JobRun:
     comm_cost: float = math.nan
     cost_ratio: float = math.nan
     nodes: int = 0
+    wait_code: str = ""
+    """The reason code it waits under now, or of its last spell in the queue
+    (:mod:`simulator.wait_reasons`); empty before a cycle labelled it."""
+    wait_since_s: float = math.nan
+    """When the current code (or spell) began; NaN while not queued."""
+    wait_s_by_code: dict[str, float] | None = None
+    """Seconds queued under each reason code, over every spell; None if it never waited."""
 
     @property
     def gpus(self) -> float:

@@ -13,6 +13,7 @@ from phalanx.simulator.metrics import tenant_table
 from phalanx.simulator.plots import write_run_plots
 from phalanx.simulator.records import SimulationResult
 from phalanx.simulator.timeline import SAMPLE_COLUMNS
+from phalanx.simulator.wait_reasons import main_reason, queued_s, reasons_cell
 
 TABLE_ROWS = (
     ("gpu_allocation_ratio", "GPU allocation ratio", "pct"),
@@ -58,6 +59,10 @@ JOB_COLUMNS = (
     "comm_cost_ratio",
     "status",
     "reason",
+    "wait_reason",
+    "last_wait_reason",
+    "queued_s",
+    "wait_s_by_reason",
 )
 SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_MINUTE = 60.0
@@ -178,6 +183,10 @@ def job_rows(result: SimulationResult) -> list[dict[str, Any]]:
                 "comm_cost_ratio": _cell(r.cost_ratio),
                 "status": str(r.status),
                 "reason": r.reason,
+                "wait_reason": main_reason(r),
+                "last_wait_reason": r.wait_code,
+                "queued_s": queued_s(r),
+                "wait_s_by_reason": reasons_cell(r),
             }
         )
     return rows
@@ -248,6 +257,7 @@ def write_markdown(
                 f"{format_value(t['jct_mean_s'], 'time')} | "
                 f"{format_value(t['queue_delay_mean_s'], 'time')} |"
             )
+    lines += _wait_reason_lines(summary.get("wait_reasons") or {})
     queued = [r for r in result.runs if r.status == "queued"]
     if queued:
         reasons: dict[str, int] = {}
@@ -282,6 +292,32 @@ def write_markdown(
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _wait_reason_lines(by_queue: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """The report's table of why jobs waited: per queue, each reason code with the jobs that
+    waited under it and their wait in all and on average (``summary["wait_reasons"]``)."""
+    if not by_queue:
+        return []
+    lines = [
+        "",
+        "## Why jobs waited",
+        "",
+        "Time queued under each reason code (the codes of `phalanx explain` and the extender's "
+        "events; `untried`: not yet looked at by a cycle), per queue; a job counts under every "
+        "reason it waited for.",
+        "",
+        "| queue | reason | jobs | wait total | wait mean |",
+        "|---|---|---|---|---|",
+    ]
+    for queue, reasons in by_queue.items():
+        for code, cell in reasons.items():
+            lines.append(
+                f"| {queue} | {code} | {cell['jobs']} | "
+                f"{format_value(cell['total_s'], 'time')} | "
+                f"{format_value(cell['mean_s'], 'time')} |"
+            )
+    return lines
 
 
 def _policy_setting(result: SimulationResult) -> str:

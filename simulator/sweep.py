@@ -86,6 +86,9 @@ def _label(cluster: str | None) -> tuple[str, str | None]:
 def run_summary(spec: RunSpec) -> dict[str, Any]:
     """Run one spec and return its summary row, labelled for grouping (a worker entry point)."""
     result, summary = run_spec(spec)
+    # a sweep's rows are flat metrics for runs.csv and the comparison; the per-queue wait
+    # reasons are each run's own report (``phalanx simulate --out``)
+    summary.pop("wait_reasons", None)
     trace = spec.trace
     if spec.trace_options.pod_list:
         trace = f"{trace}#{spec.trace_options.pod_list}"
