@@ -23,11 +23,16 @@ STATIC_MASK_LIMIT = 4096
 
 def static_key(request: MemberRequest) -> tuple:
     """The parts of a request that decide static eligibility, hashable."""
-    return (
+    products, selector, tolerations = (
+        request.gpu_products,
+        request.node_selector,
+        request.tolerations,
+    )
+    return (  # most requests filter on nothing: no sorting then
         request.gpu_milli_total > 0,
-        tuple(sorted(request.gpu_products)),
-        tuple(sorted(request.node_selector.items())),
-        tuple(sorted(request.tolerations)),
+        tuple(sorted(products)) if products else (),
+        tuple(sorted(selector.items())) if selector else (),
+        tuple(sorted(tolerations)) if tolerations else (),
     )
 
 
