@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 from phalanx.scheduler.cost import FRAGMENTATION_WEIGHT
 from phalanx.scheduler.kernels import single_node_costs
 from phalanx.scheduler.scratch import Scratch
@@ -102,7 +103,60 @@ def fewest_children(
 ) -> list[tuple[int, int]]:
     """Positions and counts covering ``need`` with the fewest children: the largest first
     until the rest fits in one, then the best-fitting child for the rest (busier ones first
-    on ties, then lower ids). Vectorised: flat domains may have thousands of children."""
+    on ties, then lower ids). Compiled (:func:`fewest_children_kernel`); the numpy reference
+    raises where the children cannot hold ``need``."""
+    positions, counts, ok = fewest_children_kernel(caps, busy, ids, need)
+    if not ok:
+        return reference_fewest_children(caps, busy, ids, need)
+    return list(zip(positions.tolist(), counts.tolist(), strict=True))
+
+
+@njit(cache=True)
+def fewest_children_kernel(
+    caps: np.ndarray, busy: np.ndarray, ids: np.ndarray, need: int
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """:func:`reference_fewest_children` without its temporaries: children ranked by (room
+    descending, busy, id) with three stable sorts (NaN busy keys last, as ``np.lexsort``
+    orders them), the largest taken until the rest fits in one, then the first of the
+    tightest that holds the rest. False (and nothing) when the children cannot hold
+    ``need``."""
+    n = caps.shape[0]
+    empty = np.zeros(0, dtype=np.int64)
+    order = np.argsort(ids, kind="mergesort")
+    order = order[np.argsort(busy[order], kind="mergesort")]
+    order = order[np.argsort(-caps[order], kind="mergesort")]
+    before = 0
+    stop = -1
+    for k in range(n):
+        if caps[order[k]] >= need - before:
+            stop = k
+            break
+        before += caps[order[k]]
+    if stop < 0:
+        return empty, empty, False
+    rest = need - before
+    pick = stop  # the first of the smallest rooms, from stop on, that still hold the rest
+    for k in range(stop + 1, n):
+        room = caps[order[k]]
+        if room < rest:
+            break
+        if room < caps[order[pick]]:
+            pick = k
+    positions = np.empty(stop + 1, dtype=np.int64)
+    counts = np.empty(stop + 1, dtype=np.int64)
+    for k in range(stop):
+        positions[k] = order[k]
+        counts[k] = caps[order[k]]
+    positions[stop] = order[pick]
+    counts[stop] = rest
+    return positions, counts, True
+
+
+def reference_fewest_children(
+    caps: np.ndarray, busy: np.ndarray, ids: np.ndarray, need: int
+) -> list[tuple[int, int]]:
+    """numpy reference of :func:`fewest_children` (vectorised: flat domains may have
+    thousands of children)."""
     order = np.lexsort((ids, busy, -caps))
     ranked = caps[order]
     before = np.concatenate(([0], np.cumsum(ranked)[:-1]))

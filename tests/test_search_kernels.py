@@ -1,10 +1,12 @@
-"""The one-pass node ranking kernel against the sorting reference it replaced: the same nodes in
-the same order (cost, then index), with many equal costs, one or two member classes and any
-number of fitting nodes."""
+"""The search's compiled kernels against the numpy references they replaced: the one-pass node
+ranking (the same nodes in the same order, cost then index, with many equal costs, one or two
+member classes, any number of fitting nodes) and the fewest-children split (ties on room and
+on the busy key, integer or float keys)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from phalanx.bench.placement_report import fragmented_state
@@ -12,7 +14,12 @@ from phalanx.scheduler.cluster_index import cluster_index
 from phalanx.scheduler.cost import FRAGMENTATION_WEIGHT
 from phalanx.scheduler.gpu_choice import stacked_tables
 from phalanx.scheduler.kernels import best_fitting_nodes, single_node_costs
-from phalanx.scheduler.spread import smallest
+from phalanx.scheduler.spread import (
+    fewest_children,
+    fewest_children_kernel,
+    reference_fewest_children,
+    smallest,
+)
 
 NODES = 64
 STATE = fragmented_state(NODES)
@@ -64,3 +71,33 @@ def test_best_fitting_nodes_is_the_sorted_reference(seed, classes, gpus, count, 
     assert fitting == fits.size
     want = reference_ranking(node_units, units, count, demand_milli, cost_args)
     assert ranked.tolist() == want.tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    caps=st.lists(st.integers(0, 6), min_size=1, max_size=40),
+    float_busy=st.booleans(),
+    data=st.data(),
+)
+def test_fewest_children_is_the_reference(caps, float_busy, data):
+    n = len(caps)
+    caps_arr = np.array(caps, dtype=np.int64)
+    floats = st.sampled_from((0.0, 0.5, 1.0, 2.25, np.nan))  # NaN: 0 x inf of unfit nodes
+    busy_values = floats if float_busy else st.integers(0, 3)
+    busy = np.array(data.draw(st.lists(busy_values, min_size=n, max_size=n)))
+    ids = np.array(data.draw(st.permutations(range(100, 100 + n))), dtype=np.int64)
+    need = data.draw(st.integers(0, int(caps_arr.sum())))
+    if need == 0 or not caps_arr.sum():
+        return
+    assert fewest_children(caps_arr, busy, ids, need) == reference_fewest_children(
+        caps_arr, busy, ids, need
+    )
+
+
+def test_fewest_children_refuses_what_the_children_cannot_hold():
+    caps = np.array([2, 2, 1], dtype=np.int64)
+    busy = np.zeros(3)
+    ids = np.arange(3, dtype=np.int64)
+    assert not fewest_children_kernel(caps, busy, ids, 6)[2]
+    with pytest.raises(IndexError):
+        fewest_children(caps, busy, ids, 6)
