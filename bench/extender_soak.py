@@ -248,6 +248,7 @@ class Worker:
                 nodes.append(survivors[0])
             if len(nodes) == task.size:
                 order = pods[-1:] + pods[:-1]
+                binds = []
                 for pod, node in zip(order, nodes, strict=True):
                     meta = orjson.loads(pod)["metadata"]
                     bind = {
@@ -256,7 +257,8 @@ class Worker:
                         "PodUID": meta["uid"],
                         "Node": node,
                     }
-                    self.post("bind", "/bind", orjson.dumps(bind))
+                    binds.append(orjson.dumps(bind))
+                self.bind_together(binds)
         except _RequestFailed:
             pass
         # rank order of the nodes: the last member was planned first
@@ -266,6 +268,27 @@ class Worker:
             self.tally.gangs_done += 1
             heapq.heappush(self.tally.finishes, (finish.due, finish.gang, finish))  # type: ignore[misc]
 
+    def bind_together(self, binds: list[bytes]) -> None:
+        """Post a gang's binds at once, one connection each, as kube-scheduler's binding
+        goroutines do (the extender's bind barrier holds each until all have arrived)."""
+        if len(binds) == 1:
+            self.post("bind", "/bind", binds[0])
+            return
+        workers = [Worker(self.port, self.names_json, self.tally, self.hold_s) for _ in binds[1:]]
+        threads = [
+            threading.Thread(target=_post_quietly, args=(w, "bind", "/bind", body))
+            for w, body in zip(workers, binds[1:], strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            self.post("bind", "/bind", binds[0])
+        finally:
+            for thread in threads:
+                thread.join()
+            for w in workers:
+                w.conn.close()
+
     def finish(self, task: Finish) -> None:
         """Every member ends (``Succeeded`` on its node); a gang that was never placed is
         ended too, so no pod it left behind stays in the ledger."""
@@ -274,6 +297,12 @@ class Worker:
             pod = orjson.dumps(member_pod(task.gang, task.size, rank, "Succeeded", node))
             with contextlib.suppress(_RequestFailed):
                 self.post("finish", "/filter", args_body(pod, orjson.dumps([node])))
+
+
+def _post_quietly(worker: Worker, verb: str, path: str, body: bytes) -> None:
+    """A request whose failure the tally has counted already."""
+    with contextlib.suppress(_RequestFailed):
+        worker.post(verb, path, body)
 
 
 def server_rss_mib(pid: int) -> float:

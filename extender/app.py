@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from phalanx.extender import wire
 from phalanx.extender.args_decoder import ExtenderArgsDecoder
+from phalanx.extender.bind_barrier import DEFAULT_BIND_BARRIER_S, BindBarrier
 from phalanx.extender.binding import Binder
 from phalanx.extender.consistency import ledger_problems
 from phalanx.extender.debug_routes import debug_view
@@ -70,6 +71,8 @@ class AppOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     path_prefix: str = ""
     bind_workers: int = DEFAULT_BIND_WORKERS
+    bind_barrier_s: float = DEFAULT_BIND_BARRIER_S
+    """How long a gang's members wait at bind for the rest of the gang (0: no barrier)."""
     echo: bool = False
     """Serve ``/echo`` (replies with the request body): the baseline for load tests."""
 
@@ -90,6 +93,7 @@ class ExtenderApp:
             f"{prefix}/preempt": self._preempt,
         }
         self._bind_path = f"{prefix}/bind"
+        self.barrier = BindBarrier(self.options.bind_barrier_s)
         self._expiry = ExpiryTimer(lambda: backend.planner)
         """Reservations expire on time while the server runs (started by the lifespan)."""
         self._histograms = {
@@ -135,8 +139,7 @@ class ExtenderApp:
             await self._send(send, status, wire.encode(reply), start, None)
             return
         if is_bind:
-            loop = asyncio.get_running_loop()
-            status, reply = await loop.run_in_executor(self._executor, self._bind, body)
+            status, reply = await self._bind(body)
             await self._send(send, status, wire.encode(reply), start, "bind")
             return
         status, reply = handler(body)
@@ -283,15 +286,26 @@ class ExtenderApp:
             return 500, {"Error": f"preempt failed: {exc}"}
         return 200, wire.preemption_reply(victims, args.pdb_violations_by_node)
 
-    def _bind(self, body: bytes) -> tuple[int, Any]:
+    async def _bind(self, body: bytes) -> tuple[int, Any]:
+        """Wait at the gang's bind barrier on the event loop, then post the Binding from a
+        worker thread (:mod:`extender.bind_barrier`)."""
         try:
             args = wire.parse_binding_args(wire.decode(body))
         except wire.WireError as exc:
             return 200, wire.binding_reply(f"bad bind request: {exc}")
         planner = self.backend.planner
         assert planner is not None
-        error = planner.bind(
-            args.pod_namespace, args.pod_name, args.pod_uid, args.node, self.backend.binder
+        error = await self.barrier.wait(planner, args.pod_namespace, args.pod_name)
+        if error:
+            return 200, wire.binding_reply(error)
+        error = await asyncio.get_running_loop().run_in_executor(
+            self._executor,
+            planner.bind,
+            args.pod_namespace,
+            args.pod_name,
+            args.pod_uid,
+            args.node,
+            self.backend.binder,
         )
         return 200, wire.binding_reply(error)
 

@@ -93,6 +93,7 @@ def command(
         max_body_bytes=config.max_body_bytes,
         path_prefix=config.path_prefix,
         bind_workers=config.bind_workers,
+        bind_barrier_s=config.bind_barrier_s,
         echo=echo,
     )
     from phalanx.extender.server import serve

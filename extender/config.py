@@ -9,6 +9,9 @@ field. Every key is optional; see docs/extender.md for the full example.
           requireClientCert: true}
     maxBodyBytes: 16777216
     bindWorkers: 16
+    bindBarrierSeconds: 8               # a gang's members wait at bind for each other (0: off)
+    percentageOfNodesToScore: 0         # kube-scheduler's value (the chart passes the same)
+    evictionGracePeriodSeconds: null    # evictions of preempted gangs (null: each pod's own)
     reservationTTLSeconds: 300
     solver: fast                        # fast | exact | auto
     solverTimeLimitSeconds: 2
@@ -31,6 +34,7 @@ from typing import Any
 
 import yaml
 from phalanx.extender.app import DEFAULT_BIND_WORKERS, DEFAULT_MAX_BODY_BYTES
+from phalanx.extender.bind_barrier import DEFAULT_BIND_BARRIER_S
 from phalanx.extender.decision_log import LOG_FORMATS
 from phalanx.extender.planner import DEFAULT_RESERVATION_TTL_S
 from phalanx.policies.registry import (
@@ -135,6 +139,9 @@ class ServeConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     bind_workers: int = DEFAULT_BIND_WORKERS
+    bind_barrier_s: float = DEFAULT_BIND_BARRIER_S
+    percentage_of_nodes_to_score: int = 0
+    eviction_grace_period_s: int | None = None
     reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S
     solver: str = "fast"
     solver_time_limit_s: float = 2.0
@@ -209,6 +216,9 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             "tls",
             "maxBodyBytes",
             "bindWorkers",
+            "bindBarrierSeconds",
+            "percentageOfNodesToScore",
+            "evictionGracePeriodSeconds",
             "reservationTTLSeconds",
             "solver",
             "solverTimeLimitSeconds",
@@ -245,6 +255,9 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
         tls=tls_cfg,
         max_body_bytes=r.integer("maxBodyBytes", DEFAULT_MAX_BODY_BYTES, 1),
         bind_workers=r.integer("bindWorkers", DEFAULT_BIND_WORKERS, 1),
+        bind_barrier_s=r.number("bindBarrierSeconds", DEFAULT_BIND_BARRIER_S, zero=True),
+        percentage_of_nodes_to_score=r.integer("percentageOfNodesToScore", 0, 0, 100),
+        eviction_grace_period_s=r.optional_integer("evictionGracePeriodSeconds", 0),
         reservation_ttl_s=r.number("reservationTTLSeconds", DEFAULT_RESERVATION_TTL_S),
         solver=solver,
         solver_time_limit_s=r.number("solverTimeLimitSeconds", 2.0),
@@ -365,12 +378,23 @@ class _Reader:
             return default
         return value
 
-    def number(self, key: str, default: float) -> float:
+    def number(self, key: str, default: float, *, zero: bool = False) -> float:
+        """A positive number (or zero, where ``zero`` allows it: a feature turned off)."""
         value = self.doc.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            self._bad(
+                key, f"expected a {'non-negative' if zero else 'positive'} number, got {value!r}"
+            )
+            return default
+        if value == 0 and not zero:
             self._bad(key, f"expected a positive number, got {value!r}")
             return default
         return float(value)
+
+    def optional_integer(self, key: str, low: int) -> int | None:
+        if self.doc.get(key) is None:
+            return None
+        return self.integer(key, low, low)
 
     def mapping(self, key: str) -> dict[str, Any]:
         value = self.doc.get(key) or {}

@@ -23,6 +23,7 @@ from phalanx.extender.gangs import GROUP_KINDS, GroupKind
 from phalanx.extender.group_versions import ServedGroupKind
 from phalanx.extender.kube_binder import KubeBinder
 from phalanx.extender.planner import Planner
+from phalanx.extender.pod_actions import KubePodActions, PodRef
 from phalanx.extender.podspec import namespace_of, uid_of
 from phalanx.extender.reflector import HTTP_NOT_FOUND, Handlers, Reflector, list_objects
 from phalanx.topology.discovery import ANNOTATION_GPU_TOPOLOGY
@@ -62,6 +63,9 @@ class KubeBackend:
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self._binder = KubeBinder(api_client, settings.bind_timeout_s)
+        self._actions = KubePodActions(api_client)
+        """Nominations and evictions, posted off the request path."""
+        self._actions.on_eviction_failed = self._eviction_failed
         self._reflectors: list[Reflector] = []
         self._planner: Planner | None = None
         self._why = "listing Nodes, PodGroups and Pods"
@@ -95,6 +99,7 @@ class KubeBackend:
             "api": {
                 "watches": {r.resource: r.stats.as_dict() for r in self._reflectors},
                 "binds": self._binder.stats.as_dict(),
+                "pod_actions": self._actions.stats.as_dict(),
             },
         }
 
@@ -131,6 +136,7 @@ class KubeBackend:
     def stop(self) -> None:
         self._stop.set()
         self._dirty.set()
+        self._actions.stop()
 
     def _start(self) -> None:
         while not self._stop.is_set():
@@ -189,6 +195,9 @@ class KubeBackend:
         """A planner for the current nodes with every group and pod listed afresh and the
         plans recovered from the pods (as after a restart); the lists' resource versions."""
         planner = self.make_planner(self._build_cluster())
+        planner.actions = self._actions
+        with self._nodes_lock:
+            planner.scheduler_node_count = len(self._nodes)
         group_rvs: dict[str, str | None] = {}
         for kind in GROUP_KINDS:
             try:
@@ -215,6 +224,11 @@ class KubeBackend:
         planner = self._planner
         if planner is not None:
             planner.observe_pod(pod)
+
+    def _eviction_failed(self, pod: PodRef, why: str) -> None:
+        planner = self._planner
+        if planner is not None:
+            planner.eviction_failed(pod, why)
 
     def _spawn(self, thread: threading.Thread) -> None:
         if isinstance(thread, Reflector):
@@ -261,6 +275,8 @@ class KubeBackend:
         if planner is None:
             return
         self._dirty.clear()
+        with self._nodes_lock:
+            planner.scheduler_node_count = len(self._nodes)
         try:
             planner.set_cluster(self._build_cluster())
         except ValueError as exc:

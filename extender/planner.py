@@ -25,16 +25,18 @@ from phalanx.extender.decision_log import DecisionLog
 from phalanx.extender.gangs import GroupKind
 from phalanx.extender.masking import OfferedIndex
 from phalanx.extender.planner_bind import BindMixin
+from phalanx.extender.planner_evict import EvictionMixin, Leaving
 from phalanx.extender.planner_filter import FilterMixin
 from phalanx.extender.planner_ledger import (
     DEFAULT_RESERVATION_TTL_S,
     EXTERNAL_PREFIX,
     UNKNOWN_NODE_REASON,
     LedgerMixin,
-    _gang_key_of,
 )
 from phalanx.extender.planner_pods import PodBookMixin
+from phalanx.extender.planner_protocol import ProtocolMixin
 from phalanx.extender.planner_recovery import RecoveryMixin
+from phalanx.extender.pod_actions import PodActions, RecordingPodActions
 from phalanx.extender.podspec import pod_key
 from phalanx.extender.records import GangRecord, PodRecord
 from phalanx.extender.why_not import (
@@ -44,7 +46,6 @@ from phalanx.extender.why_not import (
 )
 from phalanx.extender.wire import MAX_EXTENDER_PRIORITY
 from phalanx.scheduler.cycle import CycleConfig
-from phalanx.scheduler.gang import GangSpecError
 from phalanx.scheduler.interfaces import (
     PlacementScorer,
     PreemptionPolicy,
@@ -72,6 +73,11 @@ class PlannerConfig:
     reservation_ttl_s: float = DEFAULT_RESERVATION_TTL_S
     solver: str = "fast"
     time_limit_s: float = 2.0
+    percentage_of_nodes_to_score: int = 0
+    """kube-scheduler's setting (0: its adaptive default): tells a window of the nodes from
+    an offer of every feasible node (:func:`extender.planner_protocol.feasible_nodes_to_find`)."""
+    eviction_grace_period_s: int | None = None
+    """Grace period of the evictions of preempted gangs (None: each pod's own)."""
 
 
 @dataclass
@@ -84,12 +90,23 @@ class PlannerStats:
     replans: int = 0
 
 
-class Planner(FilterMixin, BindMixin, RecoveryMixin, PodBookMixin, LedgerMixin):
+class Planner(
+    FilterMixin,
+    ProtocolMixin,
+    EvictionMixin,
+    BindMixin,
+    RecoveryMixin,
+    PodBookMixin,
+    LedgerMixin,
+):
     """Transport-free webhook logic; thread-safe (one lock around every state change). The
     jobs live in mixins, one module each: watch bookkeeping (:mod:`extender.planner_pods`),
-    recovery (:mod:`extender.planner_recovery`), the filter path and preemption checks
-    (:mod:`extender.planner_filter`), binds (:mod:`extender.planner_bind`) and the ledger
-    (:mod:`extender.planner_ledger`); this class holds the state and the public verbs."""
+    recovery (:mod:`extender.planner_recovery`), the filter path
+    (:mod:`extender.planner_filter`), nominations, narrowed offers and the bind barrier
+    (:mod:`extender.planner_protocol`), whole-gang eviction (:mod:`extender.planner_evict`),
+    binds (:mod:`extender.planner_bind`) and the ledger (:mod:`extender.planner_ledger`); this
+    class holds the state and the public verbs. What it asks of pods besides binds
+    (nominations, evictions) goes through :attr:`actions`, which never blocks."""
 
     def __init__(
         self,
@@ -100,8 +117,14 @@ class Planner(FilterMixin, BindMixin, RecoveryMixin, PodBookMixin, LedgerMixin):
         preemption: PreemptionPolicy | None = None,
         config: PlannerConfig | None = None,
         clock: Callable[[], float] = time.time,
+        actions: PodActions | None = None,
     ) -> None:
         self.lock = threading.RLock()
+        self.actions: PodActions = actions if actions is not None else RecordingPodActions()
+        self.leaving: dict[str, Leaving] = {}
+        """Pod key -> evicted pods not gone yet (their room is the preemptor's already)."""
+        self.scheduler_node_count: int | None = None
+        """Nodes kube-scheduler knows (every Node, GPU or not); None: this cluster's count."""
         self.queue = queue
         self.scorer = scorer
         self.preemption = preemption
@@ -229,39 +252,21 @@ class Planner(FilterMixin, BindMixin, RecoveryMixin, PodBookMixin, LedgerMixin):
     def preempt(
         self, pod: dict[str, Any], candidates: Mapping[str, Sequence[str]]
     ) -> dict[str, list[str]]:
-        """Victims by candidate node, whole gangs only, from the preemption policy; {} when
-        no set of whole gangs makes room (kube-scheduler then preempts nothing)."""
+        """Always no victims: kube-scheduler would delete the victims on one node only.
+
+        kube-scheduler calls this when its own filters found no node for the pod (with every
+        node full of lower-priority pods the extender's filter is never even asked), so the
+        pod's gang is put through the scheduling cycle here as its filter would be, against
+        every node: when the cycle preempts, Phalanx evicts the victim gangs whole
+        (:mod:`extender.planner_evict`) and the preemptor's plan waits for them to leave."""
+        del candidates
         with self.lock:
-            if self.preemption is None:
-                return {}
-            rec = self._observe(pod)
-            if rec is None:
-                return {}
-            gang = self.gangs[rec.gang_key]
-            if self._gate(gang):
-                return {}
-            try:
-                preemptor = self._pending_object(gang)
-            except GangSpecError:
-                return {}
             now = self.clock()
-            decision, _ = self._cycle(preempting=True).plan_preemption(
-                preemptor, list(self._running.values()), now, self.policy_attained(now)
-            )
-            if decision is None:
-                return {}
-            victims: dict[str, list[str]] = {}
-            for ledger_key in decision.victims:
-                holding = self.state.holdings.get(ledger_key)
-                victim_gang = self.gangs.get(_gang_key_of(ledger_key))
-                if holding is None or victim_gang is None:
-                    continue
-                for m in holding.placement.members:
-                    victim = victim_gang.members.get(m.member)
-                    if victim is not None and victim.node in candidates:
-                        victims.setdefault(victim.node, []).append(victim.uid)
-            self.decisions.preempted(preemptor, decision.victims, victims)
-            return victims
+            self._expire(now)
+            rec = self._observe(pod)
+            if rec is not None and not rec.node and self._slot(rec) is None:
+                self._filter(rec, self._offered(self.compiled.node_names), now)
+            return {}
 
     def expire(self) -> int:
         """Give back reservations whose TTL passed; returns how many."""

@@ -64,6 +64,7 @@ class BindMixin:
         gang = self.gangs.get(ticket.gang_key)
         if gang is not None:
             gang.binding.discard(ticket.pod_name)
+            gang.arrived.pop(ticket.pod_name, None)
         rec = self.pods.get(f"{ticket.request.namespace}/{ticket.pod_name}")
         if not outcome.ok:
             self.stats.bind_failures += 1

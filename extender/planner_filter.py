@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 from phalanx.extender.hints import gang_hints, hints_of
 from phalanx.extender.masking import Offer, withheld
 from phalanx.extender.planner_ledger import _service_gpu_s
@@ -41,11 +42,17 @@ class FilterMixin:
         slot = self._slot(rec)
         if slot is not None:
             ledger_key, member = slot
-            if offer.includes(member.node):
-                return FilterDecision([member.node])
+            answer = self._planned_answer(gang, rec, member.node, offer)
+            if answer is not None:
+                return answer
             self.stats.replans += 1
             holding = self.state.holdings[ledger_key]
-            whole = ledger_key == gang.key and not holding.bound_members and not gang.binding
+            whole = (
+                ledger_key == gang.key
+                and not holding.bound_members
+                and not gang.binding
+                and not gang.arrived
+            )
             self._drop(ledger_key, None if whole else {rec.name})
         if gang.plans:
             return self._plan_extra(gang, rec, offer, now)
@@ -71,8 +78,8 @@ class FilterMixin:
         if gang.unresolvable:
             return reject(offered, gang.waiting, unresolvable=True)
         try:
-            with withheld(self.compiled, offer.withheld_nodes()):
-                outcome = self._cycle().run(
+            with withheld(self.compiled, self._withheld(offer, rec)):
+                outcome = self._cycle(preempting=True).run(
                     pending,
                     list(self._running.values()),
                     now,
@@ -83,11 +90,15 @@ class FilterMixin:
             self._unresolvable(gang, spec_error_code(exc), str(exc))
             return reject(offered, gang.waiting, unresolvable=True)
         for started, placement in outcome.started:
-            self._adopt(self.gangs[started.name], started, placement, now)
+            self._adopt(self.gangs[started.name], started, placement, now, skip=rec.name)
+        self._evict_victims(outcome)
         self._explain(outcome, {g.name: g for g in pending}, gang)
         slot = self._slot(rec)
         if slot is not None:
-            return FilterDecision([slot[1].node])
+            answer = self._planned_answer(gang, rec, slot[1].node, offer)
+            if answer is not None:
+                return answer
+            self._drop(slot[0], {rec.name})
         if gang.plans:
             return self._plan_extra(gang, rec, offer, now)
         return reject(offered, gang.waiting or f"gang {gang.key}: not placed", gang.unresolvable)
@@ -152,7 +163,7 @@ class FilterMixin:
         except GangSpecError as exc:
             why = waiting_text(gang.key, spec_error_code(exc), str(exc))
             return reject(offered, why, unresolvable=True)
-        with withheld(self.compiled, offer.withheld_nodes()):
+        with withheld(self.compiled, self._withheld(offer, rec)):
             outcome = self._cycle().run(
                 [single],
                 list(self._running.values()),
@@ -166,8 +177,33 @@ class FilterMixin:
             detail = f"member {rec.name}: {outcome.waiting.get(single.name, 'not placed')}"
             return reject(offered, waiting_text(gang.key, code, detail))
         planned, placement = outcome.started[0]
-        self._adopt(gang, planned, placement, now)
-        return FilterDecision([placement.members[0].node])
+        self._adopt(gang, planned, placement, now, skip=rec.name)
+        node = placement.members[0].node
+        answer = self._planned_answer(gang, rec, node, offer)
+        return answer or FilterDecision([node] if offer.includes(node) else [])
+
+    def _planned_answer(
+        self, gang: GangRecord, rec: PodRecord, node: str, offer: Offer
+    ) -> FilterDecision | None:
+        """A member with a place on ``node``: pass that node when offered and free, tell the
+        member to retry when the node is only missing from this offer (or still being left by
+        evicted pods), None when the node is unusable for it and the member must be planned
+        again (:meth:`~extender.planner_protocol.ProtocolMixin._planned_node_missing`)."""
+        if offer.includes(node) and not self._leaving_on(node):
+            return FilterDecision([node])
+        why = self._planned_node_missing(rec, node, offer)
+        if not why:
+            return None
+        code = Reason.PREEMPTING if self._leaving_on(node) else Reason.RESERVED
+        return reject(offer.names, waiting_text(gang.key, code, why))
+
+    def _withheld(self, offer: Offer, rec: PodRecord) -> np.ndarray:
+        """Nodes the planner must not use for this cycle: those kube-scheduler's filters
+        rejected, known only when its offer was complete (a window or the nominated-node pass
+        says nothing about the nodes it left out)."""
+        if self.offer_is_complete(offer, rec.pod):
+            return offer.withheld_nodes()
+        return offer.outside[:0]
 
     def _waiting_objects(self) -> list[Gang]:
         """The other gangs waiting for a plan, as far as they can be read (what admission
@@ -201,9 +237,9 @@ class FilterMixin:
         return ""
 
     def _cycle(self, *, preempting: bool = False) -> SchedulingCycle:
-        """The shared cycle with this planner's one :class:`CycleConfig`. Filter runs carry no
-        preemption policy: in the extender kube-scheduler evicts, through the preempt verb
-        (:meth:`SchedulingCycle.plan_preemption`)."""
+        """The shared cycle with this planner's one :class:`CycleConfig`. Only first plans may
+        preempt (whole gangs, evicted by :mod:`extender.planner_evict`); one member placed
+        after its gang's plan never evicts a gang."""
         config = self.cycle_config if preempting else replace(self.cycle_config, preemption=None)
         return SchedulingCycle.from_config(self.state, self.queue, config)
 
@@ -235,8 +271,11 @@ class FilterMixin:
                 attained[gang.key] = max(attained.get(gang.key, 0.0), total)
         return attained
 
-    def _adopt(self, gang: GangRecord, planned: Gang, placement: Placement, now: float) -> None:
-        """Take on a plan: the cycle has reserved it already, the extra path has not."""
+    def _adopt(
+        self, gang: GangRecord, planned: Gang, placement: Placement, now: float, skip: str = ""
+    ) -> None:
+        """Take on a plan (the cycle has reserved it already, the extra path has not) and
+        nominate its members' nodes, all but ``skip`` (the pod being filtered now)."""
         gang.hints = hints_of(planned)
         ledger_key = placement.gang
         ttl = self._ttl(gang)
@@ -247,3 +286,4 @@ class FilterMixin:
             self._hold(gang, placement, set(), ttl)
         gang.waiting = ""
         self.decisions.planned(gang, placement)
+        self._nominate_plan(gang, ledger_key, skip)

@@ -85,6 +85,7 @@ class LedgerMixin:
             for name in names:
                 if gang.slots.get(name) == ledger_key:
                     del gang.slots[name]
+            self._unnominate(gang, removed - holding.bound_members)
         keep = tuple(m for m in holding.placement.members if m.member not in removed)
         if keep and gang is not None:
             now = self.clock()

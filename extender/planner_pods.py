@@ -14,6 +14,7 @@ from phalanx.extender.planner_ledger import (
     SUCCEEDED,
     _service_gpu_s,
 )
+from phalanx.extender.planner_protocol import nominated_node_of
 from phalanx.extender.podspec import (
     PodSpecError,
     is_terminal,
@@ -71,8 +72,10 @@ class PodBookMixin:
         else:
             if request != rec.request:
                 gang.unresolvable = False
+            seen_before = nominated_node_of(rec.pod)
             rec.pod, rec.request, rec.spec_error = rec.updated(pod), request, error
             rec.uid = rec.uid or uid
+            self._keep_nomination(rec, seen_before)
         gang.ref = ref
         gang.pending_object = None
         node = node_of(pod)
@@ -91,6 +94,7 @@ class PodBookMixin:
         elif finished:
             self.served_gpu_s.pop(rec.gang_key, None)
         self.pods.pop(rec.key, None)
+        self.leaving.pop(rec.key, None)
         external = self.external.pop(rec.key, None)
         if external is not None:
             self.state.release(external)
@@ -100,11 +104,14 @@ class PodBookMixin:
             return
         slot = self._slot(rec)
         gang.members.pop(rec.name, None)
+        gang.arrived.pop(rec.name, None)
         gang.pending_object = None
         gang.unresolvable = False
         if slot is not None:
             holding = self.state.holdings[slot[0]]
-            nothing_bound = not holding.bound_members - {rec.name} and not gang.binding
+            nothing_bound = (
+                not holding.bound_members - {rec.name} and not gang.binding and not gang.arrived
+            )
             if slot[0] == gang.key and nothing_bound and not rec.node:
                 self._drop(slot[0], None)
                 gang.waiting = f"gang {gang.key}: member {rec.name} was deleted; planning again"

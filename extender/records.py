@@ -27,6 +27,8 @@ class PodRecord:
     """The node the pod is bound to, '' while pending."""
     bound_s: float | None = None
     """When it started running on ``node`` (attained service counts from here)."""
+    nominated: str = ""
+    """The node Phalanx last nominated for it (``status.nominatedNodeName``), '' for none."""
 
     def moved(self, node: str, request: MemberRequest | None, planned: bool) -> bool:
         """Bound and now named on another node, or holding a place (bound, or ``planned``:
@@ -69,6 +71,8 @@ class GangRecord:
     plans: set[str] = field(default_factory=set)
     binding: set[str] = field(default_factory=set)
     """Pods whose Binding is being posted right now."""
+    arrived: dict[str, float] = field(default_factory=dict)
+    """Pods waiting at the bind barrier -> when they reached it."""
     waiting: str = ""
     """Why the gang is not placed, as users see it in pod events."""
     unresolvable: bool = False

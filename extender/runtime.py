@@ -42,6 +42,8 @@ def planner_factory(
         reservation_ttl_s=config.reservation_ttl_s,
         solver=config.solver,
         time_limit_s=config.solver_time_limit_s,
+        percentage_of_nodes_to_score=config.percentage_of_nodes_to_score,
+        eviction_grace_period_s=config.eviction_grace_period_s,
     )
 
     def make(cluster: Cluster) -> Planner:

@@ -47,6 +47,14 @@ class Reason(StrEnum):
     """Even with nothing else running the cluster could not hold it."""
     INVALID_SPEC = "invalid_spec"
     """The gang or a member asks for something malformed (an unknown level, a bad value)."""
+    RESERVED = "reserved"
+    """Planned: its node is reserved and nominated, the member retries until offered it."""
+    PREEMPTING = "preempting"
+    """Planned on room that gangs it preempted are still leaving (evicted, not yet gone)."""
+    PREEMPTED = "preempted"
+    """Evicted whole to make room for a gang the preemption policy put first."""
+    BIND_BARRIER = "bind_barrier"
+    """Members wait at bind until every planned member of the gang has reached it."""
 
 
 NEVER_FITS_CONSTRAINTS = frozenset(

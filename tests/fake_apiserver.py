@@ -13,7 +13,10 @@ it over HTTP:
   URL name must match ``metadata.name`` (400), the target must be a Node (422), the pod must
   exist (404), ``metadata.uid`` is a precondition (409), a pod being deleted or already assigned
   is a conflict (409), and on success ``spec.nodeName`` is set, the Binding's annotations are
-  merged into the pod, ``PodScheduled`` becomes True, and a ``Status`` comes back (201).
+  merged into the pod, ``PodScheduled`` becomes True, and a ``Status`` comes back (201);
+- ``PATCH pods/{name}/status`` (merge patch of ``status``: the extender's nominations);
+- ``POST pods/{name}/eviction``: the pod is deleted at once (no PodDisruptionBudgets here),
+  404 when it does not exist; every eviction is kept in :attr:`FakeApiServer.evictions`.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ GROUP_RESOURCES = {
 _DISCOVERY = re.compile(r"^/apis/([^/]+)/([^/]+)$")
 _BINDING = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/binding$")
 _POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)$")
+_POD_STATUS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/status$")
+_EVICTION = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/eviction$")
 
 
 @dataclass
@@ -61,6 +66,8 @@ class FakeApiServer:
     events: list[_Event] = field(default_factory=list)
     bindings: list[dict[str, Any]] = field(default_factory=list)
     """Every binding request received, accepted or not."""
+    evictions: list[str] = field(default_factory=list)
+    """``namespace/name`` of every pod evicted."""
     fail_bindings: int = 0
     """Answer the next N binding requests with 500 (fault injection)."""
     served_groups: set[str] = field(default_factory=lambda: set(GROUP_RESOURCES.values()))
@@ -278,10 +285,41 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
 
+    def do_PATCH(self) -> None:
+        url = urlparse(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        match = _POD_STATUS.match(url.path)
+        api = self.server_api
+        pod = api.get(PODS, match.group(2), match.group(1)) if match else None
+        if pod is None:
+            self._send_json(404, _status(404, "NotFound", f"the server could not find {url.path}"))
+            return
+        patch = json.loads(body or b"{}").get("status") or {}
+        status = pod.setdefault("status", {})
+        for key, value in patch.items():
+            if value is None:
+                status.pop(key, None)
+            else:
+                status[key] = value
+        api.update_pod(pod)
+        self._send_json(200, pod)
+
     def do_POST(self) -> None:
         url = urlparse(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        eviction = _EVICTION.match(url.path)
+        if eviction:
+            namespace, name = eviction.groups()
+            api = self.server_api
+            if api.get(PODS, name, namespace) is None:
+                self._send_json(404, _status(404, "NotFound", f'pods "{name}" not found'))
+                return
+            with api.cond:
+                api.evictions.append(f"{namespace}/{name}")
+            api.delete_pod(namespace, name)
+            self._send_json(201, _status(201, "", ""))
+            return
         match = _BINDING.match(url.path)
         if not match:
             self._send_json(404, _status(404, "NotFound", f"the server could not find {url.path}"))
@@ -422,9 +460,13 @@ class Attempt:
     node: str = ""
     reasons: dict[str, str] = field(default_factory=dict)
     error: str = ""
+    binding: threading.Thread | None = field(default=None, repr=False, compare=False)
+    """The binding cycle, run beside the scheduling loop as kube-scheduler's goroutine is."""
 
     @property
     def bound(self) -> bool:
+        if self.binding is not None:
+            self.binding.join()
         return bool(self.node) and not self.error
 
 
@@ -440,21 +482,28 @@ class FakeKubeScheduler:
         self.api = api
         self.http = httpx.Client(base_url=extender_url, timeout=30)
         self.weight = weight
+        self._assumed: dict[str, str] = {}
+        """Pods whose binding cycle runs -> their node (counted as used, as assumed pods are)."""
+        self._assumed_lock = threading.Lock()
 
     def close(self) -> None:
         self.http.close()
 
     def feasible(self, pod: dict[str, Any]) -> list[str]:
-        want = int(pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
+        want = _gpus_of(pod)
         with self.api.cond:
             nodes = [copy.deepcopy(n) for n in self.api.objects.get(NODES, {}).values()]
             pods = [copy.deepcopy(p) for p in self.api.objects.get(PODS, {}).values()]
         used: dict[str, int] = {}
+        with self._assumed_lock:
+            assumed = dict(self._assumed)
         for p in pods:
             node = (p.get("spec") or {}).get("nodeName")
+            key = f"{p['metadata'].get('namespace', 'default')}/{p['metadata']['name']}"
+            if not node and key in assumed:
+                node = assumed[key]
             if node and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
-                gpus = p["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
-                used[node] = used.get(node, 0) + int(gpus)
+                used[node] = used.get(node, 0) + _gpus_of(p)
         out = []
         for n in sorted(nodes, key=lambda n: n["metadata"]["name"]):
             name = n["metadata"]["name"]
@@ -471,7 +520,17 @@ class FakeKubeScheduler:
         assert resp.status_code == 200, f"{verb}: status {resp.status_code}: {resp.text}"
         return resp.json()
 
-    def schedule(self, namespace: str, name: str) -> Attempt:
+    def schedule_all(self, namespace: str, names: list[str]) -> dict[str, Attempt]:
+        """One scheduling cycle per pod in turn, their binding cycles running meanwhile (so a
+        gang's members meet at the extender's bind barrier); returns once all have ended."""
+        attempts = {name: self.schedule(namespace, name, wait=False) for name in names}
+        for attempt in attempts.values():
+            assert attempt.bound in (True, False)
+        return attempts
+
+    def schedule(self, namespace: str, name: str, *, wait: bool = True) -> Attempt:
+        """One scheduling cycle; its binding cycle runs in a thread, awaited unless ``wait``
+        is False (then ``Attempt.bound`` waits for it)."""
         pod = self.api.pod(namespace, name)
         attempt = Attempt(f"{namespace}/{name}")
         names = self.feasible(pod)
@@ -501,18 +560,33 @@ class FakeKubeScheduler:
             assert all(isinstance(s["Score"], int) for s in scores)
             best = max(scores, key=lambda s: s["Score"] * self.weight * 10)
             chosen = best["Host"]
-        reply = self.post(
-            "bind",
-            {
-                "PodName": name,
-                "PodNamespace": namespace,
-                "PodUID": pod["metadata"]["uid"],
-                "Node": chosen,
-            },
-        )
-        attempt.error = reply["Error"]
         attempt.node = chosen
+        key = f"{namespace}/{name}"
+        args = {
+            "PodName": name,
+            "PodNamespace": namespace,
+            "PodUID": pod["metadata"]["uid"],
+            "Node": chosen,
+        }
+
+        def binding_cycle() -> None:
+            try:
+                attempt.error = self.post("bind", args)["Error"]
+            finally:
+                with self._assumed_lock:
+                    self._assumed.pop(key, None)
+
+        with self._assumed_lock:
+            self._assumed[key] = chosen
+        attempt.binding = threading.Thread(target=binding_cycle, daemon=True)
+        attempt.binding.start()
+        if wait:
+            attempt.binding.join()
         return attempt
+
+
+def _gpus_of(pod: dict[str, Any]) -> int:
+    return int(pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
 
 
 @contextmanager
@@ -548,3 +622,13 @@ def wait_until(predicate: Any, timeout_s: float = 10.0, what: str = "condition")
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
+
+
+def post_binds_together(http: Any, binds: list[dict[str, Any]], path: str = "/bind") -> list[Any]:
+    """Post a gang's ExtenderBindingArgs at once, as kube-scheduler's binding goroutines do
+    (the extender's bind barrier holds each until every planned member has arrived); the
+    replies in order. ``http`` is an ``httpx.Client`` (safe to share between threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(binds))) as pool:
+        return list(pool.map(lambda b: http.post(path, json=b).json(), binds))

@@ -101,9 +101,10 @@ def test_a_settings_file_reports_every_bad_key_at_once(tmp_path):
         parse_config({"colour": 1, "solver": "magic", "policies": "fifo"}, "s.yaml")
     assert err.value.problems == [
         "s.yaml: policies must be a mapping",
-        "s.yaml: colour: unknown setting; known: bindWorkers, kube, leaderElection, listen, "
-        "logFormat, maxBodyBytes, "
-        "pathPrefix, policies, reservationTTLSeconds, solver, solverTimeLimitSeconds, tls",
+        "s.yaml: colour: unknown setting; known: bindBarrierSeconds, bindWorkers, "
+        "evictionGracePeriodSeconds, kube, leaderElection, listen, logFormat, maxBodyBytes, "
+        "pathPrefix, percentageOfNodesToScore, policies, reservationTTLSeconds, solver, "
+        "solverTimeLimitSeconds, tls",
         "s.yaml: solver: expected fast, exact or auto, got 'magic'",
     ]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 from kubernetes import client
 from phalanx.extender import annotations as keys
-from phalanx.extender.app import ExtenderApp
+from phalanx.extender.app import AppOptions, ExtenderApp
 from phalanx.extender.config import KubeConfig, ServeConfig
 from phalanx.extender.kube_backend import KubeBackend
 from phalanx.extender.runtime import planner_factory
@@ -36,7 +36,7 @@ class Cluster:
     scheduler: FakeKubeScheduler
 
     def schedule_all(self, pods: list[str], namespace: str = "ml") -> dict[str, object]:
-        return {name: self.scheduler.schedule(namespace, name) for name in pods}
+        return self.scheduler.schedule_all(namespace, pods)
 
     def sync(self) -> None:
         """Wait until the extender's cache has every pod the apiserver has."""
@@ -61,7 +61,7 @@ def make_nodes(api: FakeApiServer, n: int) -> None:
 
 
 @contextmanager
-def running(api: FakeApiServer, **settings: object) -> Iterator[Cluster]:
+def running(api: FakeApiServer, barrier_s: float = 8.0, **settings: object) -> Iterator[Cluster]:
     config = ServeConfig(**settings)  # type: ignore[arg-type]
     with api.serve() as apiserver_url:
         api_client = client.ApiClient(client.Configuration(host=apiserver_url))
@@ -69,7 +69,7 @@ def running(api: FakeApiServer, **settings: object) -> Iterator[Cluster]:
         backend = KubeBackend(api_client, kube, planner_factory(config))
         backend.start()
         wait_until(lambda: backend.ready()[0], what="initial sync")
-        app = ExtenderApp(backend)
+        app = ExtenderApp(backend, AppOptions(bind_barrier_s=barrier_s))
         with serve_app(app) as url:
             scheduler = FakeKubeScheduler(api, url)
             try:
@@ -194,17 +194,18 @@ def test_node_failure_replans_reserved_member():
     with running(api) as c:
         gang_pods(api, "f", 2)
         c.sync()
-        first = c.scheduler.schedule("ml", "f-0")
-        assert first.bound
+        first = c.scheduler.schedule("ml", "f-0", wait=False)  # waits at the bind barrier
         planner = c.backend.planner
         reserved = next(
             m.node for m in planner.state.holdings["ml/f"].placement.members if m.member == "f-1"
         )
+        wait_until(lambda: "f-0" in planner.gangs["ml/f"].arrived, what="f-0 at the barrier")
         node = api.get("nodes", reserved)
         node["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
         api._put("nodes", node, "MODIFIED")
         second = c.scheduler.schedule("ml", "f-1")
         assert second.bound and second.node != reserved
+        assert first.bound and first.node != second.node, "f-0 kept its place"
         assert planner.stats.replans == 1
         c.sync()
         planner.state.check_invariants()
@@ -216,7 +217,7 @@ def test_deleted_node_drops_its_reservations():
     with running(api) as c:
         gang_pods(api, "d", 2)
         c.sync()
-        assert c.scheduler.schedule("ml", "d-0").bound
+        first = c.scheduler.schedule("ml", "d-0", wait=False)  # waits at the bind barrier
         planner = c.backend.planner
         reserved = next(
             m.node for m in planner.state.holdings["ml/d"].placement.members if m.member == "d-1"
@@ -224,14 +225,16 @@ def test_deleted_node_drops_its_reservations():
         api.delete_node(reserved)
         wait_until(lambda: reserved not in planner.compiled.node_index, what="topology refresh")
         attempt = c.scheduler.schedule("ml", "d-1")
-        assert attempt.bound and attempt.node != reserved
+        assert attempt.bound and attempt.node != reserved and first.bound
         planner.state.check_invariants()
 
 
 def test_restart_mid_gang_neither_double_allocates_nor_strands():
+    """A partly bound gang (the bind barrier prevents one, but a bind that fails after it
+    released still makes one; the barrier is off here to make one directly)."""
     api = FakeApiServer()
     make_nodes(api, 4)
-    with running(api) as c:
+    with running(api, barrier_s=0) as c:
         pods = gang_pods(api, "r", 3)
         c.sync()
         for name in pods[:2]:
@@ -260,7 +263,7 @@ def test_restart_mid_gang_neither_double_allocates_nor_strands():
 def test_repeat_bind_is_idempotent_and_failures_keep_the_plan():
     api = FakeApiServer()
     make_nodes(api, 2)
-    with running(api) as c:
+    with running(api, barrier_s=0) as c:  # binds of one member, posted by hand
         gang_pods(api, "i", 2)
         c.sync()
         pod = api.pod("ml", "i-0")

@@ -13,7 +13,7 @@ from phalanx.extender.config import PolicyConfig, ServeConfig
 from phalanx.extender.runtime import DryRunBackend, planner_factory
 from phalanx.topology.presets import cluster_preset
 
-from tests.fake_apiserver import kube_pod, phalanx_gang, serve_app
+from tests.fake_apiserver import kube_pod, phalanx_gang, post_binds_together, serve_app
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "phalanx-dashboard.json"
 NODES = [f"h100-{i:05d}" for i in range(4)]
@@ -61,13 +61,19 @@ def test_dashboard_queries_only_exported_metrics():
         pods += [kube_pod(f"b-{i}", annotations=phalanx_gang("b", 2)) for i in range(2)]
         for pod in pods:
             http.post("/filter", json={"Pod": pod, "NodeNames": NODES})
+        binds = []
         for pod in pods[:3]:
             reply = http.post("/filter", json={"Pod": pod, "NodeNames": NODES}).json()
             meta = pod["metadata"]
-            bind = {"PodName": meta["name"], "PodNamespace": "ml", "PodUID": meta["uid"]}
-            assert http.post("/bind", json={**bind, "Node": reply["NodeNames"][0]}).json() == {
-                "Error": ""
-            }
+            binds.append(
+                {
+                    "PodName": meta["name"],
+                    "PodNamespace": "ml",
+                    "PodUID": meta["uid"],
+                    "Node": reply["NodeNames"][0],
+                }
+            )
+        assert post_binds_together(http, binds) == [{"Error": ""}] * 3
         text = http.get("/metrics").text
     sampled = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
     declared = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}

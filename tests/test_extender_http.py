@@ -12,7 +12,7 @@ from phalanx.extender.config import ServeConfig
 from phalanx.extender.runtime import DryRunBackend, planner_factory
 from phalanx.topology.presets import cluster_preset
 
-from tests.fake_apiserver import kube_pod, phalanx_gang, serve_app
+from tests.fake_apiserver import kube_pod, phalanx_gang, post_binds_together, serve_app
 
 NODES = [f"h100-{i:05d}" for i in range(4)]
 BODY_LIMIT = 64 * 1024
@@ -35,6 +35,7 @@ def test_filter_prioritize_bind_round_trip(server):
     pods = [kube_pod(f"t-{i}", annotations=phalanx_gang("t", 2)) for i in range(2)]
     waiting = http.post("/filter", json=args(pods[0])).json()
     assert waiting["NodeNames"] == [] and "1/2 members present" in waiting["FailedNodes"][NODES[0]]
+    binds = []
     for pod in reversed(pods):
         reply = http.post("/filter", json=args(pod))
         assert reply.status_code == 200 and "app;dur=" in reply.headers["server-timing"]
@@ -42,10 +43,11 @@ def test_filter_prioritize_bind_round_trip(server):
         scores = http.post("/prioritize", json=args(pod)).json()
         assert {s["Host"]: s["Score"] for s in scores}[node] == 10
         assert all(isinstance(s["Score"], int) and 0 <= s["Score"] <= 10 for s in scores)
-        bind = {"PodName": pod["metadata"]["name"], "PodNamespace": "ml", "Node": node}
-        assert http.post("/bind", json={**bind, "PodUID": pod["metadata"]["uid"]}).json() == {
-            "Error": ""
-        }
+        meta = pod["metadata"]
+        binds.append(
+            {"PodName": meta["name"], "PodNamespace": "ml", "Node": node, "PodUID": meta["uid"]}
+        )
+    assert post_binds_together(http, binds) == [{"Error": ""}] * 2
     state = http.get("/debug/state").json()
     assert state["gangs"][0]["phase"] == "bound" and state["binds_recorded"] == 2
     assert state["recent_binds"][0]["annotations"]["phalanx.io/gang-key"] == "ml/t"

@@ -148,7 +148,7 @@ def test_deleting_a_reserved_member_releases_the_gang_for_replanning():
     assert "1/2 members present" in p.filter(member("d", 0, 2), names).failed[names[0]]
 
 
-def test_preempt_names_whole_lower_priority_gangs():
+def test_preemption_evicts_whole_lower_priority_gangs_and_binds_after_they_leave():
     p, names, _ = planner(nodes=2, preemption="priority")
     binder = RecordingBinder()
     for i in range(2):
@@ -159,9 +159,33 @@ def test_preempt_names_whole_lower_priority_gangs():
         assert p.bind("ml", f"low-{i}", f"uid-ml-low-{i}", node, binder) == ""
     high = kube_pod("high", gpus=8)
     high["spec"]["priority"] = 1000
+    waiting = p.filter(high, names)
+    assert waiting.passing == [] and "[preempting]" in next(iter(waiting.failed.values()))
+    assert sorted(k for k, _ in p.actions.evictions) == ["ml/low-0", "ml/low-1"]
+    assert p.preempt(high, {n: [] for n in names}) == {}, "kube-scheduler deletes nothing"
+    planned = p.state.holdings["ml/pod/high"].placement.members[0].node
+    p.forget_pod("ml", "low-0", "uid-ml-low-0")
+    p.forget_pod("ml", "low-1", "uid-ml-low-1")
+    assert p.filter(high, names).passing == [planned]
+    p.state.check_invariants()
+
+
+def test_a_refused_eviction_gives_the_victim_its_room_back():
+    p, names, _ = planner(nodes=1, preemption="priority")
+    binder = RecordingBinder()
+    low = member("low", 0, 1)
+    node = p.filter(low, names).passing[0]
+    assert p.bind("ml", "low-0", "uid-ml-low-0", node, binder) == ""
+    high = kube_pod("high", gpus=8)
+    high["spec"]["priority"] = 1000
     assert p.filter(high, names).passing == []
-    victims = p.preempt(high, {n: [] for n in names})
-    assert sorted(v for uids in victims.values() for v in uids) == ["uid-ml-low-0", "uid-ml-low-1"]
+    assert "ml/pod/high" in p.state.holdings
+    from phalanx.extender.pod_actions import PodRef
+
+    p.eviction_failed(PodRef("ml", "low-0", "uid-ml-low-0"), "refused by a PodDisruptionBudget")
+    assert "ml/pod/high" not in p.state.holdings and not p.leaving
+    assert int(p.compiled.free_gpu_count.sum()) == 0, "the victim holds its GPUs again"
+    p.state.check_invariants()
 
 
 def test_concurrent_filters_and_binds_keep_the_ledger_consistent():

@@ -17,7 +17,7 @@ from phalanx.extender.runtime import DryRunBackend, planner_factory
 from phalanx.topology.presets import cluster_preset
 
 from phalanx.cli import main as phalanx
-from tests.fake_apiserver import kube_pod, phalanx_gang, serve_app
+from tests.fake_apiserver import kube_pod, phalanx_gang, post_binds_together, serve_app
 
 NODES = [f"h100-{i:05d}" for i in range(4)]
 
@@ -35,11 +35,14 @@ def server() -> Iterator[tuple[str, httpx.Client]]:
         placed = [kube_pod(f"a-{i}", annotations=phalanx_gang("a", 3)) for i in range(3)]
         for pod in placed:
             http.post("/filter", json=args(pod))
+        binds = []
         for pod in placed:
             (node,) = http.post("/filter", json=args(pod)).json()["NodeNames"]
             meta = pod["metadata"]
-            bind = {"PodName": meta["name"], "PodNamespace": "ml", "PodUID": meta["uid"]}
-            assert http.post("/bind", json={**bind, "Node": node}).json() == {"Error": ""}
+            binds.append(
+                {"PodName": meta["name"], "PodNamespace": "ml", "PodUID": meta["uid"], "Node": node}
+            )
+        assert post_binds_together(http, binds) == [{"Error": ""}] * 3
         for i in range(2):
             http.post("/filter", json=args(kube_pod(f"b-{i}", annotations=phalanx_gang("b", 2))))
         http.post("/filter", json=args(kube_pod("c-0", annotations=phalanx_gang("c", 2))))

@@ -1,0 +1,186 @@
+"""What the planner asks of pods besides binding them: nominate a planned member's node, and
+evict the members of a gang it preempts.
+
+**Nomination.** kube-scheduler tries a pod's ``status.nominatedNodeName`` first and offers the
+extender exactly that node (``schedule_one.go``, ``evaluateNominatedNode``); since 1.35
+(``NominatedNodeNameForExpectation``, beta) that field is how other components tell it where a pod
+is expected to go. Writing it does three things for a planned member: the status update moves the
+pod out of kube-scheduler's unschedulable queue at once (instead of the 5-minute flush), its next
+cycle is offered its planned node and nothing else (so a narrowed offer cannot drop the plan),
+and kube-scheduler counts the member's resources as taken on that node for pods of lower or equal
+priority while it waits.
+
+**Eviction.** A preempted gang is evicted whole, pod by pod, through the Eviction API, which
+honours PodDisruptionBudgets (a refusal is reported back so that the planner gives the victim its
+place again).
+
+The planner calls these under its lock, so implementations must not block: the Kubernetes one
+queues the calls for a small pool of workers, the recording one (dry-run, tests) just records.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from phalanx.extender.api_retry import CONNECT_TIMEOUT_S
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ACTION_WORKERS = 8
+"""Parallel status patches and evictions: a 64-member gang is nominated in a few round trips."""
+ACTION_TIMEOUT_S = 10.0
+HTTP_NOT_FOUND = 404
+HTTP_TOO_MANY_REQUESTS = 429
+"""The Eviction API's answer when a PodDisruptionBudget does not allow the eviction now."""
+
+
+@dataclass(frozen=True)
+class PodRef:
+    namespace: str
+    name: str
+    uid: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+EvictionFailed = Callable[[PodRef, str], None]
+"""Called (from a worker thread) when an eviction was refused or failed, with the reason."""
+
+
+class PodActions(Protocol):
+    def nominate(self, pod: PodRef, node: str) -> None:
+        """Set the pod's ``status.nominatedNodeName`` to ``node`` ('' clears it)."""
+        ...
+
+    def evict(self, pod: PodRef, grace_period_s: int | None) -> None:
+        """Evict the pod (Eviction API), with ``grace_period_s`` (None: the pod's own)."""
+        ...
+
+
+@dataclass
+class RecordingPodActions:
+    """Records what would be done (``phalanx serve --dry-run`` and tests)."""
+
+    nominations: list[tuple[str, str]] = field(default_factory=list)
+    evictions: list[tuple[str, int | None]] = field(default_factory=list)
+
+    def nominate(self, pod: PodRef, node: str) -> None:
+        self.nominations.append((pod.key, node))
+
+    def evict(self, pod: PodRef, grace_period_s: int | None) -> None:
+        self.evictions.append((pod.key, grace_period_s))
+
+
+@dataclass
+class PodActionStats:
+    nominations: int = 0
+    nomination_failures: int = 0
+    evictions: int = 0
+    evictions_refused: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class KubePodActions:
+    """Posts nominations and evictions from worker threads. Nominations of one pod coalesce:
+    only the latest node asked for is written."""
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        workers: int = DEFAULT_ACTION_WORKERS,
+        timeout_s: float = ACTION_TIMEOUT_S,
+    ) -> None:
+        self.core = client.CoreV1Api(api_client)
+        self.timeout_s = timeout_s
+        self.stats = PodActionStats()
+        self.on_eviction_failed: EvictionFailed | None = None
+        self._queue: queue.Queue[tuple[str, PodRef, object] | None] = queue.Queue()
+        self._latest: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"pod-actions-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def nominate(self, pod: PodRef, node: str) -> None:
+        with self._lock:
+            queued = pod.key in self._latest
+            self._latest[pod.key] = node
+        if not queued:
+            self._queue.put(("nominate", pod, None))
+
+    def evict(self, pod: PodRef, grace_period_s: int | None) -> None:
+        self._queue.put(("evict", pod, grace_period_s))
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            kind, pod, arg = item
+            try:
+                if kind == "nominate":
+                    with self._lock:
+                        node = self._latest.pop(pod.key, "")
+                    self._nominate(pod, node)
+                else:
+                    self._evict(pod, arg if isinstance(arg, int) else None)
+            except Exception:  # a worker must outlive any one failed call
+                log.exception("%s of %s failed", kind, pod.key)
+
+    def _nominate(self, pod: PodRef, node: str) -> None:
+        body = {"status": {"nominatedNodeName": node or None}}
+        try:
+            self.core.patch_namespaced_pod_status(
+                pod.name,
+                pod.namespace,
+                body,
+                _request_timeout=(CONNECT_TIMEOUT_S, self.timeout_s),
+            )
+            self.stats.nominations += 1
+        except ApiException as exc:
+            self.stats.nomination_failures += 1
+            if exc.status != HTTP_NOT_FOUND:
+                log.warning("nominating %s for %r: %s %s", pod.key, node, exc.status, exc.reason)
+
+    def _evict(self, pod: PodRef, grace_period_s: int | None) -> None:
+        body = client.V1Eviction(
+            metadata=client.V1ObjectMeta(name=pod.name, namespace=pod.namespace),
+            delete_options=client.V1DeleteOptions(
+                grace_period_seconds=grace_period_s,
+                preconditions=client.V1Preconditions(uid=pod.uid) if pod.uid else None,
+            ),
+        )
+        try:
+            self.core.create_namespaced_pod_eviction(
+                pod.name,
+                pod.namespace,
+                body,
+                _preload_content=False,
+                _request_timeout=(CONNECT_TIMEOUT_S, self.timeout_s),
+            )
+            self.stats.evictions += 1
+        except ApiException as exc:
+            if exc.status == HTTP_NOT_FOUND:
+                return  # already gone: what the eviction was for
+            self.stats.evictions_refused += 1
+            why = f"eviction of {pod.key} refused: {exc.status} {exc.reason}"
+            if exc.status == HTTP_TOO_MANY_REQUESTS:
+                why = f"eviction of {pod.key} refused by a PodDisruptionBudget"
+            log.warning("%s", why)
+            if self.on_eviction_failed is not None:
+                self.on_eviction_failed(pod, why)
