@@ -19,6 +19,7 @@ functions below (:func:`reference_placement_cost` and the per-term helpers, whic
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 
@@ -264,36 +265,25 @@ def _node_link(
     return float(pair[mask].max()) if mask.any() else 0.0
 
 
-MemberArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-"""(node int64 [m], GPUs int64 [m, width] padded with -1, GPU count int64 [m], share int64 [m])."""
+def member_table(members: Sequence[MemberPlacement]) -> np.ndarray:
+    """uint64 [m, 3]: each member's node, GPU share and GPUs as a bitmask, the table the
+    compiled cost terms read (three numbers a member: converting Python numbers to an array
+    costs tens of nanoseconds each)."""
+    flat: list[int] = []
+    for x in members:
+        flat += (x.node_index, x.gpu_milli, gpus_mask(x.gpus))
+    return np.array(flat, dtype=np.uint64).reshape(len(members), 3)
 
 
-def member_arrays(members: Sequence[MemberPlacement]) -> MemberArrays:
-    """The members as the arrays the compiled cost terms read."""
-    m = len(members)
-    if m == 1:
-        only = members[0]
-        width = max(len(only.gpus), 1)
-        gpus = np.array([only.gpus or (-1,)], dtype=np.int64).reshape(1, width)
-        return (
-            np.array([only.node_index], dtype=np.int64),
-            gpus,
-            np.array([len(only.gpus)], dtype=np.int64),
-            np.array([only.gpu_milli], dtype=np.int64),
-        )
-    counts = [len(x.gpus) for x in members]
-    width = max(max(counts), 1)
-    if min(counts) == width:
-        gpus = np.array([x.gpus for x in members], dtype=np.int64).reshape(m, width)
-    else:
-        rows = [list(x.gpus) + [-1] * (width - len(x.gpus)) for x in members]
-        gpus = np.array(rows, dtype=np.int64)
-    return (
-        np.array([x.node_index for x in members], dtype=np.int64),
-        gpus,
-        np.array(counts, dtype=np.int64),
-        np.array([x.gpu_milli for x in members], dtype=np.int64),
-    )
+MASK_CACHE_SIZE = 1 << 14
+"""GPU tuples whose bitmask is remembered (every set of a node of up to 14 GPUs): the
+conversion runs for every member of every priced candidate."""
+
+
+@functools.lru_cache(maxsize=MASK_CACHE_SIZE)
+def gpus_mask(gpus: tuple[int, ...]) -> int:
+    """The mask with the bits of ``gpus`` set, remembered."""
+    return sum(1 << g for g in gpus)
 
 
 _RAILS_FIT: dict[int, tuple[np.ndarray, bool]] = {}
@@ -321,7 +311,6 @@ def priced_domain(
     if not _rails_fit(compiled):
         level, domain = reference_lowest_common_domain(compiled, [m.node_index for m in members])
         return level, domain, reference_placement_cost(compiled, gang, members)
-    nodes, gpus, counts, milli = member_arrays(members)
     c = compiled
     level, domain, comm, fragmentation, misalignment = cost_kernels.placement_terms(
         c.node_domain,
@@ -335,10 +324,7 @@ def priced_domain(
         c.gpu_numa,
         c.gpu_rail,
         ideal_leftover_table(c),
-        nodes,
-        gpus,
-        counts,
-        milli,
+        member_table(members),
         _WEIGHTS,
     )
     cost = CostBreakdown(

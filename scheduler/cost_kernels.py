@@ -8,7 +8,8 @@ operations in the same order, so every total is bit-identical to the Python refe
 :mod:`scheduler.cost` (``reference_placement_cost``), which the tests compare them against.
 
 Members arrive as arrays: ``member_node[m]``, ``member_gpus[m, :member_gpu_count[m]]`` (GPU
-indices, padded with -1) and ``member_milli[m]`` (share taken of each of its GPUs).
+indices, padded with -1) and ``member_milli[m]`` (share taken of each of its GPUs), which
+:func:`placement_terms` builds from a table of (node, share, GPU bitmask) per member.
 """
 
 from __future__ import annotations
@@ -266,6 +267,11 @@ def misalignment_term(
     return penalty
 
 
+MEMBER_NODE, MEMBER_MILLI, MEMBER_MASK = 0, 1, 2
+"""Columns of the member table :func:`placement_terms` takes (uint64 [m, 3]): node, share of
+each of its GPUs, and the GPUs as a bitmask (every term is indifferent to their order)."""
+
+
 @njit(cache=True)
 def placement_terms(
     node_domain: np.ndarray,
@@ -279,15 +285,34 @@ def placement_terms(
     gpu_numa: np.ndarray,
     gpu_rail: np.ndarray,
     ideal_table: np.ndarray,
-    member_node: np.ndarray,
-    member_gpus: np.ndarray,
-    member_gpu_count: np.ndarray,
-    member_milli: np.ndarray,
+    members: np.ndarray,
     weights: np.ndarray,
 ) -> tuple[int, int, float, float, float]:
     """(level, domain, communication link, fragmentation, misalignment) in one call (a call
-    into compiled code costs about a microsecond plus its arguments; the terms share most).
+    into compiled code costs about a microsecond plus its arguments; the terms share most),
+    from one member table (three numbers a member: the cheapest to build in Python).
     ``weights``: fragmentation, leftover link, NUMA split and rail weights, in that order."""
+    m = members.shape[0]
+    member_node = np.empty(m, dtype=np.int64)
+    member_milli = np.empty(m, dtype=np.int64)
+    member_gpu_count = np.zeros(m, dtype=np.int64)
+    width = 1
+    for j in range(m):
+        member_node[j] = np.int64(members[j, MEMBER_NODE])
+        member_milli[j] = np.int64(members[j, MEMBER_MILLI])
+        mask = members[j, MEMBER_MASK]
+        while mask:
+            mask &= mask - np.uint64(1)
+            member_gpu_count[j] += 1
+        width = max(width, member_gpu_count[j])
+    member_gpus = np.full((m, width), -1, dtype=np.int64)
+    for j in range(m):
+        mask = members[j, MEMBER_MASK]
+        q = 0
+        for g in range(64):
+            if (mask >> np.uint64(g)) & np.uint64(1):
+                member_gpus[j, q] = g
+                q += 1
     level, domain = lowest_common_level(node_domain, member_node)
     comm = communication_term(
         level,
@@ -357,9 +382,6 @@ def warm_up() -> None:
         small,
         small,
         np.zeros((1, 2)),
-        nodes,
-        gpus,
-        counts,
-        nodes,
+        np.zeros((1, 3), dtype=np.uint64),
         np.ones(4),
     )

@@ -61,20 +61,14 @@ def gpus_of(mask: int) -> list[int]:
 
 
 MASK_CACHE_SIZE = 1 << 14
-"""GPU masks (and GPU tuples) whose conversion is remembered: every free mask of a node of up
-to 14 GPUs; the conversion is per placed member, thousands per big gang."""
+"""GPU masks whose GPU tuple is remembered: every free mask of a node of up to 14 GPUs; the
+conversion is per placed member, thousands per big gang."""
 
 
 @functools.lru_cache(maxsize=MASK_CACHE_SIZE)
 def mask_gpus(mask: int) -> tuple[int, ...]:
     """:func:`gpus_of` as a tuple, remembered."""
     return tuple(gpus_of(mask))
-
-
-@functools.lru_cache(maxsize=MASK_CACHE_SIZE)
-def gpus_mask(gpus: tuple[int, ...]) -> int:
-    """The mask with the bits of ``gpus`` set, remembered."""
-    return sum(1 << g for g in gpus)
 
 
 def rail_mask(shape: ChoiceShape, gpus: tuple[int, ...] | list[int]) -> int:

@@ -41,6 +41,7 @@ from phalanx.scheduler.cost import (
     FRAGMENTATION_WEIGHT,
     LATENCY_COST_PER_LEVEL,
     RAIL_MISALIGN_PENALTY,
+    gpus_mask,
     priced_domain,
 )
 from phalanx.scheduler.eligibility import FreeArrays, static_mask
@@ -49,7 +50,6 @@ from phalanx.scheduler.gpu_choice import (
     TABLE_MAX_GPUS,
     choose_fractional_gpu,
     choose_whole_gpus,
-    gpus_mask,
     rail_mask,
     stacked_tables,
 )
