@@ -17,6 +17,7 @@ import time
 from functools import cache
 
 import pytest
+from phalanx.bench.first_fit import first_fit_call
 from phalanx.bench.placement_report import (
     BIG_GANG_GPUS,
     BIG_GANG_MEMBERS,
@@ -29,7 +30,6 @@ from phalanx.bench.placement_report import (
     fragmented_state,
     single_member_gang,
 )
-from phalanx.bench.placement_scaling import first_fit_call
 from phalanx.scheduler.cost import priced_domain
 from phalanx.scheduler.engine import place
 from phalanx.scheduler.gang import Gang, MemberRequest

@@ -11,9 +11,13 @@ tested against.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numba import njit
+from phalanx.scheduler.gang import Gang
 from phalanx.scheduler.kernels import floor_div
+from phalanx.scheduler.state import ClusterState
 
 NO_NODE = -1
 
@@ -90,3 +94,27 @@ def reference_first_fit(
         mine = free[rank * gpus : (rank + 1) * gpus]
         mask_of[j] = sum(1 << g for g in mine)
     return node_of, mask_of
+
+
+def first_fit_call(state: ClusterState, gang: Gang) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+    """The baseline for ``gang`` (uniform whole-GPU members) on ``state``, as a call without
+    arguments for timing loops."""
+    c = state.compiled
+    request = gang.members[0].request
+    eligible = c.gpu_count > 0
+    members = len(gang.members)
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        return compiled_first_fit(
+            eligible,
+            c.free_gpu_count,
+            c.free_gpu_mask,
+            c.cpu_free_milli,
+            c.memory_free_mib,
+            members,
+            request.gpus,
+            request.cpu_milli,
+            request.memory_mib,
+        )
+
+    return run

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from phalanx.bench.first_fit import NO_NODE, compiled_first_fit
+from phalanx.bench.first_fit import NO_NODE, compiled_first_fit, first_fit_call
 from phalanx.bench.placement_report import fragmented_state
 from phalanx.scheduler import kernels
 from phalanx.scheduler.cost import priced_domain
@@ -47,29 +47,6 @@ def median_s(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def first_fit_call(state: ClusterState, gang: Gang) -> Callable[[], object]:
-    """The baseline for ``gang`` (uniform whole-GPU members) as a call without arguments."""
-    c = state.compiled
-    request = gang.members[0].request
-    eligible = c.gpu_count > 0
-    members = len(gang.members)
-
-    def run() -> object:
-        return compiled_first_fit(
-            eligible,
-            c.free_gpu_count,
-            c.free_gpu_mask,
-            c.cpu_free_milli,
-            c.memory_free_mib,
-            members,
-            request.gpus,
-            request.cpu_milli,
-            request.memory_mib,
-        )
-
-    return run
 
 
 @dataclass
