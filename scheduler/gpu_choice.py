@@ -48,6 +48,9 @@ a mask with too few free GPUs holds 0 / inf / inf."""
 _SHAPE_TABLES: dict[tuple[bytes, int, int], ChoiceTable] = {}
 """Tables by node shape content, set size and member size, shared by every cluster with that
 node type."""
+_TABLES_BY_SHAPE: dict[tuple[int, int, int], tuple[ChoiceShape, ChoiceTable]] = {}
+"""The same tables by shape object (kept with the entry, so a reused id is told apart): the
+content key serialises three arrays, and the table is looked up once per placed member."""
 
 
 def gpus_of(mask: int) -> list[int]:
@@ -166,6 +169,9 @@ def shape_table(shape: ChoiceShape, k: int, member_gpus: int | None = None) -> C
     mask of a node of this shape (``TABLE_MAX_GPUS`` or fewer GPUs), cached by the shape's
     content."""
     per_member = k if member_gpus is None else member_gpus
+    known = _TABLES_BY_SHAPE.get((id(shape), k, per_member))
+    if known is not None and known[0] is shape:
+        return known[1]
     content = shape.pair_cost.tobytes() + shape.numa.tobytes() + shape.rail.tobytes()
     key = (content, k, per_member)
     table = _SHAPE_TABLES.get(key)
@@ -180,6 +186,9 @@ def shape_table(shape: ChoiceShape, k: int, member_gpus: int | None = None) -> C
             best[mask] = np.uint64(sum(1 << g for g in gpus))
         table = (best, worst, penalty)
         _SHAPE_TABLES[key] = table
+    if len(_TABLES_BY_SHAPE) >= CHOICE_MEMO_LIMIT:
+        _TABLES_BY_SHAPE.clear()
+    _TABLES_BY_SHAPE[(id(shape), k, per_member)] = (shape, table)
     return table
 
 
