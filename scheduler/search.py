@@ -4,7 +4,8 @@
    NVLink domain (one member each without NVLink groups), and units of equal request and size
    into *classes*.
 2. Every node's capacity in members (and units) comes from one kernel pass over the free
-   arrays; summing it up the domain tree gives every domain's capacity in member-sized chunks.
+   arrays; summing it up the domain tree gives every domain's capacity in member-sized chunks
+   (on first use: a gang that fits on one node never needs the sums).
 3. Levels are tried finest first (node, then NVLink clique, scalable unit, ...), from the first
    level with a domain that holds the whole gang up to ``required_level`` (or the root), or,
    with a ``preferred_level``, up to the higher of it and that first level: the levels it
@@ -17,13 +18,18 @@
    egress alone prices it above the best placement so far is skipped.
 5. Among a level's candidates, best fit: the least capacity left over (so large domains stay
    whole for large jobs), busier domains first on ties; single nodes are ranked by a kernel
-   that prices each exactly as the cost function would for one member. The first few
+   that prices each exactly as the cost function would for one member, keeping the best few
+   in the same pass (:func:`scheduler.kernels.best_fitting_nodes`). The first few
    (``CANDIDATES_SCORED``, fewer for big gangs) are filled and priced with
    :func:`scheduler.cost.placement_cost`, and the cheapest over all levels and tiers wins.
 6. Inside a domain, children are filled touching the fewest of them: the largest first until
    the remainder fits in one child, which is then the best-fitting one (nodes of equal room
-   told apart by what their GPU sets would cost); recursively down to nodes, where
-   :mod:`scheduler.gpu_choice` picks the GPUs.
+   told apart by what their GPU sets would cost; :mod:`scheduler.spread`); recursively down
+   to nodes, where :mod:`scheduler.gpu_choice` picks the GPUs.
+
+Unit classes and their capacities live in :mod:`scheduler.unit_classes`, the gang's scratch
+state in :mod:`scheduler.scratch` and the reasons for a failure in
+:mod:`scheduler.why_unplaced`; pricing is compiled (:mod:`scheduler.cost_kernels`).
 
 With a scorer, node choice follows the scorer (kube-scheduler's score phase): single-node
 candidates are ranked by its score and nodes inside a domain are filled in its order; domain
