@@ -26,7 +26,7 @@ from phalanx.extender.gangs import GroupKind
 from phalanx.extender.masking import OfferedIndex
 from phalanx.extender.planner_bind import BindMixin
 from phalanx.extender.planner_evict import EvictionMixin, Leaving
-from phalanx.extender.planner_filter import FilterMixin
+from phalanx.extender.planner_filter import CycleMemo, FilterMixin
 from phalanx.extender.planner_ledger import (
     DEFAULT_RESERVATION_TTL_S,
     EXTERNAL_PREFIX,
@@ -53,6 +53,7 @@ from phalanx.scheduler.interfaces import (
     RunningGang,
 )
 from phalanx.scheduler.state import ClusterState
+from phalanx.scheduler.unplaced_cache import UnplacedCache
 from phalanx.topology.compiled import CompiledCluster
 from phalanx.topology.model import Cluster
 
@@ -149,6 +150,12 @@ class Planner(
         self._expiries: list[tuple[float, str]] = []
         """(expires_at_s, ledger key) of reservations; stale entries are skipped."""
         self._deadline_listener: Callable[[], None] | None = None
+        self._memo = CycleMemo()
+        """The inputs of the last cycle that started and evicted nothing: a filter with the
+        same inputs (kube-scheduler retrying a waiting member) is answered from it."""
+        self._unplaced = UnplacedCache()
+        """Gangs that did not fit, until the free capacity changes (kube-scheduler retries
+        every waiting member: the answers would be the same)."""
         self._verdicts = Verdicts()
         """Whether gangs that did not fit ever could (asked once per version of a gang)."""
         self.decisions = DecisionLog(clock)

@@ -27,6 +27,26 @@ from phalanx.scheduler.reasons import Reason
 from phalanx.scheduler.state import ClusterState
 from phalanx.scheduler.validation import validate_gang_for_cluster
 
+CYCLE_MEMO_S = 1.0
+"""How long a cycle's "every gang waits" stands while nothing changes: policies that read the
+clock (attained service, preemption's minimum runtime) are asked again at least this often."""
+
+
+class CycleMemo:
+    def __init__(self) -> None:
+        self._inputs: tuple[int, ...] | None = None
+        self._at_s = 0.0
+        self.hits = 0
+
+    def remember(self, inputs: tuple[int, ...], now: float) -> None:
+        self._inputs, self._at_s = inputs, now
+
+    def same(self, inputs: tuple[int, ...], now: float) -> bool:
+        if inputs != self._inputs or not 0 <= now - self._at_s < CYCLE_MEMO_S:
+            return False
+        self.hits += 1
+        return True
+
 
 class FilterMixin:
     """Planning on filter; mixed into :class:`extender.planner.Planner`, whose lock the callers
@@ -66,6 +86,11 @@ class FilterMixin:
         reason = self._gate(gang)
         if reason:
             return reject(offered, reason, gang.unresolvable)
+        mask = self._withheld(offer, rec)
+        memo = None if mask.size else self._cycle_inputs()
+        if memo is not None and gang.waiting and self._memo.same(memo, now):
+            # nothing a cycle reads changed since the last one left every gang waiting
+            return reject(offered, gang.waiting, gang.unresolvable)
         pending: list[Gang] = []
         for key in sorted(self._unplanned):
             other = self.gangs[key]
@@ -78,8 +103,8 @@ class FilterMixin:
         if gang.unresolvable:
             return reject(offered, gang.waiting, unresolvable=True)
         try:
-            with withheld(self.compiled, self._withheld(offer, rec)):
-                outcome = self._cycle(preempting=True).run(
+            with withheld(self.compiled, mask):
+                outcome = self._cycle(preempting=True, masked=bool(mask.size)).run(
                     pending,
                     list(self._running.values()),
                     now,
@@ -93,6 +118,10 @@ class FilterMixin:
             self._adopt(self.gangs[started.name], started, placement, now, skip=rec.name)
         self._evict_victims(outcome)
         self._explain(outcome, {g.name: g for g in pending}, gang)
+        if memo is not None and not outcome.started and not outcome.preempted:
+            # the inputs from before the cycle: a gang it found unresolvable changed them, so
+            # the next filter runs a cycle without that gang
+            self._memo.remember(memo, now)
         slot = self._slot(rec)
         if slot is not None:
             answer = self._planned_answer(gang, rec, slot[1].node, offer)
@@ -129,6 +158,7 @@ class FilterMixin:
         """The gang can never be placed as it is: answered in FailedAndUnresolvableNodes and
         left out of cycles until it, its group or the cluster changes."""
         gang.waiting, gang.unresolvable = waiting_text(gang.key, code, detail), True
+        GangRecord.changes += 1  # it leaves the cycles: what the gangs behind it see changes
 
     def _plan_extra(
         self, gang: GangRecord, rec: PodRecord, offer: Offer, now: float
@@ -163,8 +193,9 @@ class FilterMixin:
         except GangSpecError as exc:
             why = waiting_text(gang.key, spec_error_code(exc), str(exc))
             return reject(offered, why, unresolvable=True)
-        with withheld(self.compiled, self._withheld(offer, rec)):
-            outcome = self._cycle().run(
+        mask = self._withheld(offer, rec)
+        with withheld(self.compiled, mask):
+            outcome = self._cycle(masked=bool(mask.size)).run(
                 [single],
                 list(self._running.values()),
                 now,
@@ -196,6 +227,11 @@ class FilterMixin:
             return None
         code = Reason.PREEMPTING if self._leaving_on(node) else Reason.RESERVED
         return reject(offer.names, waiting_text(gang.key, code, why))
+
+    def _cycle_inputs(self) -> tuple[int, ...]:
+        """What a cycle's answer depends on besides time: the ledger (and its free
+        capacity), and every gang as the cycle would be given it."""
+        return (id(self.state), self.state.changes, GangRecord.changes, len(self._running))
 
     def _withheld(self, offer: Offer, rec: PodRecord) -> np.ndarray:
         """Nodes the planner must not use for this cycle: those kube-scheduler's filters
@@ -236,12 +272,15 @@ class FilterMixin:
             return waiting_text(gang.key, Reason.INVALID_SPEC, bad.spec_error)
         return ""
 
-    def _cycle(self, *, preempting: bool = False) -> SchedulingCycle:
+    def _cycle(self, *, preempting: bool = False, masked: bool = False) -> SchedulingCycle:
         """The shared cycle with this planner's one :class:`CycleConfig`. Only first plans may
         preempt (whole gangs, evicted by :mod:`extender.planner_evict`); one member placed
-        after its gang's plan never evicts a gang."""
+        after its gang's plan never evicts a gang. Gangs that did not fit are remembered
+        until the free capacity changes, except in a cycle that sees nodes withheld
+        (``masked``: not the live capacity)."""
         config = self.cycle_config if preempting else replace(self.cycle_config, preemption=None)
-        return SchedulingCycle.from_config(self.state, self.queue, config)
+        unplaced = None if masked else self._unplaced
+        return SchedulingCycle.from_config(self.state, self.queue, config, unplaced=unplaced)
 
     def _place(self, gang: Gang, state: ClusterState) -> Placement | Unplaceable:
         return self._cycle().place(gang, state)

@@ -69,15 +69,23 @@ class PodBookMixin:
             self.pods[key] = rec
             gang.members[rec.name] = rec
             gang.unresolvable = False  # a new member: whether the gang can fit is asked again
+            changed = True
         else:
             if request != rec.request:
                 gang.unresolvable = False
+            changed = (
+                request != rec.request
+                or error != rec.spec_error
+                or _placement_inputs(pod) != _placement_inputs(rec.pod)
+                or gang.ref != ref
+            )
             seen_before = nominated_node_of(rec.pod)
             rec.pod, rec.request, rec.spec_error = rec.updated(pod), request, error
             rec.uid = rec.uid or uid
             self._keep_nomination(rec, seen_before)
         gang.ref = ref
-        gang.pending_object = None
+        if changed:
+            gang.pending_object = None
         node = node_of(pod)
         if node and node != rec.node:
             self._mark_bound(rec, node)
@@ -165,10 +173,13 @@ class PodBookMixin:
         waiting = not gang.plans and any(
             not p.node and p.name not in gang.slots for p in gang.members.values()
         )
+        was = gang.key in self._unplanned
         if waiting and gang.key in self.gangs:
             self._unplanned.add(gang.key)
         else:
             self._unplanned.discard(gang.key)
+        if was != (gang.key in self._unplanned):
+            GangRecord.changes += 1
 
     def _pending_object(self, gang: GangRecord) -> Gang:
         """The gang as the cycle sees it: its unplaced pods in rank order."""
@@ -202,3 +213,18 @@ class PodBookMixin:
                 raise NeverFitsError(str(exc)) from None
             gang.pending_object = obj
         return gang.pending_object
+
+
+def _placement_inputs(pod: dict[str, Any]) -> tuple[Any, ...]:
+    """What a gang's hints are read from besides the request (queue, level, priority)."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    return (
+        meta.get("annotations"),
+        meta.get("labels"),
+        spec.get("priority"),
+        spec.get("priorityClassName"),
+        spec.get("nodeSelector"),
+        spec.get("tolerations"),
+        spec.get("affinity"),
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from phalanx.extender import annotations as keys
 from phalanx.extender.gangs import GangRef
@@ -82,8 +82,7 @@ class GangRecord:
     """When its first member bound (for runtime estimates)."""
     hints: GangHints | None = None
     """Constraints and facts as of its last plan."""
-    pending_object: Gang | None = None
-    """The gang as last put to the cycle; dropped whenever a member or the group changes."""
+    _pending: Gang | None = field(default=None, repr=False)
     requeued_s: float = 0.0
     """When its never-bound reservation expired (0: never): its place in the queue from then
     on, instead of its members' creation time."""
@@ -94,9 +93,25 @@ class GangRecord:
     plans_made: int = 0
     """Plans reserved for it so far: the decision log tells a plan from a re-plan."""
 
+    changes: ClassVar[int] = 0
+    """Counts every drop of any gang's :attr:`pending_object` (any change to what a cycle
+    would be given): equal counts, the same gangs as far as the planner's cycle goes."""
+
     @property
     def key(self) -> str:
         return self.ref.key
+
+    @property
+    def pending_object(self) -> Gang | None:
+        """The gang as last put to the cycle; dropped whenever a member or the group
+        changes."""
+        return self._pending
+
+    @pending_object.setter
+    def pending_object(self, value: Gang | None) -> None:
+        if value is None:
+            GangRecord.changes += 1
+        self._pending = value
 
     def new_extra_key(self) -> str:
         key = f"{self.key}#{self.next_extra}"

@@ -20,11 +20,11 @@ fit, the engine's answer in :attr:`CycleOutcome.unplaced`. Expiring reservations
 caller's job (``ClusterState.expire``), so that it can requeue them.
 
 Every decision goes through this one door, configured by one :class:`CycleConfig`: first
-plans (:meth:`SchedulingCycle.run`), members placed after their gang's plan (the extender's
-late members and re-plans, run as one-member gangs through the same admission), and preemption
-asked for by kube-scheduler (:meth:`SchedulingCycle.plan_preemption`, checked as the cycle's own
-preemption is). A caller that placed, admitted or picked victims by itself would decide
-differently from the simulator for the same gangs.
+plans and their preemptions (:meth:`SchedulingCycle.run`; the extender evicts the victims the
+cycle chose, whole gangs, where kube-scheduler would delete one node's pods), and members placed
+after their gang's plan (the extender's late members and re-plans, run as one-member gangs
+through the same admission). A caller that placed, admitted or picked victims by itself would
+decide differently from the simulator for the same gangs.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from phalanx.scheduler.interfaces import (
 from phalanx.scheduler.placement import Placement, PlacementResult, Unplaceable
 from phalanx.scheduler.reasons import Reason, code_of
 from phalanx.scheduler.state import ClusterState, LedgerError
+from phalanx.scheduler.unplaced_cache import UnplacedCache
 from phalanx.topology.compiled import CapacityError
 
 DEFAULT_TIME_LIMIT_S = 2.0
@@ -99,10 +100,12 @@ class SchedulingCycle:
         *,
         place: PlaceFunction | None = None,
         time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+        unplaced: UnplacedCache | None = None,
     ) -> None:
         """``place`` replaces the placement engine (what-if tools and tests); by default the
         cycle calls :func:`scheduler.engine.place` with ``solver``, ``scorer`` and
-        ``time_limit_s``."""
+        ``time_limit_s``. ``unplaced`` remembers gangs that did not fit the live state until
+        its free capacity changes (:mod:`scheduler.unplaced_cache`)."""
         self.state = state
         self.queue = queue
         self.preemption = preemption
@@ -110,6 +113,7 @@ class SchedulingCycle:
         self.solver = solver
         self.time_limit_s = time_limit_s
         self._place = place if place is not None else self._engine_place
+        self.unplaced = unplaced
 
     @classmethod
     def from_config(
@@ -119,6 +123,7 @@ class SchedulingCycle:
         config: CycleConfig,
         *,
         place: PlaceFunction | None = None,
+        unplaced: UnplacedCache | None = None,
     ) -> SchedulingCycle:
         """The cycle every caller builds from its one :class:`CycleConfig`."""
         return cls(
@@ -129,6 +134,7 @@ class SchedulingCycle:
             config.solver,
             place=place,
             time_limit_s=config.time_limit_s,
+            unplaced=unplaced,
         )
 
     def _engine_place(self, gang: Gang, state: ClusterState) -> PlacementResult:
@@ -137,7 +143,17 @@ class SchedulingCycle:
         )
 
     def place(self, gang: Gang, state: ClusterState) -> PlacementResult:
-        return self._place(gang, state)
+        cache = self.unplaced if state is self.state else None
+        if cache is not None and (known := cache.get(gang, state)) is not None:
+            return known
+        result = self._place(gang, state)
+        if (
+            cache is not None
+            and isinstance(result, Unplaceable)
+            and result.constraint != Reason.TIME_LIMIT  # another try may finish in time
+        ):
+            cache.put(gang, state, result)
+        return result
 
     def run(
         self,
@@ -193,33 +209,6 @@ class SchedulingCycle:
             pending=list(pending),
             place=self.place,
         )
-
-    def plan_preemption(
-        self,
-        gang: Gang,
-        running: Sequence[RunningGang],
-        now_s: float,
-        attained_gpu_s: dict[str, float] | None = None,
-    ) -> tuple[PreemptionDecision | None, str]:
-        """The victims the preemption policy would evict for ``gang``, checked as the cycle
-        checks its own (admission first, whole running gangs only, the preemptor fits once they
-        are gone, ``accept``), without executing anything: the extender answers kube-scheduler,
-        which evicts the pods itself. Returns (decision, '') or (None, why not)."""
-        if self.preemption is None:
-            return None, "no preemption policy"
-        ctx = self.context([gang], list(running), now_s, attained_gpu_s)
-        refusal = self.queue.admit(gang, ctx)
-        if refusal is not None:
-            return None, refusal
-        decision = self.preemption.select_victims(gang, ctx, self.place)
-        if decision is None:
-            return None, "no set of whole gangs makes room"
-        problem = self._check_plan(gang, decision, ctx)
-        if problem is None:
-            problem = self.queue.accept(gang, decision.placement, ctx)
-        if problem is not None:
-            return None, problem
-        return decision, ""
 
     # ------------------------------------------------------------------ one gang
     def _try(

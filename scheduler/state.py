@@ -44,6 +44,8 @@ class ClusterState:
     def __init__(self, compiled: CompiledCluster) -> None:
         self.compiled = compiled
         self.holdings: dict[str, Holding] = {}
+        self.changes = 0
+        """Counts every change of free capacity: equal counts, same free capacity."""
 
     def copy(self) -> ClusterState:
         """An independent what-if copy (preemption and backfill planning)."""
@@ -162,7 +164,9 @@ class ClusterState:
             raise LedgerError(f"gang {gang!r} holds nothing") from None
 
     def _take(self, m: MemberPlacement) -> None:
+        self.changes += 1
         self.compiled.allocate(m.node_index, m.gpus, m.gpu_milli, m.cpu_milli, m.memory_mib)
 
     def _give(self, m: MemberPlacement) -> None:
+        self.changes += 1
         self.compiled.release(m.node_index, m.gpus, m.gpu_milli, m.cpu_milli, m.memory_mib)

@@ -174,3 +174,41 @@ def test_serve_settings_for_the_protocol():
     assert (cfg.bind_barrier_s, cfg.percentage_of_nodes_to_score) == (0.0, 40)
     assert cfg.eviction_grace_period_s == 5
     assert parse_config({}).eviction_grace_period_s is None
+
+
+def test_retried_filters_of_waiting_gangs_reuse_the_last_cycle_until_something_changes():
+    p, names = make(nodes=2)
+    binder = RecordingBinder()
+    for i in range(2):
+        p.observe_pod(member("run", i, 2))
+    for i in range(2):
+        (node,) = p.filter(member("run", i, 2), names).passing
+        assert p.bind("ml", f"run-{i}", f"uid-ml-run-{i}", node, binder) == ""
+    for g in ("a", "b"):
+        for i in range(2):
+            p.observe_pod(member(g, i, 2))
+    first = p.filter(member("a", 0, 2), names)
+    hits = p._memo.hits
+    again = p.filter(member("a", 1, 2), names)
+    assert again.failed == first.failed and p._memo.hits == hits + 1
+    p.forget_pod("ml", "run-0", "uid-ml-run-0")  # capacity freed: a cycle runs again
+    p.forget_pod("ml", "run-1", "uid-ml-run-1")
+    assert len(p.filter(member("a", 0, 2), names).passing) == 1
+
+
+def test_unplaced_answers_are_kept_only_while_the_capacity_is_the_same():
+    from types import SimpleNamespace
+
+    from phalanx.scheduler.placement import Unplaceable
+    from phalanx.scheduler.state import ClusterState
+    from phalanx.scheduler.unplaced_cache import UnplacedCache
+
+    state = ClusterState(cluster_preset("dgx-h100:2").compile())
+    cache = UnplacedCache()
+    gang, newer = SimpleNamespace(name="g"), SimpleNamespace(name="g")
+    answer = Unplaceable("g", "no room", "capacity")
+    cache.put(gang, state, answer)  # type: ignore[arg-type]
+    assert cache.get(gang, state) is answer  # type: ignore[arg-type]
+    assert cache.get(newer, state) is None, "another version of the gang"  # type: ignore[arg-type]
+    state.changes += 1
+    assert cache.get(gang, state) is None  # type: ignore[arg-type]
