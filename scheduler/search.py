@@ -152,7 +152,8 @@ class Search:
             ranked, _, saw_nan = best_fitting_nodes(
                 node_units,
                 np.array([cls.units for cls in self.classes], dtype=np.int64),
-                CANDIDATES_TRIED,
+                # one member: the first fitting node is the answer (its fill cannot fail)
+                1 if len(self.members) == 1 else CANDIDATES_TRIED,
                 self._gang_milli(),
                 c.gpu_used_milli,
                 c.gpu_usable,

@@ -45,6 +45,9 @@ class UnitClass:
 
 def unit_classes(members: Sequence[Member], nvlink_group: int) -> list[UnitClass]:
     """Split members into units and classes, biggest units first (they are hardest to fit)."""
+    if len(members) == 1:  # most gangs: what the grouping below gives for one member
+        request = members[0].request
+        return [UnitClass(request, 1, (0,), nvlink_group > 0 and request.gpus >= 2)]
     size = max(1, nvlink_group)
     groups: dict[tuple, list[int]] = {}
     requests: dict[tuple, MemberRequest] = {}

@@ -33,38 +33,47 @@ def validate_gang_for_cluster(gang: Gang, compiled: CompiledCluster) -> None:
     for member in gang.members:
         if id(member.request) not in checked:
             checked.add(id(member.request))
-            _check_request(member.request, f"{where} member {member.name!r}", compiled)
+            _check_request(member.request, where, member.name, compiled)
     if gang.nvlink_group:
         _check_nvlink_groups(gang, compiled)
 
 
-def _check_request(request: MemberRequest, where: str, compiled: CompiledCluster) -> None:
-    unknown = [p for p in request.gpu_products if p not in compiled.products]
+def _check_request(
+    request: MemberRequest, gang_where: str, member: str, compiled: CompiledCluster
+) -> None:
+    """The request's GPU products exist and some node it may use is large enough; the text
+    naming the member is built only for an error (this runs for every placement)."""
+    products = compiled.products
+    unknown = [p for p in request.gpu_products if p not in products]
     if unknown:
-        known = ", ".join(compiled.products) or "none"
+        known = ", ".join(products) or "none"
         raise GangSpecError(
-            f"{where}: unknown GPU product {', '.join(map(repr, unknown))}; "
-            f"cluster {compiled.cluster.name!r} has {known}"
+            f"{gang_where} member {member!r}: unknown GPU product "
+            f"{', '.join(map(repr, unknown))}; cluster {compiled.cluster.name!r} has {known}"
         )
     largest = cluster_index(compiled).largest_node
     if not request.gpu_milli_total:
         limits = [largest[NO_PRODUCT]]
-    elif not compiled.products:
-        raise GangSpecError(f"{where}: asks for a GPU but cluster has no GPU node")
-    else:
-        products = request.gpu_products or compiled.products
-        limits = [largest[compiled.products.index(p)] for p in products]
-    for pos, (name, asked) in enumerate(
-        (
-            ("gpus", request.gpus),
-            ("cpu_milli", request.cpu_milli),
-            ("memory_mib", request.memory_mib),
+    elif not products:
+        raise GangSpecError(
+            f"{gang_where} member {member!r}: asks for a GPU but cluster has no GPU node"
         )
+    elif request.gpu_products:
+        limits = [largest[products.index(p)] for p in request.gpu_products]
+    else:
+        limits = [largest[i] for i in range(len(products))]
+    for pos, name, asked in (
+        (0, "gpus", request.gpus),
+        (1, "cpu_milli", request.cpu_milli),
+        (2, "memory_mib", request.memory_mib),
     ):
+        if not asked:  # never more than a node has: requests are not negative (validated)
+            continue
         most = max(limit[pos] for limit in limits)
         if asked > most:
             raise GangSpecError(
-                f"{where}: asks for {name} {asked} but the largest node it may use has {most}"
+                f"{gang_where} member {member!r}: asks for {name} {asked} but the largest "
+                f"node it may use has {most}"
             )
 
 
