@@ -80,3 +80,18 @@ def test_large_gangs_on_a_fabric_match_the_reference():
         assert placement_cost(compiled, gang, members) == reference_placement_cost(
             compiled, gang, members
         )
+
+
+def test_rail_ids_beyond_the_bitmask_take_the_reference():
+    """Rail ids of 62 and more do not fit the kernels' rail bitmasks: the Python reference
+    prices such clusters (and still tells rails apart)."""
+    compiled = cluster_preset("superpod-h100:64").compile()
+    compiled.gpu_rail = compiled.gpu_rail + 100
+    gang = Gang.uniform("g", 2, MemberRequest(gpus=4))
+    members = [
+        MemberPlacement("m0", "", 0, (0, 1, 2, 3), 1000, rank=0),
+        MemberPlacement("m1", "", 40, (4, 5, 6, 7), 1000, rank=1),
+    ]
+    cost = placement_cost(compiled, gang, members)
+    assert cost == reference_placement_cost(compiled, gang, members)
+    assert cost.misalignment > 0
