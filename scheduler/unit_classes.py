@@ -45,9 +45,13 @@ class UnitClass:
 
 def unit_classes(members: Sequence[Member], nvlink_group: int) -> list[UnitClass]:
     """Split members into units and classes, biggest units first (they are hardest to fit)."""
+    if not members:
+        return []
+    first = members[0].request
     if len(members) == 1:  # most gangs: what the grouping below gives for one member
-        request = members[0].request
-        return [UnitClass(request, 1, (0,), nvlink_group > 0 and request.gpus >= 2)]
+        return [UnitClass(first, 1, (0,), nvlink_group > 0 and first.gpus >= 2)]
+    if nvlink_group <= 0 and all(m.request is first for m in members):
+        return [UnitClass(first, 1, tuple(range(len(members))), False)]  # one request, no groups
     size = max(1, nvlink_group)
     groups: dict[tuple, list[int]] = {}
     requests: dict[tuple, MemberRequest] = {}
