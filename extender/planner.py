@@ -10,7 +10,6 @@ of one gang and filters of others proceed side by side.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import threading
 import time
@@ -52,6 +51,7 @@ from phalanx.scheduler.interfaces import (
     QueuePolicy,
     RunningGang,
 )
+from phalanx.scheduler.reservations import ReservationBook
 from phalanx.scheduler.state import ClusterState
 from phalanx.scheduler.unplaced_cache import UnplacedCache
 from phalanx.topology.compiled import CompiledCluster
@@ -147,9 +147,9 @@ class Planner(
         self._taint_keys = self._cluster_taints()
         self._recovering = False
         self._offered = OfferedIndex(self.compiled)
-        self._expiries: list[tuple[float, str]] = []
-        """(expires_at_s, ledger key) of reservations; stale entries are skipped."""
-        self._deadline_listener: Callable[[], None] | None = None
+        self.book = ReservationBook(self.state)
+        """Reservations' deadlines and the queue time of gangs whose reservation expired: the
+        simulator's rules (:mod:`scheduler.reservations`)."""
         self._memo = CycleMemo()
         """The inputs of the last cycle that started and evicted nothing: a filter with the
         same inputs (kube-scheduler retrying a waiting member) is answered from it."""
@@ -281,24 +281,16 @@ class Planner(
             return self._expire(self.clock())
 
     def next_expiry_s(self) -> float | None:
-        """When the earliest reservation expires (by ``clock``), None when none is held.
-        Entries superseded by a later deadline (a bind restarts the clock) are dropped here."""
+        """When the earliest reservation expires (by ``clock``), None when none is held."""
         with self.lock:
-            heap = self._expiries
-            while heap:
-                due, ledger_key = heap[0]
-                holding = self.state.holdings.get(ledger_key)
-                if holding is not None and holding.expires_at_s == due:
-                    return due
-                heapq.heappop(heap)
-            return None
+            return self.book.next_deadline()
 
     def set_deadline_listener(self, listener: Callable[[], None] | None) -> None:
         """``listener`` is called (with the planner lock held) whenever a reservation gets a
         deadline, so that a timer sleeping towards a later one wakes up
         (:class:`extender.expiry_timer.ExpiryTimer`)."""
         with self.lock:
-            self._deadline_listener = listener
+            self.book.on_deadline = listener
 
     # ================================================================== read-only views
     def snapshot(self) -> dict[str, Any]:

@@ -4,7 +4,6 @@ policies see. Kept apart so that every change to the ledger goes through these f
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 from dataclasses import replace
@@ -14,7 +13,7 @@ from phalanx.extender.records import GangRecord, PodRecord
 from phalanx.scheduler.gang import Gang, Member, MemberRequest
 from phalanx.scheduler.interfaces import RunningGang
 from phalanx.scheduler.placement import MemberPlacement, Placement
-from phalanx.scheduler.state import HoldingPhase, LedgerError
+from phalanx.scheduler.state import LedgerError
 from phalanx.topology.compiled import CapacityError, CompiledCluster
 from phalanx.topology.model import MILLI_PER_GPU
 
@@ -48,10 +47,9 @@ class LedgerMixin:
             if ttl is None or names <= bound:
                 self.state.assign(placement, now)
             else:
-                holding = self.state.reserve(placement, now, max(ttl, math.ulp(now)))
+                self.book.reserve(placement, now, ttl)
                 for name in bound:
                     self.state.commit(ledger_key, name)
-                self._push_deadline(holding.expires_at_s, ledger_key)
         except (CapacityError, LedgerError) as exc:
             log.warning("plan %s cannot be held: %s", ledger_key, exc)
             return False
@@ -102,19 +100,18 @@ class LedgerMixin:
 
     def _expire(self, now: float) -> int:
         """Plans past their TTL: nothing bound -> given back; some bound -> shrunk to the bound
-        members (the others are planned again when kube-scheduler retries them). Expiry times
-        sit in a heap, so a call costs nothing while none is due."""
+        members (the others are planned again when kube-scheduler retries them); a gang given back
+        whole queues from now (:class:`scheduler.reservations.ReservationBook`)."""
         expired = 0
-        deferred: list[tuple[float, str]] = []
-        while self._expiries and self._expiries[0][0] <= now:
-            due, ledger_key = heapq.heappop(self._expiries)
+        deferred: list[str] = []
+        for ledger_key in self.book.due(now):
             holding = self.state.holdings.get(ledger_key)
-            if holding is None or holding.expires_at_s != due:
-                continue
+            if holding is None or holding.expires_at_s > now:
+                continue  # given back or held anew by an earlier one of these
             gang = self.gangs.get(_gang_key_of(ledger_key))
             names = {m.member for m in holding.placement.members}
             if gang is not None and gang.binding & names:
-                deferred.append((due, ledger_key))
+                deferred.append(ledger_key)  # a Binding is being posted: expire it after
                 continue
             expired += 1
             self._drop(ledger_key, names - holding.bound_members)
@@ -127,23 +124,15 @@ class LedgerMixin:
                 if not holding.bound_members:
                     # Back of the queue: behind the gangs that waited while it held its place,
                     # not ahead of them again by its creation time.
-                    gang.requeued_s = now
-        for entry in deferred:
-            heapq.heappush(self._expiries, entry)
+                    self.book.requeue(gang.key, now)
+                    gang.pending_object = None
+        for ledger_key in deferred:
+            self.book.defer(ledger_key)
         self.stats.reservation_expiries += expired
         return expired
 
     def _set_expiry(self, ledger_key: str, expires_at_s: float) -> None:
-        holding = self.state.holdings[ledger_key]
-        if holding.phase is HoldingPhase.COMMITTED:
-            return
-        holding.expires_at_s = expires_at_s
-        self._push_deadline(expires_at_s, ledger_key)
-
-    def _push_deadline(self, expires_at_s: float, ledger_key: str) -> None:
-        heapq.heappush(self._expiries, (expires_at_s, ledger_key))
-        if self._deadline_listener is not None:
-            self._deadline_listener()
+        self.book.restart(ledger_key, expires_at_s)
 
     def _plan_object(self, gang: GangRecord, placement: Placement) -> Gang:
         """The gang of a plan as policies and the cost see it: its planned members."""

@@ -141,6 +141,7 @@ class PodBookMixin:
             if ledger_key in self.state.holdings:
                 self._drop(ledger_key, None)
         self._unplanned.discard(gang.key)
+        self.book.forget(gang.key)
         del self.gangs[gang.key]
 
     def _refresh_refs(self, namespace: str) -> None:
@@ -203,7 +204,7 @@ class PodBookMixin:
                 preferred_level=hints.preferred_level,
                 nvlink_group=hints.nvlink_group,
                 comm_intensity=hints.comm_intensity,
-                submit_time_s=max(hints.submit_time_s, gang.requeued_s),
+                submit_time_s=self.book.queue_time(gang.key, hints.submit_time_s),
                 runtime_estimate_s=hints.runtime_estimate_s,
             )
             obj.validate()

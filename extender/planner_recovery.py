@@ -22,6 +22,7 @@ from phalanx.extender.planner_ledger import (
 from phalanx.extender.podspec import node_of
 from phalanx.extender.records import GangRecord, PodRecord
 from phalanx.scheduler.placement import CostBreakdown, MemberPlacement, Placement
+from phalanx.scheduler.reservations import ReservationBook
 from phalanx.scheduler.state import ClusterState
 from phalanx.topology.model import MILLI_PER_GPU, NODE_LEVEL, Cluster
 
@@ -60,7 +61,10 @@ class RecoveryMixin:
             self.state = ClusterState(compiled)
             self._taint_keys = self._cluster_taints()
             self._offered = OfferedIndex(compiled)
-            self._expiries.clear()
+            book = self.book
+            self.book = ReservationBook(self.state)
+            self.book.on_deadline = book.on_deadline
+            self.book.carry_requeues(book)
             self._running.clear()
             self._verdicts.clear()
             for gang in self.gangs.values():

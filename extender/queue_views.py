@@ -219,7 +219,7 @@ def _view(planner: Planner, gang: GangRecord, now_in: str) -> tuple[GangView, Ga
         bound=sum(1 for p in gang.members.values() if p.node),
         gpus_wanted=round(wanted / MILLI_PER_GPU, 3),
         gpus_held=round(held, 3),
-        submit_time_s=max(hints.submit_time_s, gang.requeued_s),
+        submit_time_s=planner.book.queue_time(gang.key, hints.submit_time_s),
     )
     if now_in == "pending":
         view.code, view.message = _reason(gang)

@@ -83,9 +83,6 @@ class GangRecord:
     hints: GangHints | None = None
     """Constraints and facts as of its last plan."""
     _pending: Gang | None = field(default=None, repr=False)
-    requeued_s: float = 0.0
-    """When its never-bound reservation expired (0: never): its place in the queue from then
-    on, instead of its members' creation time."""
     first_seen_s: float = 0.0
     """When the planner first saw a member (start latency: first seen -> all bound)."""
     all_bound_s: float | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from phalanx.scheduler.gang import Gang
@@ -26,13 +27,15 @@ from phalanx.scheduler.interfaces import (
 )
 from phalanx.scheduler.placement import Placement
 from phalanx.scheduler.reasons import Reason
+from phalanx.scheduler.reservations import ReservationBook
+from phalanx.scheduler.state import ClusterState
 from phalanx.simulator import wait_reasons
 from phalanx.simulator.config import SimulationConfig
 from phalanx.simulator.events import EventKind, EventQueue
 from phalanx.simulator.fragmentation import FragmentationMeter
 from phalanx.simulator.gangs import GangFactory
 from phalanx.simulator.job import TraceWorkload
-from phalanx.simulator.placement_memo import PlacementMemo, VersionedState, comm_cost
+from phalanx.simulator.placement_memo import PlacementMemo, comm_cost
 from phalanx.simulator.policy_setup import (
     TimeDrivenQueuePolicy,
     queue_policy_options,
@@ -77,7 +80,8 @@ class Simulation:
         self.fill_demand = fill_demand
         self.progress = progress
         self.compiled = cluster.compile()
-        self.state = VersionedState(self.compiled)
+        self.state = ClusterState(self.compiled)
+        self.book = ReservationBook(self.state)
         policy_name, scorer_name = config.policy, config.scorer
         if fill_demand is not None and scorer_name is None and _is_scorer(policy_name):
             policy_name, scorer_name = "fifo", config.policy
@@ -367,6 +371,7 @@ class Simulation:
     def _reserve(self, run: JobRun, placement: Placement, now: float) -> None:
         run.status = JobStatus.RESERVED
         run.reason = ""
+        self.book.track(run.gang.name)
         self._occupy(run, placement, now)
         ttl = self.config.reserve_ttl_s or math.inf
         delay = self._bind_delay(len(placement.members))
@@ -388,8 +393,15 @@ class Simulation:
         self._begin(run, now)
 
     def _expire(self, now: float) -> None:
-        for name in self.state.expire(now):
+        """Reservations past their TTL are given back, and their gangs queue again from now,
+        behind the gangs that waited meanwhile (the extender's rule, one book for both)."""
+        for name in self.book.due(now):
+            self.state.release(name)
+            self.book.requeue(name, now)
             run = self.by_name[name]
+            run.gang = replace(
+                run.gang, submit_time_s=self.book.queue_time(name, run.gang.submit_time_s)
+            )
             run.version += 1
             run.status = JobStatus.QUEUED
             run.reason = "reservation expired before binding"

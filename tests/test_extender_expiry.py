@@ -127,4 +127,4 @@ def test_a_partly_bound_gang_keeps_its_queue_place():
     assert p.bind("ml", "k-0", "uid-ml-k-0", node, RecordingBinder()) == ""
     clock.now += 31
     ExpiryTimer(lambda: p).tick()
-    assert p.gangs["ml/k"].requeued_s == 0.0
+    assert p.book.queue_time("ml/k", 5.0) == 5.0, "its submission time still stands"

@@ -197,18 +197,19 @@ def test_retried_filters_of_waiting_gangs_reuse_the_last_cycle_until_something_c
 
 
 def test_unplaced_answers_are_kept_only_while_the_capacity_is_the_same():
-    from types import SimpleNamespace
-
+    from phalanx.scheduler.gang import Gang, Member, MemberRequest
     from phalanx.scheduler.placement import Unplaceable
     from phalanx.scheduler.state import ClusterState
     from phalanx.scheduler.unplaced_cache import UnplacedCache
 
+    def gang(name: str, gpus: int) -> Gang:
+        return Gang(name, (Member(f"{name}-0", MemberRequest(gpus=gpus)),))
+
     state = ClusterState(cluster_preset("dgx-h100:2").compile())
     cache = UnplacedCache()
-    gang, newer = SimpleNamespace(name="g"), SimpleNamespace(name="g")
-    answer = Unplaceable("g", "no room", "capacity")
-    cache.put(gang, state, answer)  # type: ignore[arg-type]
-    assert cache.get(gang, state) is answer  # type: ignore[arg-type]
-    assert cache.get(newer, state) is None, "another version of the gang"  # type: ignore[arg-type]
+    cache.put(gang("a", 8), state, Unplaceable("a", "no room", "capacity"))
+    known = cache.get(gang("b", 8), state)
+    assert known is not None and known.gang == "b", "a gang of the same shape"
+    assert cache.get(gang("c", 4), state) is None, "another shape"
     state.changes += 1
-    assert cache.get(gang, state) is None  # type: ignore[arg-type]
+    assert cache.get(gang("b", 8), state) is None

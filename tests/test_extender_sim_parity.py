@@ -1,7 +1,7 @@
 """The simulator's scheduling path and the extender's planner make the same placements.
 
 One scheduling core serves both (issue #12, defect 7): the same gang sequence of arrivals and
-completions, fed to the simulator's cycle (``SchedulingCycle`` over a ``VersionedState`` with
+completions, fed to the simulator's cycle (``SchedulingCycle`` over a ``ClusterState`` with
 the simulator's ``PlacementMemo``) and to a dry-run extender driven as kube-scheduler drives it
 (filter every pending pod with every node offered, bind where it passes), must put every member
 of every started gang on the same node.
@@ -21,7 +21,8 @@ from phalanx.policies.scoring.inputs import build_scorer
 from phalanx.scheduler.cycle import CycleConfig, SchedulingCycle
 from phalanx.scheduler.gang import Gang, Member
 from phalanx.scheduler.interfaces import RunningGang
-from phalanx.simulator.placement_memo import PlacementMemo, VersionedState
+from phalanx.scheduler.state import ClusterState
+from phalanx.simulator.placement_memo import PlacementMemo
 from phalanx.topology.presets import cluster_preset
 
 from tests.fake_apiserver import kube_pod, phalanx_gang
@@ -56,7 +57,7 @@ class SimSide:
 
     def __init__(self, nodes: int) -> None:
         compiled = cluster_preset(f"dgx-h100:{nodes}").compile()
-        self.state = VersionedState(compiled)
+        self.state = ClusterState(compiled)
         scorer = build_scorer("topology", {}, 0)
         memo = PlacementMemo(self.state, "fast", scorer)
         config = CycleConfig(solver="fast", scorer=scorer)
