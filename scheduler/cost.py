@@ -308,6 +308,27 @@ def priced_domain(
 ) -> tuple[int, int, CostBreakdown]:
     """(level, flat domain id, cost) of a non-empty placement: what the fast path records for
     each candidate, from one conversion of the members to arrays."""
+    if len(members) == 1:  # level 0, its own node: rails are not read
+        only = members[0]
+        comm, fragmentation, misalignment = cost_kernels.single_member_terms(
+            compiled.node_shape,
+            compiled.shape_pair_cost,
+            compiled.gpu_used_milli,
+            compiled.gpu_usable,
+            compiled.gpu_numa,
+            ideal_leftover_table(compiled),
+            only.node_index,
+            only.gpu_milli,
+            gpus_mask(only.gpus),
+            _WEIGHTS,
+        )
+        cost = CostBreakdown(
+            communication=gang.comm_intensity * comm,
+            fragmentation=fragmentation,
+            misalignment=misalignment,
+            latency=LATENCY_COST_PER_LEVEL * 0,
+        )
+        return 0, int(compiled.node_domain[0, only.node_index]), cost
     if not _rails_fit(compiled):
         level, domain = reference_lowest_common_domain(compiled, [m.node_index for m in members])
         return level, domain, reference_placement_cost(compiled, gang, members)

@@ -352,6 +352,77 @@ def placement_terms(
     return level, domain, comm, fragmentation, misalignment
 
 
+@njit(cache=True)
+def single_member_terms(
+    node_shape: np.ndarray,
+    shape_pair_cost: np.ndarray,
+    gpu_used_milli: np.ndarray,
+    gpu_usable: np.ndarray,
+    gpu_numa: np.ndarray,
+    ideal_table: np.ndarray,
+    node: int,
+    milli: int,
+    gpu_mask: int,
+    weights: np.ndarray,
+) -> tuple[float, float, float]:
+    """:func:`placement_terms` for one member (level 0, its own node): the same term
+    functions on one-row arrays, from scalars and the six arrays that level reads (each
+    array argument costs a fraction of a microsecond to pass; most placements are one
+    member)."""
+    mask = np.uint64(gpu_mask)
+    member_node = np.full(1, node, dtype=np.int64)
+    member_milli = np.full(1, milli, dtype=np.int64)
+    count = 0
+    rest = mask
+    while rest:
+        rest &= rest - np.uint64(1)
+        count += 1
+    member_gpu_count = np.full(1, count, dtype=np.int64)
+    member_gpus = np.full((1, max(count, 1)), -1, dtype=np.int64)
+    q = 0
+    for g in range(64):
+        if (mask >> np.uint64(g)) & np.uint64(1):
+            member_gpus[0, q] = g
+            q += 1
+    no_cost = np.zeros(1)
+    comm = communication_term(
+        0,
+        no_cost,
+        np.zeros(1, dtype=np.bool_),
+        no_cost,
+        node_shape,
+        shape_pair_cost,
+        member_node,
+        member_gpus,
+        member_gpu_count,
+    )
+    fragmentation = fragmentation_term(
+        gpu_used_milli,
+        gpu_usable,
+        node_shape,
+        shape_pair_cost,
+        ideal_table,
+        member_node,
+        member_gpus,
+        member_gpu_count,
+        member_milli,
+        weights[0],
+        weights[1],
+    )
+    misalignment = misalignment_term(
+        0,
+        gpu_usable,
+        gpu_numa,
+        gpu_numa,  # rails are read only above level 0
+        member_node,
+        member_gpus,
+        member_gpu_count,
+        weights[2],
+        weights[3],
+    )
+    return comm, fragmentation, misalignment
+
+
 def warm_up() -> None:
     """Load (or compile) every kernel with the argument types the cost function passes."""
     node_domain = np.zeros((2, 1), dtype=np.int64)
@@ -385,3 +456,4 @@ def warm_up() -> None:
         np.zeros((1, 3), dtype=np.uint64),
         np.ones(4),
     )
+    single_member_terms(shape, pair, used, usable, small, np.zeros((1, 2)), 0, 1, 1, np.ones(4))
