@@ -84,12 +84,17 @@ class ProtocolMixin:
             return f"waiting for {len(leaving)} evicted pod(s) to leave node {node}"
         if nominated_node_of(rec.pod) == node or self.offer_is_complete(offer, rec.pod):
             return ""
+        if len(self.gangs[rec.gang_key].members) == 1:
+            return ""  # a lone pod has no gang to stay near: planned again within the offer
         self._nominate(rec, node, force=True)
         return f"planned on node {node}, which this offer left out; nominated it for the next try"
 
     # ------------------------------------------------------------------ nominations
     def _nominate_plan(self, gang: GangRecord, ledger_key: str, skip: str = "") -> None:
-        """Nominate every member of a new plan that is not already on its way to bind."""
+        """Nominate every member of a new plan that is not already on its way to bind (a
+        lone pod is not: missing from an offer, it is planned again within it)."""
+        if len(gang.members) == 1:
+            return
         for m in self.state.holdings[ledger_key].placement.members:
             rec = gang.members.get(m.member)
             if rec is None or m.member == skip or rec.node:

@@ -213,3 +213,15 @@ def test_unplaced_answers_are_kept_only_while_the_capacity_is_the_same():
     assert cache.get(gang("c", 4), state) is None, "another shape"
     state.changes += 1
     assert cache.get(gang("b", 8), state) is None
+
+
+def test_a_lone_pod_missing_from_a_window_is_planned_again_inside_it():
+    p, names = make(nodes=300)
+    for g in ("a", "b"):
+        p.observe_pod(kube_pod(f"{g}-0", gpus=8))
+    (node,) = p.filter(kube_pod("a-0", gpus=8), names).passing
+    planned_b = plan_of(p, "ml/pod/b")["b-0"]
+    assert not p.actions.nominations, "lone pods are not nominated"
+    window = [n for n in names if n not in (planned_b, node)][:WINDOW]
+    (moved,) = p.filter(kube_pod("b-0", gpus=8), window).passing
+    assert moved in window and moved != planned_b
