@@ -220,7 +220,7 @@ def test_a_lone_pod_missing_from_a_window_is_planned_again_inside_it():
     for g in ("a", "b"):
         p.observe_pod(kube_pod(f"{g}-0", gpus=8))
     (node,) = p.filter(kube_pod("a-0", gpus=8), names).passing
-    planned_b = plan_of(p, "ml/pod/b")["b-0"]
+    planned_b = plan_of(p, "ml/pod/b-0")["b-0"]
     assert not p.actions.nominations, "lone pods are not nominated"
     window = [n for n in names if n not in (planned_b, node)][:WINDOW]
     (moved,) = p.filter(kube_pod("b-0", gpus=8), window).passing
