@@ -127,7 +127,9 @@ class FilterMixin:
             answer = self._planned_answer(gang, rec, slot[1].node, offer)
             if answer is not None:
                 return answer
+            # planned where it cannot go now: placed again among the offered nodes
             self._drop(slot[0], {rec.name})
+            return self._plan_extra(gang, rec, offer, now, within_offer=True)
         if gang.plans:
             return self._plan_extra(gang, rec, offer, now)
         return reject(offered, gang.waiting or f"gang {gang.key}: not placed", gang.unresolvable)
@@ -161,11 +163,18 @@ class FilterMixin:
         GangRecord.changes += 1  # it leaves the cycles: what the gangs behind it see changes
 
     def _plan_extra(
-        self, gang: GangRecord, rec: PodRecord, offer: Offer, now: float
+        self,
+        gang: GangRecord,
+        rec: PodRecord,
+        offer: Offer,
+        now: float,
+        *,
+        within_offer: bool = False,
     ) -> FilterDecision:
         """A member outside the gang's plans (late arrival, re-planned): a one-member gang put
         through the same cycle as first plans (queue admission included: a quota is not
-        overrun member by member), preferring the level where the rest of the gang sits."""
+        overrun member by member), preferring the level where the rest of the gang sits;
+        ``within_offer`` keeps it to the offered nodes even when the offer is a window."""
         offered = offer.names
         if rec.request is None:
             why = waiting_text(gang.key, Reason.INVALID_SPEC, rec.spec_error)
@@ -193,7 +202,7 @@ class FilterMixin:
         except GangSpecError as exc:
             why = waiting_text(gang.key, spec_error_code(exc), str(exc))
             return reject(offered, why, unresolvable=True)
-        mask = self._withheld(offer, rec)
+        mask = offer.withheld_nodes() if within_offer else self._withheld(offer, rec)
         with withheld(self.compiled, mask):
             outcome = self._cycle(masked=bool(mask.size)).run(
                 [single],
