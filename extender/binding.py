@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -46,12 +47,22 @@ class Binder(Protocol):
     def bind(self, request: BindRequest) -> BindOutcome: ...
 
 
+RECORDED_BINDS_KEPT = 10_000
+"""Dry-run binds kept (the newest): a long dry run must not grow without bound."""
+BOUND_PODS_KEPT = 100_000
+"""Pods whose node a dry run remembers to answer a repeated bind (the oldest are forgotten)."""
+
+
 @dataclass
 class RecordingBinder:
     """Records binds instead of sending them; a repeat for the same node succeeds, another
-    node is a conflict, as the apiserver answers."""
+    node is a conflict, as the apiserver answers. Keeps the newest binds only
+    (:attr:`count` counts all)."""
 
-    records: list[dict[str, object]] = field(default_factory=list)
+    records: deque[dict[str, object]] = field(
+        default_factory=lambda: deque(maxlen=RECORDED_BINDS_KEPT)
+    )
+    count: int = 0
     _bound: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -66,6 +77,9 @@ class RecordingBinder:
                     False, f"pod {key} is already assigned to node {current!r}", current
                 )
             self._bound[key] = request.node
+            while len(self._bound) > BOUND_PODS_KEPT:
+                del self._bound[next(iter(self._bound))]
+            self.count += 1
             self.records.append(
                 {
                     "pod": key,

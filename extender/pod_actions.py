@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -66,12 +67,18 @@ class PodActions(Protocol):
         ...
 
 
+ACTIONS_KEPT = 10_000
+"""Dry-run nominations and evictions kept (the newest)."""
+
+
 @dataclass
 class RecordingPodActions:
-    """Records what would be done (``phalanx serve --dry-run`` and tests)."""
+    """Records what would be done (``phalanx serve --dry-run`` and tests), the newest only."""
 
-    nominations: list[tuple[str, str]] = field(default_factory=list)
-    evictions: list[tuple[str, int | None]] = field(default_factory=list)
+    nominations: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=ACTIONS_KEPT))
+    evictions: deque[tuple[str, int | None]] = field(
+        default_factory=lambda: deque(maxlen=ACTIONS_KEPT)
+    )
 
     def nominate(self, pod: PodRef, node: str) -> None:
         self.nominations.append((pod.key, node))

@@ -81,6 +81,6 @@ class DryRunBackend:
     def debug_extra(self) -> dict[str, Any]:
         return {
             "mode": "dry-run",
-            "binds_recorded": len(self.recorder.records),
-            "recent_binds": self.recorder.records[-RECENT_BINDS_SHOWN:],
+            "binds_recorded": self.recorder.count,
+            "recent_binds": list(self.recorder.records)[-RECENT_BINDS_SHOWN:],
         }

@@ -78,7 +78,7 @@ def test_a_cleared_nomination_is_set_again():
     p.observe_pod(member("g", 1, 2, nominated=planned))  # the status patch came back
     p.actions.nominations.clear()
     p.observe_pod(member("g", 1, 2))  # kube-scheduler cleared it after a failed cycle
-    assert p.actions.nominations == [("ml/g-1", planned)]
+    assert list(p.actions.nominations) == [("ml/g-1", planned)]
 
 
 def test_a_window_without_the_planned_node_keeps_the_plan():
@@ -92,7 +92,7 @@ def test_a_window_without_the_planned_node_keeps_the_plan():
     decision = p.filter(member("g", 1, 2), window)
     assert decision.passing == [] and "[reserved]" in decision.failed[window[0]]
     assert plan_of(p, "ml/g")["g-1"] == planned and p.stats.replans == 0
-    assert p.actions.nominations == [("ml/g-1", planned)]
+    assert list(p.actions.nominations) == [("ml/g-1", planned)]
     assert p.filter(member("g", 1, 2), [planned]).passing == [planned], "the nominated pass"
 
 
@@ -163,7 +163,7 @@ def test_the_barrier_binds_nothing_when_a_member_never_arrives():
     plan = plan_of(p, "ml/g")
     errors, binder = bind_all(p, BindBarrier(0.3), ["g-0", "g-1"], plan)
     assert all("[bind_barrier]" in e and "g-2" in e for e in errors), errors
-    assert binder.records == [] and not p.gangs["ml/g"].arrived
+    assert not binder.records and not p.gangs["ml/g"].arrived
     assert "ml/g" in p.state.holdings, "the plan is kept for the next try"
 
 
