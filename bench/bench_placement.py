@@ -39,13 +39,13 @@ from phalanx.scheduler.state import ClusterState
 from tests.placement_helpers import assert_valid_placement
 
 ONE_MEMBER_RATIO = 3.0
-"""One member: at most this many first-fit passes (measured 1.6x on 10,000 nodes)."""
+"""One member: at most this many first-fit passes (measured 1.0-1.9x on 10,000 nodes)."""
 BIG_GANG_RATIO = 60.0
-"""128 x 8: measured 18-35x the first-fit pass on 10,000 nodes (quiet to loaded)."""
+"""128 x 8: measured 12-20x the first-fit pass on 10,000 nodes (load average 2-3)."""
 HUGE_GANG_MEMBERS = 512
 HUGE_GANG_RATIO = 200.0
-"""512 x 8: measured 58-160x the first-fit pass on 10,000 nodes (quiet to load average 2.7;
-the Python part of the fast path suffers more from a loaded machine than the compiled pass)."""
+"""512 x 8: measured 44-160x the first-fit pass on 10,000 nodes (load average 2-4; the Python
+part of the fast path suffers more from a loaded machine than the compiled pass)."""
 PRICING_SHARE = 0.10
 """``placement_cost`` of the chosen placement against the whole placement call."""
 BASELINE_REPEATS = 21
