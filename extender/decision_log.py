@@ -16,7 +16,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -63,11 +63,35 @@ class Buckets:
         return out
 
 
+class DecisionListener(Protocol):
+    """Told of every decision the log records, and of every gang whose state changed, with the
+    planner's lock held: an implementation only takes note (enqueues) and returns, so that
+    what it posts (PodGroup status, Events: :mod:`extender.status_reporter`) never slows a
+    filter or a bind."""
+
+    def planned(self, gang: GangRecord, placement: Placement) -> None: ...
+
+    def expired(self, gang: GangRecord | None, ledger_key: str, holding: Holding) -> None: ...
+
+    def bound(self, gang: GangRecord | None, request: BindRequest, error: str) -> None: ...
+
+    def preempted(
+        self, preemptor: Gang, victim_plans: Sequence[str], victims: Mapping[str, Sequence[str]]
+    ) -> None: ...
+
+    def changed(self, gang_key: str) -> None:
+        """Something a gang's status is read from changed (a member came, went or bound, its
+        waiting reason or its plans changed)."""
+        ...
+
+
 class DecisionLog:
-    """One per planner: logs each decision and keeps the histograms that come from them."""
+    """One per planner: logs each decision, keeps the histograms that come from them, and
+    passes each decision on to its :attr:`listeners` (the one hook point of the planner)."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
+        self.listeners: list[DecisionListener] = []
         self.start_latency = Buckets(START_LATENCY_BUCKETS_S)
         """First member seen -> every member bound, per gang."""
         self.placement_cost = Buckets(PLACEMENT_COST_BUCKETS)
@@ -86,6 +110,8 @@ class DecisionLog:
             **_placement_fields(placement),
         }
         self._emit(kind, fields)
+        for listener in self.listeners:
+            listener.planned(gang, placement)
 
     def expired(self, gang: GangRecord | None, ledger_key: str, holding: Holding) -> None:
         """A reservation's TTL passed: its unbound members were given back."""
@@ -100,6 +126,8 @@ class DecisionLog:
             **_placement_fields(holding.placement),
         }
         self._emit("expiry", fields)
+        for listener in self.listeners:
+            listener.expired(gang, ledger_key, holding)
 
     def bound(self, gang: GangRecord | None, request: BindRequest, error: str) -> None:
         """A Binding was posted (``error`` '' when it succeeded); the bind that completes a
@@ -119,6 +147,8 @@ class DecisionLog:
             self.start_latency.observe(latency)
             fields["start_latency_s"] = round(latency, 3)
         self._emit("bind", fields)
+        for listener in self.listeners:
+            listener.bound(gang, request, error)
 
     def preempted(
         self, preemptor: Gang, victim_plans: Sequence[str], victims: Mapping[str, Sequence[str]]
@@ -133,6 +163,13 @@ class DecisionLog:
             "pods": sum(len(v) for v in victims.values()),
         }
         self._emit("preemption", fields)
+        for listener in self.listeners:
+            listener.preempted(preemptor, victim_plans, victims)
+
+    def changed(self, gang_key: str) -> None:
+        """A gang's state changed without a decision (not logged): listeners re-read it."""
+        for listener in self.listeners:
+            listener.changed(gang_key)
 
     def _emit(self, event: str, fields: dict[str, Any]) -> None:
         fields = {"event": event, **fields, "time": round(self.clock(), 3)}

@@ -155,6 +155,7 @@ class FilterMixin:
                 self._unresolvable(gang, code, detail)
             else:
                 gang.waiting = waiting_text(name, code, detail) if code else f"gang {name}: {why}"
+            self.decisions.changed(name)
 
     def _unresolvable(self, gang: GangRecord, code: str, detail: str) -> None:
         """The gang can never be placed as it is: answered in FailedAndUnresolvableNodes and

@@ -181,6 +181,7 @@ class PodBookMixin:
             self._unplanned.discard(gang.key)
         if was != (gang.key in self._unplanned):
             GangRecord.changes += 1
+        self.decisions.changed(gang.key)
 
     def _pending_object(self, gang: GangRecord) -> Gang:
         """The gang as the cycle sees it: its unplaced pods in rank order."""
