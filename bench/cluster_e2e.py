@@ -11,7 +11,12 @@ from source, see ``tests/cluster/README.md``) gets that many exported DGX H100 N
     bound), the spread between its first and last bind, and the GPU-seconds held by gangs that
     were partly bound (members bound while others were not);
 (c) **peer baseline**: the same gangs under kube-scheduler's native gang scheduling (the Workload
-    API's PodGroup, feature gate ``GenericWorkload``) without Phalanx.
+    API's PodGroup, feature gate ``GenericWorkload``) without Phalanx;
+(d) **one gang at a time** (``--isolated N``, Phalanx and native): N gangs of 64 pods x 8 GPUs,
+    each created in a random order (16 creator threads) on the otherwise idle cluster and
+    deleted once bound; the same three figures per gang. Phase (b) measures gangs queued behind
+    each other (the last gang waits for kube-scheduler to go through every earlier member);
+    this phase measures the protocol itself.
 
 Phases (a) and (b) run kube-scheduler with the release's default feature gates and the chart's
 configuration; only (c) turns ``GenericWorkload`` on, which it needs.
@@ -53,6 +58,7 @@ GANGS_BY_NODES = {1000: 12, 5000: 48}
 DEFAULT_GATES = ""
 """Phalanx phases run kube-scheduler with the release's default feature gates."""
 DEFAULT_TIMEOUT_S = 300.0
+DEFAULT_ISOLATED = 5
 PERCENTILES = (50, 99)
 
 
@@ -217,6 +223,43 @@ def _gangs(count: int, members: int, dialect: str) -> list[Any]:
     return [GangSpec(f"g{i:03d}", members, GPUS_PER_NODE, dialect=dialect) for i in range(count)]
 
 
+def _isolated(
+    plane: Any, namespace: str, count: int, members: int, dialect: str, timeout_s: float
+) -> GangFigures:
+    """``count`` gangs one after the other, each created in a random order and deleted once
+    bound (or timed out)."""
+    import random
+
+    from kubernetes import client
+
+    from tests.cluster.objects import GangSpec, gang_pod, group_object
+
+    starts, spreads, partial, complete = [], [], 0.0, 0
+    rng = random.Random(17)
+    for i in range(count):
+        gang = GangSpec(f"iso{i:02d}", members, GPUS_PER_NODE, dialect=dialect)
+        bodies = [gang_pod(gang, r, namespace) for r in range(members)]
+        rng.shuffle(bodies)
+
+        def create_group(gang: Any = gang) -> None:
+            group = group_object(gang, namespace)
+            if group is not None:
+                api_group, version, body = group
+                custom = client.CustomObjectsApi(plane.api())
+                custom.create_namespaced_custom_object(
+                    api_group, version, namespace, "podgroups", body
+                )
+
+        log, _ = _run_phase(plane, namespace, bodies, members, timeout_s, before_pods=create_group)
+        figs = _gang_figures(log, [gang], time.monotonic())
+        starts += figs.start_s
+        spreads += figs.spread_s
+        partial += figs.partial_gpu_s
+        complete += figs.complete
+        _delete_namespace_pods(plane, namespace)
+    return GangFigures(count, complete, starts, spreads, partial)
+
+
 def _interleaved_bodies(gangs: list[Any], namespace: str) -> list[dict[str, Any]]:
     from tests.cluster.objects import gang_pod
 
@@ -246,10 +289,26 @@ class NodeCountResult:
     native_bind_spread_p99_s: float | None
     native_partial_gang_gpu_s: float
     node_setup_s: float
+    isolated_gangs: int = 0
+    isolated_complete: int = 0
+    isolated_start_p50_s: float | None = None
+    isolated_start_p99_s: float | None = None
+    isolated_spread_p99_s: float | None = None
+    isolated_partial_gpu_s: float = 0.0
+    native_isolated_complete: int = 0
+    native_isolated_start_p99_s: float | None = None
+    native_isolated_spread_p99_s: float | None = None
+    native_isolated_partial_gpu_s: float = 0.0
 
 
 def run_node_count(
-    nodes: int, pods: int, members: int, timeout_s: float, workdir: Path, progress: bool
+    nodes: int,
+    pods: int,
+    members: int,
+    timeout_s: float,
+    workdir: Path,
+    progress: bool,
+    isolated: int = DEFAULT_ISOLATED,
 ) -> NodeCountResult:
     from tests.cluster.build import ensure_built
     from tests.cluster.harness import FEATURE_GATES, ControlPlane
@@ -288,6 +347,8 @@ def run_node_count(
         phalanx_figs = _gang_figures(log, gangs, time.monotonic())
         say(f"Phalanx gangs: {phalanx_figs.complete}/{count} whole in {elapsed:.1f} s")
         _delete_namespace_pods(plane, "gangs")
+        solo = _isolated(plane, "solo", isolated, members, PHALANX, timeout_s)
+        say(f"Phalanx, one gang at a time: start {solo.start_s} s, spread {solo.spread_s} s")
 
         # (c) the same gangs under kube-scheduler's native gang scheduling, no extender
         plane.stop_extender()
@@ -312,6 +373,9 @@ def run_node_count(
         )
         native_figs = _gang_figures(log, native, time.monotonic())
         say(f"native gangs: {native_figs.complete}/{count} whole in {elapsed:.1f} s")
+        _delete_namespace_pods(plane, "native")
+        native_solo = _isolated(plane, "native", isolated, members, NATIVE, timeout_s)
+        say(f"native, one gang at a time: start {native_solo.start_s} s")
     finally:
         plane.stop()
     return NodeCountResult(
@@ -333,6 +397,16 @@ def run_node_count(
         native_bind_spread_p99_s=_percentile(native_figs.spread_s, 99),
         native_partial_gang_gpu_s=round(native_figs.partial_gpu_s, 1),
         node_setup_s=round(node_setup_s, 1),
+        isolated_gangs=isolated,
+        isolated_complete=solo.complete,
+        isolated_start_p50_s=_percentile(solo.start_s, 50),
+        isolated_start_p99_s=_percentile(solo.start_s, 99),
+        isolated_spread_p99_s=_percentile(solo.spread_s, 99),
+        isolated_partial_gpu_s=round(solo.partial_gpu_s, 1),
+        native_isolated_complete=native_solo.complete,
+        native_isolated_start_p99_s=_percentile(native_solo.start_s, 99),
+        native_isolated_spread_p99_s=_percentile(native_solo.spread_s, 99),
+        native_isolated_partial_gpu_s=round(native_solo.partial_gpu_s, 1),
     )
 
 
@@ -344,6 +418,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pods", type=int, default=DEFAULT_PODS)
     parser.add_argument("--members", type=int, default=DEFAULT_GANG_MEMBERS)
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S)
+    parser.add_argument(
+        "--isolated", type=int, default=DEFAULT_ISOLATED, help="gangs run one at a time"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if not (REPO / "tests" / "cluster" / "harness.py").is_file():
@@ -361,7 +438,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="phalanx-e2e-") as tmp:
         for nodes in counts:
             results.append(
-                run_node_count(nodes, args.pods, args.members, args.timeout, Path(tmp), True)
+                run_node_count(
+                    nodes, args.pods, args.members, args.timeout, Path(tmp), True, args.isolated
+                )
             )
     load = os.getloadavg()
     if args.json:
