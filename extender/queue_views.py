@@ -222,7 +222,7 @@ def _view(planner: Planner, gang: GangRecord, now_in: str) -> tuple[GangView, Ga
         submit_time_s=planner.book.queue_time(gang.key, hints.submit_time_s),
     )
     if now_in == "pending":
-        view.code, view.message = _reason(gang)
+        view.code, view.message = waiting_reason(gang)
         found = _BLOCKING_GANG.search(view.message) or _WAITING_TENANT.search(view.message)
         if found:
             view.blocking = found.group(1)
@@ -259,7 +259,7 @@ def _hints(planner: Planner, gang: GangRecord, unplaced: list[Any]) -> GangHints
         return gang.hints or GangHints()
 
 
-def _reason(gang: GangRecord) -> tuple[str, str]:
+def waiting_reason(gang: GangRecord) -> tuple[str, str]:
     """The code and message users see in the gang's pod events."""
     ref = gang.ref
     if ref.min_member is None:
