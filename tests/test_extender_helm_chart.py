@@ -146,6 +146,10 @@ def test_rbac_is_the_contracts_least_privilege(default_manifest):
             for group in ("scheduling.x-k8s.io", "scheduling.volcano.sh", "scheduling.k8s.io")
             for verb in read
         },
+        *{  # status written back in each dialect's fields
+            (group, "podgroups/status", "patch")
+            for group in ("scheduling.x-k8s.io", "scheduling.volcano.sh", "scheduling.k8s.io")
+        },
     }
     assert rule_grants(objects["ClusterRole", "phalanx-extender"]) == wanted
     assert rule_grants(objects["ClusterRole", "phalanx-discovery"]) == {
