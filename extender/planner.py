@@ -188,11 +188,16 @@ class Planner(
                 self._forget(rec, finished=False)
 
     def observe_group(self, kind: GroupKind, obj: dict[str, Any]) -> None:
+        """A group was added or changed. Gangs are read from its ``spec`` only, so a change of
+        its status alone (Phalanx's own status patches among them) re-reads no pod."""
         meta = obj.get("metadata") or {}
         namespace = meta.get("namespace") or "default"
         with self.lock:
-            self.groups[(kind.source, namespace, meta["name"])] = obj
-            self._refresh_refs(namespace)
+            key = (kind.source, namespace, meta["name"])
+            old = self.groups.get(key)
+            self.groups[key] = obj
+            if old is None or old.get("spec") != obj.get("spec"):
+                self._refresh_refs(namespace)
 
     def forget_group(self, kind: GroupKind, namespace: str, name: str) -> None:
         with self.lock:

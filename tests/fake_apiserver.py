@@ -16,7 +16,12 @@ it over HTTP:
   merged into the pod, ``PodScheduled`` becomes True, and a ``Status`` comes back (201);
 - ``PATCH pods/{name}/status`` (merge patch of ``status``: the extender's nominations);
 - ``POST pods/{name}/eviction``: the pod is deleted at once (no PodDisruptionBudgets here),
-  404 when it does not exist; every eviction is kept in :attr:`FakeApiServer.evictions`.
+  404 when it does not exist; every eviction is kept in :attr:`FakeApiServer.evictions`;
+- ``PATCH podgroups/{name}/status`` of every PodGroup kind (a merge patch; with the strategic
+  merge content type ``conditions`` merge by ``type``, as for the built-in native PodGroup),
+  watched as a ``MODIFIED`` group; every patch is kept in :attr:`FakeApiServer.status_patches`;
+- ``POST`` and ``PATCH`` (merge) of ``events.k8s.io/v1`` Events, kept in
+  :attr:`FakeApiServer.k8s_events` by namespace and name.
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ _BINDING = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/binding$")
 _POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)$")
 _POD_STATUS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/status$")
 _EVICTION = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/eviction$")
+_GROUP_STATUS = re.compile(r"^/apis/([^/]+)/([^/]+)/namespaces/([^/]+)/podgroups/([^/]+)/status$")
+_EVENTS = re.compile(r"^/apis/events\.k8s\.io/v1/namespaces/([^/]+)/events(?:/([^/]+))?$")
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
 @dataclass
@@ -68,6 +76,10 @@ class FakeApiServer:
     """Every binding request received, accepted or not."""
     evictions: list[str] = field(default_factory=list)
     """``namespace/name`` of every pod evicted."""
+    status_patches: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    """(resource, ``namespace/name``, body) of every PodGroup status patch."""
+    k8s_events: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """events.k8s.io/v1 Events by (namespace, name)."""
     fail_bindings: int = 0
     """Answer the next N binding requests with 500 (fault injection)."""
     served_groups: set[str] = field(default_factory=lambda: set(GROUP_RESOURCES.values()))
@@ -288,6 +300,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         url = urlparse(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if _GROUP_STATUS.match(url.path):
+            self._patch_group_status(url.path, json.loads(body or b"{}"))
+            return
+        if _EVENTS.match(url.path):
+            self._event(url.path, json.loads(body or b"{}"), create=False)
+            return
         match = _POD_STATUS.match(url.path)
         api = self.server_api
         pod = api.get(PODS, match.group(2), match.group(1)) if match else None
@@ -308,6 +326,9 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        if _EVENTS.match(url.path):
+            self._event(url.path, json.loads(body or b"{}"), create=True)
+            return
         eviction = _EVICTION.match(url.path)
         if eviction:
             namespace, name = eviction.groups()
@@ -327,6 +348,53 @@ class _Handler(BaseHTTPRequestHandler):
         namespace, name = match.groups()
         code, doc = self._bind(namespace, name, body)
         self._send_json(code, doc)
+
+    def _patch_group_status(self, path: str, patch: dict[str, Any]) -> None:
+        match = _GROUP_STATUS.match(path)
+        assert match is not None
+        group, version, namespace, name = match.groups()
+        api = self.server_api
+        resource = GROUP_RESOURCES.get(f"/apis/{group}/{version}/podgroups")
+        obj = api.get(resource, name, namespace) if resource else None
+        if resource is None or obj is None:
+            self._send_json(404, _status(404, "NotFound", f'podgroups "{name}" not found'))
+            return
+        status = obj.setdefault("status", {})
+        strategic = self.headers.get("Content-Type", "").startswith(STRATEGIC_MERGE_PATCH)
+        for key, value in (patch.get("status") or {}).items():
+            if key == "conditions" and strategic:
+                merged = {c["type"]: c for c in status.get("conditions") or []}
+                merged.update({c["type"]: c for c in value})
+                status[key] = list(merged.values())
+            elif value is None:
+                status.pop(key, None)
+            else:
+                status[key] = value
+        with api.cond:
+            api.status_patches.append((resource, f"{namespace}/{name}", patch))
+        api._put(resource, obj, "MODIFIED")
+        self._send_json(200, obj)
+
+    def _event(self, path: str, body: dict[str, Any], *, create: bool) -> None:
+        match = _EVENTS.match(path)
+        assert match is not None
+        namespace, name = match.groups()
+        api = self.server_api
+        with api.cond:
+            if create:
+                key = (namespace, body["metadata"]["name"])
+                if key in api.k8s_events:
+                    self._send_json(409, _status(409, "AlreadyExists", "event exists"))
+                    return
+                api.k8s_events[key] = body
+            else:
+                key = (namespace, name or "")
+                if key not in api.k8s_events:
+                    self._send_json(404, _status(404, "NotFound", f'events "{name}" not found'))
+                    return
+                api.k8s_events[key] = {**api.k8s_events[key], **body}
+            doc = copy.deepcopy(api.k8s_events[key])
+        self._send_json(201 if create else 200, doc)
 
     def _bind(self, namespace: str, name: str, body: bytes) -> tuple[int, dict[str, Any]]:
         api = self.server_api
