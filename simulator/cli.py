@@ -34,7 +34,8 @@ NEXT_SWEEP_DIR = "sweep/"
 @click.option(
     "--cluster",
     metavar="PRESET|FILE",
-    help="Preset (dgx-h100:64, philly:352...), cluster file (.yaml/.json), saved Kubernetes "
+    help="Preset (dgx-h100:64, philly:352...; philly:auto sizes Philly hosts to the trace's "
+    "load as its node series says Philly was busy), cluster file (.yaml/.json), saved Kubernetes "
     "Node list (kubectl get nodes -o json) or openb node list (.csv); default: the trace's own.",
 )
 @click.option(

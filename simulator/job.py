@@ -9,8 +9,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from phalanx.topology.model import MILLI_PER_GPU, Cluster
+
+if TYPE_CHECKING:
+    from phalanx.simulator.traces.philly_activity import NodeActivity
 
 DEFAULT_TENANT = "default"
 
@@ -158,6 +162,8 @@ class TraceWorkload:
     cluster_notes: list[str] = field(default_factory=list)
     """What the loader assumed about ``cluster``; reported only when a run uses that cluster
     (not one given with ``--cluster``)."""
+    node_activity: NodeActivity | None = None
+    """Philly's per-minute node series, where it sits beside the jobs (``philly:auto``)."""
 
     def __post_init__(self) -> None:
         self.jobs.sort(key=lambda j: (j.submit_time_s, j.name))

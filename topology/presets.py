@@ -349,6 +349,13 @@ def cluster_preset(spec: str, oversubscription: float = 1.0) -> Cluster:
     ``PRESET:COUNT`` with 1 <= COUNT <= :data:`MAX_PRESET_NODES`."""
     base, _, count_text = spec.partition(":")
     preset = node_preset(base)
+    if count_text == "auto":
+        # sized from a trace's load (simulator.clusters): only simulate and sweep have a trace
+        raise ValueError(
+            f"cluster preset {spec!r}: 'auto' sizes a cluster from a trace, so only "
+            "'phalanx simulate' and 'phalanx sweep' take it; give the node count they report "
+            f"({base}:N)"
+        )
     try:
         count = int(count_text) if count_text else preset.default_nodes
     except ValueError:

@@ -6,7 +6,9 @@ submit times are seconds after the earliest timestamp in the file.
 
 The trace carries no machine list; its cluster is ``PHILLY_NODES`` 8-GPU hosts, the node
 count the Helios authors used for Philly (``philly_vc_node_counts.csv``, 352 nodes). When
-that file sits next to the jobs, each virtual cluster's node share is its guarantee.
+that file sits next to the jobs, each virtual cluster's node share is its guarantee; when the
+per-minute node series does, ``--cluster philly:auto`` sizes the cluster from it
+(:mod:`simulator.traces.philly_activity`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from phalanx.simulator.job import Job, TraceError, TraceWorkload
+from phalanx.simulator.traces.philly_activity import NodeActivity, find_node_series
 from phalanx.simulator.traces.rows import JobCollector, Row, RowError, RowReader
 from phalanx.topology.model import Cluster
 from phalanx.topology.presets import (
@@ -71,11 +74,13 @@ def load_philly(path: Path, *, strict: bool = False) -> TraceWorkload:
 
     collector.add_rows(RowReader(source, COLUMNS), make)
     jobs = collector.jobs
+    origin = 0.0
     if jobs:
         origin = min(j.submit_time_s for j in jobs)
         jobs = [replace(j, submit_time_s=j.submit_time_s - origin) for j in jobs]
     jobs = [j for j in jobs if _has_gpus(j, collector)]
     guarantees = _vc_guarantees(source.parent / VC_TABLE)
+    series = find_node_series(source.parent)
     return TraceWorkload(
         name=source.name.split(".")[0],
         jobs=jobs,
@@ -83,6 +88,7 @@ def load_philly(path: Path, *, strict: bool = False) -> TraceWorkload:
         cluster=philly_cluster(),
         skipped=collector.skipped,
         tenant_guarantees=guarantees,
+        node_activity=NodeActivity(series, origin) if series is not None else None,
         notes=["submit times relative to the first job; rows re-sorted by time"],
         cluster_notes=[
             f"cluster: {PHILLY_NODES} 8-GPU PCIe hosts, one {PHILLY_NIC_GBIT_S:.0f}G NIC each"
