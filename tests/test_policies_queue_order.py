@@ -78,7 +78,8 @@ def test_runtime_estimator_expected_end() -> None:
     nowhere = Placement("g", (), "node", "node:none", CostBreakdown())
     assert est.expected_end_s(RunningGang(g, nowhere, 10.0, math.inf), now_s=0.0) == 110.0
     assert est.expected_end_s(RunningGang(g, nowhere, 10.0, 50.0), now_s=0.0) == 50.0
-    assert est.expected_end_s(RunningGang(g, nowhere, 10.0, 50.0), now_s=80.0) == 80.0
+    # past its estimate, no history yet: as long again as it has run (70 s), not "ends now"
+    assert est.expected_end_s(RunningGang(g, nowhere, 10.0, 50.0), now_s=80.0) == 150.0
     for runtime in (1.0, 2.0, 3.0, 100.0):
         est.record_completion(g, runtime)
     assert est.estimate_s(g) == 3.0, "median of the last three"

@@ -39,9 +39,13 @@ class FinishTimeFairnessPolicy(OrderedQueuePolicy):
 
     def rho(self, gang: Gang, ctx: QueueContext) -> float:
         gpus = max(gang_demand(gang).gpus, MIN_GPUS)
-        runtime_s = self.estimator.estimate_s(gang)
         done_s = ctx.attained_gpu_s.get(gang.name, 0.0) / gpus
-        remaining_s = max(runtime_s - done_s, 0.0)
+        runtime_s = self.estimator.estimate_s(gang)
+        if done_s < runtime_s:
+            remaining_s = runtime_s - done_s
+        else:  # past its estimate: the history's median residual life, not "done now"
+            remaining_s = self.estimator.remaining_after_s(gang, done_s)
+            runtime_s = done_s + remaining_s
         shared_s = max(ctx.now_s - gang.submit_time_s, 0.0) + remaining_s
         tenants = {r.gang.tenant for r in ctx.running} | {g.tenant for g in ctx.pending}
         tenants.add(gang.tenant)
@@ -51,3 +55,8 @@ class FinishTimeFairnessPolicy(OrderedQueuePolicy):
 
     def sort_key(self, gang: Gang, ctx: QueueContext) -> Any:
         return (-self.rho(gang, ctx), *fifo_key(gang))
+
+    def rank(self, gang: Gang, ctx: QueueContext) -> float:
+        """Preemption rank (``--preemption priority --preemption-option
+        rank=finish-time-fairness``): a worse-off gang may evict a better-off one."""
+        return self.rho(gang, ctx)
