@@ -4,9 +4,11 @@ Where an estimate comes from, first match wins:
 
 1. the gang's own ``runtime_estimate_s`` (the trace's duration or the user's time limit, as
    Slurm's backfill uses ``--time``);
-2. the median runtime of the last :data:`MEDIAN_WINDOW` gangs of the same queue that finished
-   (reported through :meth:`RuntimeEstimator.record_completion`);
-3. :data:`DEFAULT_RUNTIME_ESTIMATE_S`.
+2. the median runtime of the last :data:`MEDIAN_WINDOW` gangs of the same queue and
+   ``job_class`` (the application, a recurring job's name) that finished (reported through
+   :meth:`RuntimeEstimator.record_completion`): a job's own history, where it has a class;
+3. the same over the whole queue;
+4. :data:`DEFAULT_RUNTIME_ESTIMATE_S`.
 
 A running gang that has outlived its estimate is not expected to end "now". It used to be, and
 on Philly (median 1,213 s, mean 13,108 s) most of the cluster was soon held by gangs past their
@@ -40,6 +42,25 @@ MIN_REMAINING_S = 60.0
 """The least time a running gang is expected to go on for (one scheduling minute)."""
 
 
+class _History:
+    """The last ``window`` runtimes of one queue (or one class in it), also kept sorted."""
+
+    def __init__(self, window: int) -> None:
+        self.recent: deque[float] = deque(maxlen=window)
+        self.ordered: list[float] = []
+        self.median = 0.0
+
+    def add(self, runtime_s: float) -> None:
+        if len(self.recent) == self.recent.maxlen:
+            del self.ordered[bisect.bisect_left(self.ordered, self.recent[0])]
+        self.recent.append(runtime_s)
+        bisect.insort(self.ordered, runtime_s)
+        self.median = statistics.median(self.ordered)
+
+    def longer_than(self, elapsed_s: float) -> list[float]:
+        return self.ordered[bisect.bisect_right(self.ordered, elapsed_s) :]
+
+
 class RuntimeEstimator:
     def __init__(
         self, default_s: float = DEFAULT_RUNTIME_ESTIMATE_S, window: int = MEDIAN_WINDOW
@@ -50,27 +71,32 @@ class RuntimeEstimator:
             raise ValueError(f"median window must be at least 1, got {window}")
         self.default_s = default_s
         self.window = window
-        self._history: dict[str, deque[float]] = {}
-        self._sorted: dict[str, list[float]] = {}
-        self._median: dict[str, float] = {}
+        self._history: dict[tuple[str, str], _History] = {}
+        """(queue, job class) and (queue, "") -> its history."""
+
+    def _histories(self, gang: Gang) -> list[_History]:
+        """The gang's class history (if it has a class and it has one), then its queue's."""
+        keys = [(gang.queue, gang.job_class), (gang.queue, "")] if gang.job_class else []
+        keys = keys or [(gang.queue, "")]
+        return [self._history[k] for k in keys if k in self._history]
 
     def record_completion(self, gang: Gang, runtime_s: float) -> None:
         if runtime_s < 0 or not math.isfinite(runtime_s):
             raise ValueError(f"gang {gang.name!r}: runtime {runtime_s} is not a duration")
-        history = self._history.setdefault(gang.queue, deque(maxlen=self.window))
-        ordered = self._sorted.setdefault(gang.queue, [])
-        if len(history) == self.window:
-            del ordered[bisect.bisect_left(ordered, history[0])]
-        history.append(runtime_s)
-        bisect.insort(ordered, runtime_s)
-        self._median[gang.queue] = statistics.median(ordered)
+        keys = {(gang.queue, gang.job_class), (gang.queue, "")}
+        for key in keys:
+            history = self._history.get(key)
+            if history is None:
+                history = self._history[key] = _History(self.window)
+            history.add(runtime_s)
 
     def estimate_s(self, gang: Gang) -> float:
         """Expected total runtime of ``gang``."""
         own = gang.runtime_estimate_s
         if own is not None and own > 0 and math.isfinite(own):
             return float(own)
-        return self._median.get(gang.queue, self.default_s)
+        histories = self._histories(gang)
+        return histories[0].median if histories else self.default_s
 
     def expected_end_s(self, running: RunningGang, now_s: float) -> float:
         """When ``running`` is expected to free its resources: its estimated end while that is
@@ -83,13 +109,14 @@ class RuntimeEstimator:
         return now_s + self.remaining_after_s(running.gang, now_s - running.start_s)
 
     def remaining_after_s(self, gang: Gang, elapsed_s: float) -> float:
-        """Expected further runtime of a gang of ``gang``'s queue that has run ``elapsed_s``
-        past its estimate: the median of the longer recorded runtimes less ``elapsed_s``, or
-        ``elapsed_s`` again beyond the recorded ones (see the module's docstring)."""
-        ordered = self._sorted.get(gang.queue, [])
-        longer = ordered[bisect.bisect_right(ordered, elapsed_s) :]
-        if len(longer) >= MIN_TAIL_SAMPLES:
-            remaining = statistics.median(longer) - elapsed_s
-        else:
-            remaining = elapsed_s
+        """Expected further runtime of a gang like ``gang`` that has run ``elapsed_s`` past
+        its estimate: the median of the longer recorded runtimes (of its class, else of its
+        queue) less ``elapsed_s``, or ``elapsed_s`` again beyond the recorded ones (see the
+        module's docstring)."""
+        remaining = elapsed_s
+        for history in self._histories(gang):
+            longer = history.longer_than(elapsed_s)
+            if len(longer) >= MIN_TAIL_SAMPLES:
+                remaining = statistics.median(longer) - elapsed_s
+                break
         return max(remaining, MIN_REMAINING_S)

@@ -83,6 +83,9 @@ class Gang:
     """How much the job's speed depends on its links, 0..1 (LLM ~1, CNN ~0.2)."""
     submit_time_s: float = 0.0
     runtime_estimate_s: float | None = None
+    job_class: str = ""
+    """What kind of job it is (the application, a recurring job's name); runtime estimates
+    learn from the history of their class inside the queue before the whole queue's."""
 
     @property
     def quorum(self) -> int:

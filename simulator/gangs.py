@@ -57,4 +57,5 @@ class GangFactory:
             comm_intensity=self.slowdown.intensity(job),
             submit_time_s=job.submit_time_s if submit_time_s is None else submit_time_s,
             runtime_estimate_s=estimate,
+            job_class=job.job_class,
         )

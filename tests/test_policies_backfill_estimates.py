@@ -167,3 +167,20 @@ def test_sjbf_keeps_the_oldest_first_and_tries_the_rest_smallest_first() -> None
     assert [g.name for g in plain.order(gangs, ctx)][:2] == ["oldest", "long-1gpu"]
     with pytest.raises(ValueError, match="candidates"):
         BackfillPolicy(candidates="random")
+
+
+def test_a_job_class_learns_from_its_own_history_first() -> None:
+    estimator = RuntimeEstimator()
+
+    def of(name: str, job_class: str) -> Gang:
+        return Gang.uniform(name, 1, MemberRequest(gpus=1), queue="q", job_class=job_class)
+
+    for i in range(3):
+        estimator.record_completion(of(f"c{i}", "cifar10"), 100.0)
+        estimator.record_completion(of(f"i{i}", "imagenet"), 90_000.0)
+    assert estimator.estimate_s(of("new", "cifar10")) == 100.0
+    assert estimator.estimate_s(of("new", "imagenet")) == 90_000.0
+    assert estimator.estimate_s(of("new", "bert")) == 45_050.0  # the queue's median
+    assert estimator.estimate_s(of("new", "")) == 45_050.0
+    # a cifar10 job past all of its class's runtimes falls back on the queue's longer ones
+    assert estimator.remaining_after_s(of("late", "cifar10"), 1000.0) == 89_000.0
