@@ -21,9 +21,12 @@ import time
 from phalanx.extender.planner import Planner
 from phalanx.extender.planner_protocol import Arrival
 
-DEFAULT_BIND_BARRIER_S = 8.0
-"""Long enough for kube-scheduler to take a large gang's members through their cycles once
-they are nominated; with the bind timeout (20 s) it stays under the chart's httpTimeout (30 s)."""
+DEFAULT_BIND_BARRIER_S = 40.0
+"""Long enough for kube-scheduler to take a large gang's members through their cycles while
+other gangs' members share its queue: a barrier that gives up costs far more than it waits
+(every failed bind moves all unschedulable pods back to kube-scheduler's active queue, so at
+5,000 nodes an 8 s barrier made gangs time out again and again). With the chart's bind timeout
+(15 s) it stays under the chart's ``httpTimeout`` (60 s)."""
 RECHECK_S = 0.5
 """How often a waiting member asks whether its gang completed without a new arrival (a
 missing member was deleted, or bound by another way)."""

@@ -327,3 +327,13 @@ def test_cli_reports_bad_input_without_a_traceback(args, message):
 def test_cli_names_a_missing_chart(tmp_path):
     result = CliRunner().invoke(command, [str(tmp_path / "no-chart")])
     assert result.exit_code == 2 and result.output.startswith(f"error: {tmp_path / 'no-chart'}")
+
+
+def test_the_bind_barrier_and_the_bind_fit_in_kube_schedulers_timeout(default_manifest):
+    """A bind waits at its gang's barrier, then posts the Binding with retries: both inside
+    kube-scheduler's extender httpTimeout, or kube-scheduler gives up on a bind that happens."""
+    (entry,) = [extender_entry(default_manifest)]
+    http_timeout_s = float(entry["httpTimeout"].rstrip("s"))
+    objects = by_kind(rendered_objects(default_manifest))
+    serve = yaml.safe_load(objects["ConfigMap", "phalanx-extender"]["data"]["serve.yaml"])
+    assert serve["bindBarrierSeconds"] + serve["kube"]["bindTimeoutSeconds"] < http_timeout_s
