@@ -46,6 +46,7 @@ POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
     "drf": ("drf", {}),
     "tiresias": ("tiresias", {}),
     "finish-time-fairness": ("finish-time-fairness", {}),
+    "ftf-preemptive": ("finish-time-fairness", {"preemptive": True}),
 }
 """Table label -> (queue policy, options). Runtime estimates come from each queue's history
 (no ``--oracle-estimates``), as a real scheduler would have them."""

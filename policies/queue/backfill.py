@@ -165,31 +165,41 @@ def plan_reservation(
     """Earliest expected time at which ``head`` fits once running gangs end, found by binary
     search over the distinct end times (releasing more never makes a gang fit worse).
 
-    The shadow at a time is the cluster with every gang expected to end by then released, in
-    end order. Each probe starts from the shadow of the latest time already found too early
-    and releases only the gangs ending after it, so a search releases each gang about twice
-    instead of once per probe (a long queue on a full cluster re-plans every cycle)."""
-    running = [r for r in ctx.running if r.gang.name in ctx.state.holdings]
-    by_end = sorted(running, key=lambda r: estimator.expected_end_s(r, ctx.now_s))
-    ends = [estimator.expected_end_s(r, ctx.now_s) for r in by_end]
+    The shadow at a time is the cluster's free capacity with every gang expected to end by
+    then given back, in end order. Each probe starts from the shadow of the latest time already
+    found too early and gives back only the gangs ending after it, so a search releases each
+    gang about twice instead of once per probe (a long queue on a full cluster re-plans every
+    cycle). Shadows copy the capacity arrays only, not the ledger of holdings (a Python object
+    per running gang, copied per probe, had made backfill several times FIFO's run time):
+    gangs are given back from their placements, and a shadow's ledger holds only the gangs
+    backfilled into it."""
+    running = [
+        (estimator.expected_end_s(r, ctx.now_s), held.placement)
+        for r in ctx.running
+        if (held := ctx.state.holdings.get(r.gang.name)) is not None
+    ]
+    running.sort(key=lambda pair: pair[0])
+    ends = [end for end, _ in running]
     times = sorted(set(ends))
 
-    too_early, released = ctx.state, 0
-    """The shadow at the latest time known too early, and how many gangs it has released."""
+    too_early, released = ctx.state.compiled, 0
+    """The free capacity at the latest time known too early, and how many gangs it has freed."""
     found: Reservation | None = None
     lo, hi = 0, len(times) - 1
     while lo <= hi:
         mid = (lo + hi) // 2
-        shadow = too_early.copy()
+        capacity = too_early.copy()
         upto = released
-        while upto < len(by_end) and ends[upto] <= times[mid]:
-            shadow.release(by_end[upto].gang.name)
+        while upto < len(running) and ends[upto] <= times[mid]:
+            for m in running[upto][1].members:
+                capacity.release(m.node_index, m.gpus, m.gpu_milli, m.cpu_milli, m.memory_mib)
             upto += 1
+        shadow = ClusterState(capacity)
         result = place(head, shadow)
         if isinstance(result, Placement):
             found = Reservation(head, times[mid], shadow, result, place)
             hi = mid - 1
         else:
-            too_early, released = shadow, upto
+            too_early, released = capacity, upto
             lo = mid + 1
     return found
