@@ -25,12 +25,12 @@ from typing import Any
 
 from phalanx.policies.estimates import DEFAULT_RUNTIME_ESTIMATE_S, RuntimeEstimator
 from phalanx.policies.queue.base import OrderedQueuePolicy, fifo_key, priority_fifo_key
-from phalanx.policies.resources import gang_demand
 from phalanx.scheduler.gang import Gang
 from phalanx.scheduler.interfaces import PlaceFunction, QueueContext
 from phalanx.scheduler.placement import Placement, PlacementResult
 from phalanx.scheduler.state import ClusterState, LedgerError
 from phalanx.topology.compiled import CapacityError
+from phalanx.topology.model import MILLI_PER_GPU
 
 ORDERS = ("priority", "fifo")
 CANDIDATE_ORDERS = ("queue", "sjf")
@@ -104,7 +104,7 @@ class BackfillPolicy(OrderedQueuePolicy):
         return [ordered[0], *rest]
 
     def _backfill_key(self, gang: Gang, ctx: QueueContext) -> Any:
-        gpu_s = self.estimator.estimate_s(gang) * max(gang_demand(gang).gpus, 1.0)
+        gpu_s = self.estimator.estimate_s(gang) * max(gang.gpu_milli_total / MILLI_PER_GPU, 1.0)
         first = -gang.priority if self.order_by == "priority" else 0
         return (first, gpu_s, *fifo_key(gang))
 
