@@ -21,8 +21,6 @@ queues the calls for a small pool of workers, the recording one (dry-run, tests)
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from typing import Protocol
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from phalanx.extender.api_retry import CONNECT_TIMEOUT_S
+from phalanx.extender.api_workers import ApiWorkers
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +98,8 @@ class PodActionStats:
 
 
 class KubePodActions:
-    """Posts nominations and evictions from worker threads. Nominations of one pod coalesce:
-    only the latest node asked for is written."""
+    """Posts nominations and evictions from worker threads (:class:`ApiWorkers`). Nominations
+    of one pod coalesce: only the latest node asked for is written."""
 
     def __init__(
         self,
@@ -112,42 +111,23 @@ class KubePodActions:
         self.timeout_s = timeout_s
         self.stats = PodActionStats()
         self.on_eviction_failed: EvictionFailed | None = None
-        self._queue: queue.Queue[tuple[str, PodRef, object] | None] = queue.Queue()
-        self._latest: dict[str, str] = {}
-        self._lock = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"pod-actions-{i}", daemon=True)
-            for i in range(workers)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._workers = ApiWorkers("pod-actions", workers, self._handle)
 
     def nominate(self, pod: PodRef, node: str) -> None:
-        with self._lock:
-            queued = pod.key in self._latest
-            self._latest[pod.key] = node
-        if not queued:
-            self._queue.put(("nominate", pod, None))
+        self._workers.submit("nominate", pod.key, (pod, node))
 
     def evict(self, pod: PodRef, grace_period_s: int | None) -> None:
-        self._queue.put(("evict", pod, grace_period_s))
+        self._workers.put("evict", (pod, grace_period_s))
 
     def stop(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
+        self._workers.stop()
 
-    def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            kind, pod, arg = item
-            try:
-                if kind == "nominate":
-                    with self._lock:
-                        node = self._latest.pop(pod.key, "")
-                    self._nominate(pod, node)
-                else:
-                    self._evict(pod, arg if isinstance(arg, int) else None)
-            except Exception:  # a worker must outlive any one failed call
-                log.exception("%s of %s failed", kind, pod.key)
+    def _handle(self, kind: str, arg: tuple[PodRef, object]) -> None:
+        pod, value = arg
+        if kind == "nominate":
+            self._nominate(pod, value if isinstance(value, str) else "")
+        else:
+            self._evict(pod, value if isinstance(value, int) else None)
 
     def _nominate(self, pod: PodRef, node: str) -> None:
         body = {"status": {"nominatedNodeName": node or None}}
