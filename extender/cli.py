@@ -116,7 +116,10 @@ def _kube_backend(config: ServeConfig, make_planner: Callable[[Cluster], Planner
             api_client = client.ApiClient()
     except (kube_config.ConfigException, OSError) as exc:
         _fail(f"cannot reach the Kubernetes API: {exc} (outside a cluster, set kube.kubeconfig)")
-    kube = KubeBackend(api_client, config.kube, make_planner)
+    # with leader election only the leader writes status and events (rebuild_plans turns it on)
+    kube = KubeBackend(
+        api_client, config.kube, make_planner, reporting=not config.leader_election.enabled
+    )
     if not config.leader_election.enabled:
         kube.start()
         return kube

@@ -18,7 +18,8 @@ field. Every key is optional; see docs/extender.md for the full example.
     policies: {queue: fifo, queueOptions: {}, scorer: topology, scorerOptions: {},
                preemption: priority, preemptionOptions: {}}
     kube: {kubeconfig: null, context: null, topologyLabels: auto, watchTimeoutSeconds: 300,
-           topologyRefreshSeconds: 1, requestTimeoutSeconds: 30, bindTimeoutSeconds: 20}
+           topologyRefreshSeconds: 1, requestTimeoutSeconds: 30, bindTimeoutSeconds: 20,
+           statusAndEvents: true}       # PodGroup status and Events written back
     leaderElection: {enabled: false, leaseName: phalanx-extender, leaseNamespace: null,
                      identity: null, leaseDurationSeconds: 10, renewDeadlineSeconds: 7,
                      retryPeriodSeconds: 2}
@@ -103,6 +104,8 @@ class KubeConfig:
     topology_refresh_s: float = DEFAULT_TOPOLOGY_REFRESH_S
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     bind_timeout_s: float = DEFAULT_BIND_TIMEOUT_S
+    status_and_events: bool = True
+    """Write gangs' PodGroup status and Events (``extender/status_reporter.py``)."""
 
 
 DEFAULT_LEASE_NAME = "phalanx-extender"
@@ -195,6 +198,7 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             "topologyRefreshSeconds",
             "requestTimeoutSeconds",
             "bindTimeoutSeconds",
+            "statusAndEvents",
         },
     )
     election = r.section(
@@ -278,6 +282,7 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             topology_refresh_s=kube.number("topologyRefreshSeconds", DEFAULT_TOPOLOGY_REFRESH_S),
             request_timeout_s=kube.number("requestTimeoutSeconds", DEFAULT_REQUEST_TIMEOUT_S),
             bind_timeout_s=kube.number("bindTimeoutSeconds", DEFAULT_BIND_TIMEOUT_S),
+            status_and_events=kube.boolean("statusAndEvents", True),
         ),
         leader_election=LeaderElectionConfig(
             enabled=election.boolean("enabled", False),

@@ -20,6 +20,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from phalanx.extender.gang_status import GangPhase, GangStatus, PodTarget
+from phalanx.extender.gangs import GROUP_KINDS
 from phalanx.scheduler.reasons import Reason
 
 NORMAL = "Normal"
@@ -89,8 +90,11 @@ def group_ref(status: GangStatus) -> ObjectRef | None:
     if group is None:
         return None
     meta = group.get("metadata") or {}
+    # the items of a list of a built-in type carry no apiVersion: the kind's preferred one
+    kind = next((k for k in GROUP_KINDS if k.source == status.source), None)
+    fallback = f"{kind.group}/{kind.version}" if kind is not None else ""
     return ObjectRef(
-        str(group.get("apiVersion") or ""),
+        str(group.get("apiVersion") or fallback),
         str(group.get("kind") or "PodGroup"),
         status.namespace,
         status.name,

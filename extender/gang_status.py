@@ -18,6 +18,7 @@ from phalanx.extender.gangs.ref import SINGLETON_SOURCE
 from phalanx.extender.planner_views import phase as planner_phase
 from phalanx.extender.queue_views import waiting_reason
 from phalanx.extender.records import GangRecord, natural_key
+from phalanx.extender.why_not import waiting_text
 from phalanx.scheduler.reasons import Reason
 
 if TYPE_CHECKING:
@@ -72,13 +73,15 @@ class GangStatus:
     """The group object as last watched (its status carries transition times over)."""
 
 
-def gang_status(planner: Planner, key: str) -> GangStatus | None:
+def gang_status(planner: Planner, key: str, *, evicted: bool = False) -> GangStatus | None:
     """The status of gang ``key``; None when the gang is gone or has nothing to report (a pod
-    that names no gang, pods placed by another scheduler). The caller holds the lock."""
+    that names no gang, pods placed by another scheduler; ``evicted``: a gang being evicted
+    whole, whose bound pods no plan holds any more, is still reported). The caller holds the
+    lock."""
     gang = planner.gangs.get(key)
     if gang is None or gang.ref.source == SINGLETON_SOURCE or not gang.members:
         return None
-    if planner_phase(planner, gang) == "external":
+    if not evicted and planner_phase(planner, gang) == "external":
         return None
     ref = gang.ref
     group = _group_object(planner, gang)
@@ -133,11 +136,13 @@ def _planned(planner: Planner, gang: GangRecord) -> tuple[str, str]:
         p = holding.placement
         where = f" on {', '.join(p.node_names)} ({p.level} {p.domain})"
     if any(leaving.preemptor == gang.key for leaving in planner.leaving.values()):
-        return Reason.PREEMPTING.value, f"planned{where}; preempted pods are still leaving"
-    if gang.arrived:
-        present = f"{len(gang.arrived)} member(s) at the bind barrier"
-        return Reason.BIND_BARRIER.value, f"planned{where}; {present}"
-    return Reason.RESERVED.value, f"planned{where}"
+        code, detail = Reason.PREEMPTING, f"planned{where}; preempted pods are still leaving"
+    elif gang.arrived:
+        code = Reason.BIND_BARRIER
+        detail = f"planned{where}; {len(gang.arrived)} member(s) at the bind barrier"
+    else:
+        code, detail = Reason.RESERVED, f"planned{where}"
+    return code.value, waiting_text(gang.key, code, detail)
 
 
 def _group_object(planner: Planner, gang: GangRecord) -> Mapping[str, Any] | None:

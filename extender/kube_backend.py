@@ -22,10 +22,12 @@ from phalanx.extender.consistency import ledger_problems, truth_problems
 from phalanx.extender.gangs import GROUP_KINDS, GroupKind
 from phalanx.extender.group_versions import ServedGroupKind
 from phalanx.extender.kube_binder import KubeBinder
+from phalanx.extender.kube_status import KubeStatusSink
 from phalanx.extender.planner import Planner
 from phalanx.extender.pod_actions import KubePodActions, PodRef
 from phalanx.extender.podspec import namespace_of, uid_of
 from phalanx.extender.reflector import HTTP_NOT_FOUND, Handlers, Reflector, list_objects
+from phalanx.extender.status_reporter import GangReporter
 from phalanx.topology.discovery import ANNOTATION_GPU_TOPOLOGY
 from phalanx.topology.kube import MalformedNodeError, cluster_from_nodes
 from phalanx.topology.model import Cluster
@@ -55,6 +57,8 @@ class KubeBackend:
         api_client: client.ApiClient,
         settings: KubeConfig,
         make_planner: Callable[[Cluster], Planner],
+        *,
+        reporting: bool = True,
     ) -> None:
         api_client = with_transport_retries(api_client)
         self.api_client = api_client
@@ -78,6 +82,10 @@ class KubeBackend:
         self._threads: list[threading.Thread] = []
         self._group_lists = {k.source: ServedGroupKind(self.custom, k) for k in GROUP_KINDS}
         """One list function per PodGroup kind, at the version the apiserver serves."""
+        self.reporting = reporting and settings.status_and_events
+        """Write PodGroup status and Events (a standby does not: the leader does)."""
+        self._status_sink = KubeStatusSink(api_client, self._served_version)
+        self._reporter = GangReporter(self._status_sink)
 
     # ------------------------------------------------------------------ Backend protocol
     @property
@@ -100,6 +108,7 @@ class KubeBackend:
                 "watches": {r.resource: r.stats.as_dict() for r in self._reflectors},
                 "binds": self._binder.stats.as_dict(),
                 "pod_actions": self._actions.stats.as_dict(),
+                "status_and_events": self._status_sink.stats.as_dict(),
             },
         }
 
@@ -137,6 +146,8 @@ class KubeBackend:
         self._stop.set()
         self._dirty.set()
         self._actions.stop()
+        self._reporter.stop()
+        self._status_sink.stop()
 
     def _start(self) -> None:
         while not self._stop.is_set():
@@ -211,12 +222,19 @@ class KubeBackend:
             group_rvs[kind.source] = rv
         pods, pod_rv = list_objects(self.core.list_pod_for_all_namespaces, self._timeout)
         planner.recover(pods)
+        if self.reporting:
+            self._reporter.attach(planner)
         return planner, group_rvs, pod_rv
+
+    def _served_version(self, source: str) -> str | None:
+        return self._group_lists[source].version
 
     def rebuild_plans(self) -> None:
         """Replace the planner by one recovered from fresh lists, keeping the watches: what a
         standby does when it becomes leader (the old leader's plans live in the pods it bound,
-        its reservations for members not yet bound only in those annotations)."""
+        its reservations for members not yet bound only in those annotations). The leader
+        writes PodGroup status and Events from then on."""
+        self.reporting = self.settings.status_and_events
         planner, _, _ = self._recovered_planner()
         self._planner = planner
 

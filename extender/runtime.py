@@ -10,6 +10,7 @@ from typing import Any
 from phalanx.extender.binding import Binder, RecordingBinder
 from phalanx.extender.config import PolicyConfig, ServeConfig
 from phalanx.extender.planner import Planner, PlannerConfig
+from phalanx.extender.status_reporter import GangReporter, RecordingSink
 from phalanx.policies.registry import get_preemption_policy, get_queue_policy
 from phalanx.policies.scoring.inputs import build_scorer
 from phalanx.scheduler.interfaces import PlacementScorer, PreemptionPolicy, QueuePolicy
@@ -61,11 +62,15 @@ def planner_factory(
 
 class DryRunBackend:
     """The webhook against a described cluster: pods are known from the requests themselves
-    and binds are recorded (and listed in /debug/state) instead of sent."""
+    and binds, PodGroup status patches and Events are recorded (and listed in /debug/state)
+    instead of sent."""
 
     def __init__(self, planner: Planner) -> None:
         self._planner = planner
         self.recorder = RecordingBinder()
+        self.reports = RecordingSink()
+        self.reporter = GangReporter(self.reports)
+        self.reporter.attach(planner)
 
     @property
     def planner(self) -> Planner:
@@ -83,4 +88,5 @@ class DryRunBackend:
             "mode": "dry-run",
             "binds_recorded": self.recorder.count,
             "recent_binds": list(self.recorder.records)[-RECENT_BINDS_SHOWN:],
+            **self.reports.summary(RECENT_BINDS_SHOWN),
         }

@@ -195,7 +195,7 @@ class GangReporter:
         for key in sorted({p.partition("#")[0] for p in victim_plans}):
             note = f"gang {key} [preempted]: evicted to make room for gang {preemptor.name}"
             # read now: its pods are being evicted and the gang may be gone by the next flush
-            status = gang_status(planner, key)
+            status = gang_status(planner, key, evicted=True)
             self._decide(_Decision(key, Reason.PREEMPTED.value, note, status=status))
 
     def _decide(self, decision: _Decision) -> None:
