@@ -255,6 +255,27 @@ def test_planned_node_cordoned_before_its_member_binds(kube_cluster):
     assert_no_gpu_twice(pods_of(scenario.api, scenario.namespace, gang.name))
 
 
+def test_a_gang_planned_from_a_narrowed_offer_stays_in_one_scalable_unit(kube_cluster):
+    """300 nodes: kube-scheduler (default percentageOfNodesToScore) stops filtering at 144
+    feasible nodes, starting where the last pod stopped, so the extender sees rotating windows.
+    A 16-member gang is still planned in one scalable unit and every member binds on its plan:
+    members whose planned node a window left out retry on their nominated node."""
+    scenario = kube_cluster("dgx-h100:300")
+    gang = GangSpec("windowed", members=16, gpus=8)
+    create_gang(scenario.api, gang, scenario.namespace, rng=random.Random(13))
+    placed = wait_gang_bound(scenario.api, scenario.namespace, gang, BIND_TIMEOUT_S * 2)
+    pods = pods_of(scenario.api, scenario.namespace, gang.name)
+    assert_on_plan(pods)
+    assert_no_gpu_twice(pods)
+    units = {
+        n["metadata"]["labels"]["phalanx.io/su"]
+        for n in scenario.nodes
+        if n["metadata"]["name"] in set(placed.values())
+    }
+    assert len(units) == 1, units
+    assert debug_state(scenario)["stats"]["replans"] == 0
+
+
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_every_gang_dialect_is_bound_whole(kube_cluster, dialect):
     scenario = kube_cluster("dgx-h100:4")
