@@ -77,8 +77,9 @@ def run_table(
             result = simulate(workload, cluster, config)
             cpu[label].append(time.process_time() - started)
             summaries[label] = summarize(result)
+            print(f"  {label}: {cpu[label][-1]:.1f} s", file=sys.stderr, flush=True)
     return [
-        {"policy": label, "cpu_s": statistics.median(cpu[label]), **summaries[label]}
+        {**summaries[label], "policy": label, "cpu_s": statistics.median(cpu[label])}
         for label in labels
     ]
 

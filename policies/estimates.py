@@ -73,6 +73,8 @@ class RuntimeEstimator:
         self.window = window
         self._history: dict[tuple[str, str], _History] = {}
         """(queue, job class) and (queue, "") -> its history."""
+        self.version = 0
+        """Counts recorded completions: estimates change only when it does (or with time)."""
 
     def _histories(self, gang: Gang) -> list[_History]:
         """The gang's class history (if it has a class and it has one), then its queue's."""
@@ -83,6 +85,7 @@ class RuntimeEstimator:
     def record_completion(self, gang: Gang, runtime_s: float) -> None:
         if runtime_s < 0 or not math.isfinite(runtime_s):
             raise ValueError(f"gang {gang.name!r}: runtime {runtime_s} is not a duration")
+        self.version += 1
         keys = {(gang.queue, gang.job_class), (gang.queue, "")}
         for key in keys:
             history = self._history.get(key)

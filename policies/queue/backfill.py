@@ -85,6 +85,7 @@ class BackfillPolicy(OrderedQueuePolicy):
         self.reservation: Reservation | None = None
         self._planned = False
         self._cycle: QueueContext | None = None
+        self._last_plan: tuple[tuple[str, int, int, int], Reservation | None] | None = None
 
     def sort_key(self, gang: Gang, ctx: QueueContext) -> Any:
         return priority_fifo_key(gang) if self.order_by == "priority" else fifo_key(gang)
@@ -123,7 +124,16 @@ class BackfillPolicy(OrderedQueuePolicy):
         if ctx.place is None:
             return False
         self._planned = True
+        key = (gang.name, id(ctx.state), ctx.state.changes, self.estimator.version)
+        last = self._last_plan
+        if last is not None and last[0] == key and (last[1] is None or last[1].start_s > ctx.now_s):
+            # Nothing started, ended or was learnt since the last plan for this head, so the
+            # plan stands (only the ends of gangs past their estimates have drifted with the
+            # clock). A cycle runs on every arrival; re-planning each one was most of the cost.
+            self.reservation = last[1]
+            return True
         self.reservation = plan_reservation(gang, ctx, ctx.place, self.estimator)
+        self._last_plan = (key, self.reservation)
         return True
 
     def accept(self, gang: Gang, placement: Placement, ctx: QueueContext) -> str | None:

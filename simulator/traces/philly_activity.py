@@ -1,7 +1,7 @@
 """``philly:auto``: a Philly cluster sized so that the trace's work keeps it as busy as Philly was.
 
 Why not the trace's own 352 nodes: the job file Pollux derived from Philly's log carries about
-470 GPUs of work on average (Oct 3 - Nov 30) while the per-minute node series shows about 320
+500 GPUs of work on average (Oct 3 - Nov 30) while the per-minute node series shows about 320
 of 420 nodes running jobs; on 352 8-GPU nodes the trace's jobs fill 6-13 % of the GPUs, no
 queue ever forms and every queue policy gives the same result. Why not the series' active-node
 count either: that is the same 320 nodes, for the same reason (most of the work that kept them
@@ -9,8 +9,8 @@ busy is not in the file).
 
 What the series does say is how busy the real cluster was: the mean of ``active / total`` over
 the minutes the run covers (about 76 %). ``philly:auto`` is the node count at which the trace's
-offered load (GPU-seconds submitted in that window over the window's length) keeps the same
-share of 8-GPU nodes busy:
+offered load (the GPU-seconds its jobs would run inside that window on a cluster with no queue,
+over the window's length) keeps the same share of 8-GPU nodes busy:
 
     nodes = ceil(offered GPUs / (8 x mean active fraction))
 
@@ -114,7 +114,10 @@ def auto_size(jobs: Sequence[tuple[float, float, int]], activity: NodeActivity) 
     else:
         fractions = [f for t, f in minutes if start <= t <= end]
     active_fraction = sum(fractions) / len(fractions)
-    offered_gpu_s = sum(d * g for t, d, g in jobs if start <= t <= end)
+    # GPU-seconds the jobs would run inside the window on a cluster with no queue: a long job
+    # submitted late counts only its part in the window (counting all of it oversized a
+    # week's slice for the weeks its longest jobs run after it)
+    offered_gpu_s = sum(g * max(0.0, min(t + d, end) - max(t, start)) for t, d, g in jobs)
     offered_gpus = offered_gpu_s / (end - start)
     widest = max(math.ceil(g / PHILLY_GPUS_PER_NODE) for _, _, g in jobs)
     needed = math.ceil(offered_gpus / (PHILLY_GPUS_PER_NODE * max(active_fraction, 1e-9)))
