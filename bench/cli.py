@@ -29,6 +29,14 @@ REPORTS: dict[str, tuple[str, str]] = {
         "phalanx.bench.philly_run",
         "The whole Philly slice through the simulator, timed (needs the public trace).",
     ),
+    "policies": (
+        "phalanx.bench.policy_table",
+        "Queue policies side by side on a Philly slice on philly:auto (needs the public trace).",
+    ),
+    "sia-fairness": (
+        "phalanx.bench.sia_fairness",
+        "Worst finish-time rho on the 8 Sia Philly workloads (needs the public traces).",
+    ),
     "fgd": (
         "phalanx.bench.fgd_table",
         "The FGD paper's allocation table, reproduced (needs the public openb trace).",
