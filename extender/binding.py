@@ -93,22 +93,30 @@ class RecordingBinder:
 
 
 def bind_annotations(
-    compiled: CompiledCluster, gang_key: str, placement: Placement, member: MemberPlacement
+    compiled: CompiledCluster,
+    gang_key: str,
+    placement: Placement,
+    member: MemberPlacement,
+    gang_members: Sequence[MemberPlacement] | None = None,
 ) -> dict[str, str]:
-    """What the apiserver merges into the pod: this member's GPUs and rank, the gang's node per
-    rank, and the whole plan so that a restarted extender can re-reserve the unbound ranks."""
+    """What the apiserver merges into the pod: this member's GPUs, its rank and the gang's node
+    per rank over ``gang_members`` (every planned member of the gang, in rank order: a gang
+    whose members were planned again holds several plans), and the member's own plan so that
+    a restarted extender can re-reserve the unbound ranks."""
     node = compiled.cluster.nodes[member.node_index]
     ranked = sorted(placement.members, key=lambda m: m.rank)
     plan = encode_plan(placement.gang, ranked)
     if len(plan) > MAX_PLAN_ANNOTATION_BYTES:
         plan = encode_plan(placement.gang, [member])
+    everyone = list(gang_members) if gang_members is not None else ranked
+    rank = next((i for i, m in enumerate(everyone) if m.member == member.member), member.rank)
     return {
         keys.GPU_IDS: ",".join(str(g) for g in member.gpus),
         keys.GPU_UUIDS: ",".join(node.gpus[g].uuid for g in member.gpus),
         keys.GPU_MILLI: str(member.gpu_milli),
         keys.GANG_KEY: gang_key,
-        keys.RANK: str(member.rank),
-        keys.GANG_NODES: ",".join(m.node for m in ranked),
+        keys.RANK: str(rank),
+        keys.GANG_NODES: ",".join(m.node for m in everyone),
         keys.GANG_PLAN: plan,
     }
 

@@ -124,6 +124,8 @@ class Planner(
         self.actions: PodActions = actions if actions is not None else RecordingPodActions()
         self.leaving: dict[str, Leaving] = {}
         """Pod key -> evicted pods not gone yet (their room is the preemptor's already)."""
+        self.left_s: dict[str, float] = {}
+        """Node -> when the last evicted pod on it was deleted (see ``LEFT_GRACE_S``)."""
         self.scheduler_node_count: int | None = None
         """Nodes kube-scheduler knows (every Node, GPU or not); None: this cluster's count."""
         self.queue = queue

@@ -15,7 +15,7 @@ from phalanx.extender.binding import (
 from phalanx.extender.masking import Offer
 from phalanx.extender.planner_ledger import UNKNOWN_NODE_REASON
 from phalanx.extender.podspec import started_s
-from phalanx.extender.records import PodRecord
+from phalanx.extender.records import PodRecord, natural_key
 
 
 @dataclass
@@ -54,7 +54,11 @@ class BindMixin:
         if member.node != node:
             return f"pod {key} is planned on node {member.node!r}, not {node!r}"
         placement = self.state.holdings[ledger_key].placement
-        annotations = bind_annotations(self.compiled, gang.key, placement, member)
+        everyone = sorted(
+            (m for key in gang.plans for m in self.state.holdings[key].placement.members),
+            key=lambda m: natural_key(m.member),
+        )
+        annotations = bind_annotations(self.compiled, gang.key, placement, member, everyone)
         gang.binding.add(name)
         return _BindTicket(
             gang.key, name, BindRequest(namespace, name, uid or rec.uid, node, annotations)

@@ -22,6 +22,11 @@ from phalanx.scheduler.reasons import Reason
 
 log = logging.getLogger(__name__)
 
+LEFT_GRACE_S = 5.0
+"""How long a node still counts as being left after its last evicted pod was deleted: Phalanx's
+watch can see the deletion before kube-scheduler's cache does, and in that gap kube-scheduler's
+filters still reject the node for the preemptor, which must not make Phalanx plan it again."""
+
 
 @dataclass(frozen=True)
 class Leaving:
@@ -72,6 +77,23 @@ class EvictionMixin:
     def _leaving_on(self, node: str) -> list[str]:
         """Evicted pods still on ``node``."""
         return [key for key, leaving in self.leaving.items() if leaving.node == node]
+
+    def _recently_left(self, node: str) -> bool:
+        """Did the last evicted pod on ``node`` go less than :data:`LEFT_GRACE_S` ago
+        (kube-scheduler's cache may not have seen it go yet)?"""
+        left_s = self.left_s.get(node)
+        if left_s is None:
+            return False
+        if self.clock() - left_s < LEFT_GRACE_S:
+            return True
+        del self.left_s[node]
+        return False
+
+    def _left(self, pod_key: str) -> None:
+        """An evicted pod is gone: its node is kube-scheduler's again after a grace."""
+        leaving = self.leaving.pop(pod_key, None)
+        if leaving is not None:
+            self.left_s[leaving.node] = self.clock()
 
     def eviction_failed(self, pod: PodRef, why: str) -> None:
         """An eviction was refused (a PodDisruptionBudget) or failed: the pod stays, so it holds

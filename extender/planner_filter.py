@@ -235,7 +235,8 @@ class FilterMixin:
         why = self._planned_node_missing(rec, node, offer)
         if not why:
             return None
-        code = Reason.PREEMPTING if self._leaving_on(node) else Reason.RESERVED
+        preempting = self._leaving_on(node) or self._recently_left(node)
+        code = Reason.PREEMPTING if preempting else Reason.RESERVED
         return reject(offer.names, waiting_text(gang.key, code, why))
 
     def _cycle_inputs(self) -> tuple[int, ...]:

@@ -102,7 +102,7 @@ class PodBookMixin:
         elif finished:
             self.served_gpu_s.pop(rec.gang_key, None)
         self.pods.pop(rec.key, None)
-        self.leaving.pop(rec.key, None)
+        self._left(rec.key)
         external = self.external.pop(rec.key, None)
         if external is not None:
             self.state.release(external)

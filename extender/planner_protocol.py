@@ -82,6 +82,8 @@ class ProtocolMixin:
         leaving = self._leaving_on(node)
         if leaving:
             return f"waiting for {len(leaving)} evicted pod(s) to leave node {node}"
+        if self._recently_left(node):
+            return f"evicted pods just left node {node}; kube-scheduler is yet to see it free"
         if nominated_node_of(rec.pod) == node or self.offer_is_complete(offer, rec.pod):
             return ""
         if len(self.gangs[rec.gang_key].members) == 1:

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from phalanx.extender.binding import BindOutcome, RecordingBinder
 from phalanx.extender.planner import Planner, PlannerConfig
+from phalanx.extender.planner_evict import LEFT_GRACE_S
 from phalanx.policies.registry import get_preemption_policy, get_queue_policy, get_scorer
 from phalanx.topology.presets import cluster_preset
 
@@ -167,6 +168,25 @@ def test_preemption_evicts_whole_lower_priority_gangs_and_binds_after_they_leave
     p.forget_pod("ml", "low-0", "uid-ml-low-0")
     p.forget_pod("ml", "low-1", "uid-ml-low-1")
     assert p.filter(high, names).passing == [planned]
+
+
+def test_a_node_just_left_by_victims_is_not_given_up_when_kube_scheduler_still_rejects_it():
+    """Phalanx's watch can see the victims go before kube-scheduler's cache does: for a while
+    the nominated node still fails kube-scheduler's filters, and the member retries."""
+    p, names, clock = planner(nodes=1, preemption="priority")
+    low = member("low", 0, 1)
+    node = p.filter(low, names).passing[0]
+    assert p.bind("ml", "low-0", "uid-ml-low-0", node, RecordingBinder()) == ""
+    high = kube_pod("high", gpus=8)
+    high["spec"]["priority"] = 1000
+    assert p.filter(high, names).passing == []
+    p.forget_pod("ml", "low-0", "uid-ml-low-0")
+    high.setdefault("status", {})["nominatedNodeName"] = node
+    assert p.filter(high, []).passing == []  # the nominated pass failed in kube-scheduler
+    planned = p.state.holdings["ml/pod/high"].placement.members[0].node
+    assert planned == node and p.stats.replans == 0, "not planned again"
+    clock.now += LEFT_GRACE_S
+    assert p.filter(high, names).passing == [node]
     p.state.check_invariants()
 
 
