@@ -97,7 +97,9 @@ def command(
         echo=echo,
     )
     from phalanx.extender.server import serve
+    from phalanx.extender.warmup import warm_up
 
+    warm_up(make_planner)
     serve(ExtenderApp(backend, options), config)
 
 
