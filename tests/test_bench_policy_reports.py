@@ -22,7 +22,8 @@ def test_reports_without_the_traces_say_what_is_missing(
 def test_unknown_policy_names_are_refused(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    if policy_table.missing_reason(policy_table.trace_path("philly")):
-        pytest.skip(policy_table.missing_reason(policy_table.trace_path("philly")) or "")
+    reason = policy_table.missing_reason(policy_table.trace_path("philly"))
+    if reason:
+        pytest.skip(reason)
     assert policy_table.main(["--policies", "fifo,nosuch"]) == 2
     assert "nosuch" in capsys.readouterr().err
