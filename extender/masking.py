@@ -1,58 +1,52 @@
 """Keep the planner off nodes kube-scheduler did not offer.
 
 kube-scheduler sends the extender only the nodes that passed its own filters (taints, affinity,
-resource fit, cordons, NotReady). While planning a gang, the capacity of every other node is
-taken away for the duration of the plan and given back afterwards, so the placement engine sees
-exactly the offered nodes without a copy of the whole cluster state.
+resource fit, cordons, NotReady). A cycle that must keep off the others runs on a snapshot of
+the ledger in which they have nothing free (the per-cycle what-if copy of Kueue's cache), never
+on the live state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 from phalanx.extender.node_list import NodeNameList
 from phalanx.extender.node_table import UNKNOWN, NodeNameTable
+from phalanx.scheduler.cycle import CycleOutcome
+from phalanx.scheduler.state import ClusterState
 from phalanx.topology.compiled import CompiledCluster
 from phalanx.topology.model import MILLI_PER_GPU
 
 
-@contextmanager
-def withheld(compiled: CompiledCluster, nodes: np.ndarray) -> Iterator[None]:
-    """Within the block, ``nodes`` (indices) have no free GPU, cpu or memory.
-
-    Allocations made on other nodes inside the block are kept: only the withheld rows and
-    their share of the per-domain free counts are put back.
-    """
+def without_nodes(state: ClusterState, nodes: np.ndarray) -> ClusterState:
+    """A what-if snapshot of ``state`` in which ``nodes`` (indices) have no free GPU, cpu or
+    memory: a cycle run on it plans around them while the live ledger stays untouched. What
+    the cycle decides is then taken on the live state (:func:`take_outcome`)."""
     nodes = np.asarray(nodes, dtype=np.int64)
+    what_if = state.snapshot()
     if nodes.size == 0:
-        yield
-        return
-    saved_used = compiled.gpu_used_milli[nodes].copy()
-    saved_cpu = compiled.cpu_free_milli[nodes].copy()
-    saved_mem = compiled.memory_free_mib[nodes].copy()
-    saved_mask = compiled.free_gpu_mask[nodes].copy()
-    saved_count = compiled.free_gpu_count[nodes].copy()
-    domains = compiled.node_domain[:, nodes].ravel()
-    counts = np.tile(saved_count.astype(np.int64), compiled.n_levels)
-    compiled.gpu_used_milli[nodes] = MILLI_PER_GPU
-    compiled.cpu_free_milli[nodes] = 0
-    compiled.memory_free_mib[nodes] = 0
-    compiled.free_gpu_mask[nodes] = 0
-    compiled.free_gpu_count[nodes] = 0
-    np.subtract.at(compiled.domain_free_gpus, domains, counts)
-    try:
-        yield
-    finally:
-        compiled.gpu_used_milli[nodes] = saved_used
-        compiled.cpu_free_milli[nodes] = saved_cpu
-        compiled.memory_free_mib[nodes] = saved_mem
-        compiled.free_gpu_mask[nodes] = saved_mask
-        compiled.free_gpu_count[nodes] = saved_count
-        np.add.at(compiled.domain_free_gpus, domains, counts)
+        return what_if
+    c = what_if.compiled
+    counts = np.tile(c.free_gpu_count[nodes].astype(np.int64), c.n_levels)
+    np.subtract.at(c.domain_free_gpus, c.node_domain[:, nodes].ravel(), counts)
+    c.gpu_used_milli[nodes] = MILLI_PER_GPU
+    c.cpu_free_milli[nodes] = 0
+    c.memory_free_mib[nodes] = 0
+    c.free_gpu_mask[nodes] = 0
+    c.free_gpu_count[nodes] = 0
+    return what_if
+
+
+def take_victims(live: ClusterState, outcome: CycleOutcome) -> None:
+    """Release on the live ledger the victims a cycle run on a snapshot released there (its
+    started gangs are then held by the caller, as any plan made outside the live state)."""
+    for decision in outcome.preempted:
+        for victim in decision.victims:
+            if victim in live.holdings:
+                live.release(victim)
 
 
 RECENT_OFFER_LISTS = 4

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 from phalanx.extender.hints import gang_hints, hints_of
-from phalanx.extender.masking import Offer, withheld
+from phalanx.extender.masking import Offer, take_victims, without_nodes
 from phalanx.extender.planner_ledger import _service_gpu_s
 from phalanx.extender.records import GangRecord, PodRecord
 from phalanx.extender.why_not import (
@@ -102,18 +102,20 @@ class FilterMixin:
                 self._unresolvable(other, spec_error_code(exc), str(exc))
         if gang.unresolvable:
             return reject(offered, gang.waiting, unresolvable=True)
+        state = without_nodes(self.state, mask) if mask.size else self.state
         try:
-            with withheld(self.compiled, mask):
-                outcome = self._cycle(preempting=True, masked=bool(mask.size)).run(
-                    pending,
-                    list(self._running.values()),
-                    now,
-                    self.policy_attained(now),
-                    reserve_ttl_s=self.config.reservation_ttl_s,
-                )
+            outcome = self._cycle(state, preempting=True).run(
+                pending,
+                list(self._running.values()),
+                now,
+                self.policy_attained(now),
+                reserve_ttl_s=self.config.reservation_ttl_s,
+            )
         except GangSpecError as exc:
             self._unresolvable(gang, spec_error_code(exc), str(exc))
             return reject(offered, gang.waiting, unresolvable=True)
+        if state is not self.state:
+            take_victims(self.state, outcome)
         for started, placement in outcome.started:
             self._adopt(self.gangs[started.name], started, placement, now, skip=rec.name)
         self._evict_victims(outcome)
@@ -204,15 +206,15 @@ class FilterMixin:
             why = waiting_text(gang.key, spec_error_code(exc), str(exc))
             return reject(offered, why, unresolvable=True)
         mask = offer.withheld_nodes() if within_offer else self._withheld(offer, rec)
-        with withheld(self.compiled, mask):
-            outcome = self._cycle(masked=bool(mask.size)).run(
-                [single],
-                list(self._running.values()),
-                now,
-                self.policy_attained(now),
-                reserve_ttl_s=self.config.reservation_ttl_s,
-                also_waiting=self._waiting_objects(),
-            )
+        state = without_nodes(self.state, mask) if mask.size else self.state
+        outcome = self._cycle(state).run(
+            [single],
+            list(self._running.values()),
+            now,
+            self.policy_attained(now),
+            reserve_ttl_s=self.config.reservation_ttl_s,
+            also_waiting=self._waiting_objects(),
+        )
         if not outcome.started:
             code = outcome.codes.get(single.name, Reason.CAPACITY)
             detail = f"member {rec.name}: {outcome.waiting.get(single.name, 'not placed')}"
@@ -283,15 +285,19 @@ class FilterMixin:
             return waiting_text(gang.key, Reason.INVALID_SPEC, bad.spec_error)
         return ""
 
-    def _cycle(self, *, preempting: bool = False, masked: bool = False) -> SchedulingCycle:
-        """The shared cycle with this planner's one :class:`CycleConfig`. Only first plans may
-        preempt (whole gangs, evicted by :mod:`extender.planner_evict`); one member placed
-        after its gang's plan never evicts a gang. Gangs that did not fit are remembered
-        until the free capacity changes, except in a cycle that sees nodes withheld
-        (``masked``: not the live capacity)."""
+    def _cycle(
+        self, state: ClusterState | None = None, *, preempting: bool = False
+    ) -> SchedulingCycle:
+        """The shared cycle with this planner's one :class:`CycleConfig`, on the live ledger
+        or on ``state``, a snapshot with nodes withheld (its started gangs are then held on
+        the live ledger by :meth:`_adopt`). Only first plans may preempt (whole gangs, evicted
+        by :mod:`extender.planner_evict`); one member placed after its gang's plan never
+        evicts a gang. Gangs that did not fit are remembered until the free capacity changes,
+        except in a cycle on a snapshot (not the live capacity)."""
+        state = self.state if state is None else state
         config = self.cycle_config if preempting else replace(self.cycle_config, preemption=None)
-        unplaced = None if masked else self._unplaced
-        return SchedulingCycle.from_config(self.state, self.queue, config, unplaced=unplaced)
+        unplaced = self._unplaced if state is self.state else None
+        return SchedulingCycle.from_config(state, self.queue, config, unplaced=unplaced)
 
     def _place(self, gang: Gang, state: ClusterState) -> Placement | Unplaceable:
         return self._cycle().place(gang, state)

@@ -42,25 +42,24 @@ def alternative_scores(
     if request is None or not fits.any():
         return scores
     others = [m for m in placement.members if m.member != member.member]
-    # price alternatives against the cluster without this member's own reservation
-    compiled.release(
+    # The candidates exclude the member's own node, so releasing its reservation changes no
+    # candidate's row: fit, class and GPU choice read the live arrays. Only the cost, which
+    # also reads the member's node and the per-domain free counts, is priced on a what-if
+    # copy without that reservation (never by changing the live ledger).
+    fits &= _fits(compiled, request, candidates)
+    nodes = candidates[fits]
+    if nodes.size == 0:
+        return scores
+    what_if = compiled.copy()
+    what_if.release(
         member.node_index, member.gpus, member.gpu_milli, member.cpu_milli, member.memory_mib
     )
-    try:
-        fits &= _fits(compiled, request, candidates)
-        nodes = candidates[fits]
-        if nodes.size == 0:
-            return scores
-        classes, inverse = np.unique(_class_keys(compiled, nodes, others), return_inverse=True)
-        costs = np.empty(classes.size)
-        for c in range(classes.size):
-            rep = int(nodes[np.argmax(inverse == c)])
-            moved = _moved(compiled, member, request, rep)
-            costs[c] = placement_cost(compiled, gang, [*others, moved]).total
-    finally:
-        compiled.allocate(
-            member.node_index, member.gpus, member.gpu_milli, member.cpu_milli, member.memory_mib
-        )
+    classes, inverse = np.unique(_class_keys(compiled, nodes, others), return_inverse=True)
+    costs = np.empty(classes.size)
+    for c in range(classes.size):
+        rep = int(nodes[np.argmax(inverse == c)])
+        moved = _moved(compiled, member, request, rep)
+        costs[c] = placement_cost(what_if, gang, [*others, moved]).total
     lo, hi = float(costs.min()), float(costs.max())
     if hi > lo:
         class_scores = np.rint(ALTERNATIVE_TOP * (hi - costs) / (hi - lo)).astype(np.int64)

@@ -55,6 +55,16 @@ class ClusterState:
         }
         return clone
 
+    def snapshot(self) -> ClusterState:
+        """A what-if copy for one scheduling cycle: the free-capacity arrays copied, the
+        ledger's entries shared. A cycle only adds holdings (new objects) and removes them, it
+        never changes one it did not create, so sharing the entries is safe there and saves
+        copying every holding of a large cluster; anything that commits or binds uses
+        :meth:`copy`."""
+        clone = ClusterState(self.compiled.copy())
+        clone.holdings = dict(self.holdings)
+        return clone
+
     # ------------------------------------------------------------------ operations
     def reserve(self, placement: Placement, now_s: float, ttl_s: float = math.inf) -> Holding:
         """Take every member's resources, or none of them."""
