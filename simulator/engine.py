@@ -363,7 +363,10 @@ class Simulation:
         run.start_s = now
         if math.isnan(run.first_start_s):
             run.first_start_s = now
-        run.stretch = self.config.slowdown.stretch(run.gang.comm_intensity, run.cost_ratio)
+        if run.job.placement_stretch is not None:
+            run.stretch = run.job.placement_stretch(run.gpus_per_node)
+        else:
+            run.stretch = self.config.slowdown.stretch(run.gang.comm_intensity, run.cost_ratio)
         end = now + self.config.restart_delay_s + run.remaining_s * run.stretch
         if math.isfinite(end):
             self.events.push(end, EventKind.COMPLETION, run.index, run.version)
@@ -480,7 +483,11 @@ class Simulation:
 
     def _book_placement(self, run: JobRun, placement: Placement) -> None:
         run.placement_cost = placement.cost.total
-        run.nodes = len({m.node_index for m in placement.members})
+        per_node: dict[int, int] = {}
+        for m in placement.members:
+            per_node[m.node_index] = per_node.get(m.node_index, 0) + len(m.gpus)
+        run.nodes = len(per_node)
+        run.gpus_per_node = tuple(sorted(per_node.values(), reverse=True))
         run.comm_cost = comm_cost(placement, self.compiled)
         best = self.memo.best_comm_cost(run.gang) if run.comm_cost > 0 else 0.0
         run.cost_ratio = run.comm_cost / best if best > 0 else 1.0

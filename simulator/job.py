@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -68,6 +69,12 @@ class Job:
     """What the scheduler is told the run time will be (SJF, backfill); None: unknown."""
     source: str = ""
     """``file:line`` the job came from, for error messages."""
+    placement_stretch: Callable[[tuple[int, ...]], float] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """Run-time factor on a placement, given as GPUs per node (most first), against
+    ``duration_s``: a trace whose own simulator models each placement's speed (Pollux's
+    goodput model) says it here. None: the simulator's slowdown model decides."""
 
     @property
     def gpu_milli_total(self) -> int:

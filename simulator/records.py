@@ -49,6 +49,8 @@ class JobRun:
     comm_cost: float = math.nan
     cost_ratio: float = math.nan
     nodes: int = 0
+    gpus_per_node: tuple[int, ...] = ()
+    """Whole GPUs on each node of the current placement, most first."""
     wait_code: str = ""
     """The reason code it waits under now, or of its last spell in the queue
     (:mod:`simulator.wait_reasons`); empty before a cycle labelled it."""
