@@ -1,7 +1,8 @@
 """The extender against a real cluster: a watch-based cache of Nodes, Pods and PodGroups.
 
 Start-up: list Nodes (-> topology), PodGroups and Pods, rebuild every allocation and
-reservation from the bound pods (``Planner.recover``), then watch all of them. Only then is the
+reservation from the bound pods (``Planner.recover``), then watch all of them, and the
+PodDisruptionBudgets that Phalanx's whole-gang preemption honours. Only then is the
 webhook ready. Node changes that matter to the topology (labels, the discovery annotation,
 allocatable, taints) are folded in by a refresher at most every ``topologyRefreshSeconds``;
 heartbeat-only updates are ignored.
@@ -19,6 +20,7 @@ from phalanx.extender.api_retry import with_transport_retries
 from phalanx.extender.binding import Binder
 from phalanx.extender.config import KubeConfig
 from phalanx.extender.consistency import ledger_problems, truth_problems
+from phalanx.extender.disruption_budgets import DisruptionBudgets
 from phalanx.extender.gangs import GROUP_KINDS, GroupKind
 from phalanx.extender.group_versions import ServedGroupKind
 from phalanx.extender.kube_binder import KubeBinder
@@ -66,6 +68,9 @@ class KubeBackend:
         self.make_planner = make_planner
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.policy = client.PolicyV1Api(api_client)
+        self._budgets = DisruptionBudgets()
+        """PodDisruptionBudgets, watched; every planner built reads them."""
         self._binder = KubeBinder(api_client, settings.bind_timeout_s)
         self._actions = KubePodActions(api_client)
         """Nominations and evictions, posted off the request path."""
@@ -104,6 +109,7 @@ class KubeBackend:
             "mode": "kubernetes",
             "malformed_nodes": list(self.node_errors),
             "group_versions": {s: g.group_version for s, g in self._group_lists.items()},
+            "disruption_budgets": len(self._budgets),
             "api": {
                 "watches": {r.resource: r.stats.as_dict() for r in self._reflectors},
                 "binds": self._binder.stats.as_dict(),
@@ -200,6 +206,18 @@ class KubeBackend:
                     self._timeout,
                 )
             )
+        budgets = self._budgets
+        self._spawn(
+            Reflector(
+                "poddisruptionbudgets",
+                self.policy.list_pod_disruption_budget_for_all_namespaces,
+                Handlers(budgets.replace, budgets.upsert, budgets.delete),
+                self._stop,
+                timeout,
+                None,
+                self._timeout,
+            )
+        )
         self._spawn(threading.Thread(target=self._refresh_topology, name="topology", daemon=True))
 
     def _recovered_planner(self) -> tuple[Planner, dict[str, str | None], str | None]:
@@ -207,6 +225,7 @@ class KubeBackend:
         plans recovered from the pods (as after a restart); the lists' resource versions."""
         planner = self.make_planner(self._build_cluster())
         planner.actions = self._actions
+        planner.budgets = self._budgets
         with self._nodes_lock:
             planner.scheduler_node_count = len(self._nodes)
         group_rvs: dict[str, str | None] = {}

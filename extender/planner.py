@@ -21,6 +21,7 @@ import numpy as np
 from phalanx.extender import planner_views, scoring
 from phalanx.extender.binding import Binder, BindOutcome
 from phalanx.extender.decision_log import DecisionLog
+from phalanx.extender.disruption_budgets import DisruptionBudgets
 from phalanx.extender.gangs import GroupKind
 from phalanx.extender.masking import OfferedIndex
 from phalanx.extender.planner_bind import BindMixin
@@ -122,6 +123,9 @@ class Planner(
     ) -> None:
         self.lock = threading.RLock()
         self.actions: PodActions = actions if actions is not None else RecordingPodActions()
+        self.budgets = DisruptionBudgets()
+        """PodDisruptionBudgets from the watch (none without one): gangs they protect are
+        no preemption candidates."""
         self.leaving: dict[str, Leaving] = {}
         """Pod key -> evicted pods not gone yet (their room is the preemptor's already)."""
         self.left_s: dict[str, float] = {}

@@ -12,12 +12,13 @@ members are told to retry until the evicted pods have left their nodes, and bind
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from phalanx.extender.planner_ledger import _gang_key_of
 from phalanx.extender.pod_actions import PodRef
 from phalanx.extender.why_not import waiting_text
 from phalanx.scheduler.cycle import CycleOutcome
+from phalanx.scheduler.interfaces import RunningGang
 from phalanx.scheduler.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,27 @@ class EvictionMixin:
             running = self._running.get(decision.placement.gang)
             if running is not None:
                 self.decisions.preempted(running.gang, decision.victims, pods)
+
+    def _preemption_view(self) -> list[RunningGang]:
+        """The running plans as a preempting cycle sees them: a plan whose bound pods a
+        PodDisruptionBudget would not let Phalanx evict all at once is not evictable (evicted
+        part way, the victim would be left partly running)."""
+        running = list(self._running.values())
+        if not self.budgets:
+            return running
+        view = []
+        for entry in running:
+            gang = self.gangs.get(_gang_key_of(entry.placement.gang))
+            names = {m.member for m in entry.placement.members}
+            pods = [
+                rec.pod
+                for rec in (gang.members.values() if gang is not None else ())
+                if rec.node and rec.name in names
+            ]
+            if pods and self.budgets.refusal(pods):
+                entry = replace(entry, evictable=False)
+            view.append(entry)
+        return view
 
     def _leaving_on(self, node: str) -> list[str]:
         """Evicted pods still on ``node``."""

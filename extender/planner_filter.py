@@ -106,7 +106,7 @@ class FilterMixin:
         try:
             outcome = self._cycle(state, preempting=True).run(
                 pending,
-                list(self._running.values()),
+                self._preemption_view(),
                 now,
                 self.policy_attained(now),
                 reserve_ttl_s=self.config.reservation_ttl_s,
@@ -244,7 +244,13 @@ class FilterMixin:
     def _cycle_inputs(self) -> tuple[int, ...]:
         """What a cycle's answer depends on besides time: the ledger (and its free
         capacity), and every gang as the cycle would be given it."""
-        return (id(self.state), self.state.changes, GangRecord.changes, len(self._running))
+        return (
+            id(self.state),
+            self.state.changes,
+            GangRecord.changes,
+            len(self._running),
+            self.budgets.changes,
+        )
 
     def _withheld(self, offer: Offer, rec: PodRecord) -> np.ndarray:
         """Nodes the planner must not use for this cycle: those kube-scheduler's filters

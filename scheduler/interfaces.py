@@ -29,6 +29,9 @@ class RunningGang:
     """start + runtime estimate (``inf`` if none is known)."""
     preempted_by: str | None = None
     """The gang whose preemption last evicted this one, to stop preemption loops."""
+    evictable: bool = True
+    """False when the gang may not be evicted now whatever its priority (the extender: a
+    PodDisruptionBudget would refuse evicting it whole); the simulator has no such limit."""
 
 
 @dataclass

@@ -136,6 +136,7 @@ def test_rbac_is_the_contracts_least_privilege(default_manifest):
         ("", "bindings", "create"),
         ("", "pods/status", "patch"),  # nominatedNodeName of planned members
         ("", "pods/eviction", "create"),  # whole-gang preemption
+        *{("policy", "poddisruptionbudgets", verb) for verb in read},  # honoured by it
         *{
             (group, "events", verb)
             for group in ("", "events.k8s.io")

@@ -1,4 +1,5 @@
-"""What protects a running gang from eviction: a minimum runtime, and the no-loop rule.
+"""What protects a running gang from eviction: a minimum runtime, a disruption budget (the
+gang's ``evictable`` flag), and the no-loop rule.
 
 A gang that has run less than ``min_runtime_s`` is not a candidate, so it gets past start-up
 and a first checkpoint before it can be evicted (YuniKorn's ``preemption.delay``, KAI's
@@ -33,7 +34,8 @@ class EvictionHistory:
 
 
 def protected(running: RunningGang, now_s: float, min_runtime_s: float) -> bool:
-    return now_s - running.start_s < min_runtime_s
+    """Not a candidate: too young, or not evictable as a whole now (a disruption budget)."""
+    return not running.evictable or now_s - running.start_s < min_runtime_s
 
 
 def lost_work_gpu_s(running: RunningGang, now_s: float) -> float:

@@ -296,6 +296,10 @@ PREEMPTION_SETTINGS = {
     "policies": {"preemption": "priority", "preemptionOptions": {"min_runtime_s": 0}},
 }
 BOUND_AFTER_VICTIMS_S = 5.0
+HTTP_TOO_MANY_REQUESTS = 429
+LOW_GANG_LABELS = {"phalanx-test/gang": "low"}
+RUNNING_READY = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+"""What a kubelet reports for a started pod."""
 
 
 def test_priority_preemption_evicts_a_whole_gang(kube_cluster):
@@ -333,6 +337,68 @@ def test_priority_preemption_evicts_a_whole_gang(kube_cluster):
     assert not bound(pods_of(scenario.api, scenario.namespace, low.name))
     assert len(bound(pods_of(scenario.api, scenario.namespace, high.name))) == high.members
     assert debug_state(scenario)["api"]["pod_actions"]["evictions"] == low.members
+
+
+@pytest.mark.parametrize("allowed", [0, 1])
+def test_a_gang_under_a_disruption_budget_is_not_preempted(kube_cluster, allowed):
+    """A PodDisruptionBudget covers the running low gang and allows ``allowed`` evictions:
+    none (the apiserver refuses every eviction, shown with a dry-run one), or one (the
+    apiserver would evict one pod and refuse the rest, leaving the victim partly running).
+    Phalanx reads the budget from its watch with the apiserver's rules and does not choose the
+    gang as a victim: no eviction is even tried, the low gang keeps running whole, and
+    kube-scheduler, answered with no victims, deletes nothing either.
+
+    No kubelet and no kube-controller-manager run here, so the test writes what they would:
+    the pods' status once started (Running, Ready; the apiserver lets any eviction of a
+    Pending pod through) and the budget's status as the disruption controller computes it."""
+    scenario = kube_cluster("dgx-h100:4", serve=PREEMPTION_SETTINGS)
+    ensure_priority_class(scenario.api, "phalanx-test-low", 100)
+    ensure_priority_class(scenario.api, "phalanx-test-high", 1000)
+    low = GangSpec("low", 4, 8, priority_class="phalanx-test-low")
+    create_gang(scenario.api, low, scenario.namespace)
+    wait_gang_bound(scenario.api, scenario.namespace, low, BIND_TIMEOUT_S)
+    core, policy = client.CoreV1Api(scenario.api), client.PolicyV1Api(scenario.api)
+    for name in low.pod_names():
+        core.patch_namespaced_pod_status(name, scenario.namespace, {"status": RUNNING_READY})
+    budget = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "low"},
+        "spec": {
+            "minAvailable": low.members - allowed,
+            "selector": {"matchLabels": LOW_GANG_LABELS},
+        },
+    }
+    policy.create_namespaced_pod_disruption_budget(scenario.namespace, budget)
+    computed = {
+        "observedGeneration": 1,
+        "disruptionsAllowed": allowed,
+        "currentHealthy": low.members,
+        "desiredHealthy": low.members - allowed,
+        "expectedPods": low.members,
+    }
+    policy.patch_namespaced_pod_disruption_budget_status(
+        "low", scenario.namespace, {"status": computed}
+    )
+    eviction = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": "low-0", "namespace": scenario.namespace},
+        "deleteOptions": {"dryRun": ["All"]},
+    }
+    if not allowed:
+        with pytest.raises(client.ApiException) as refused:
+            core.create_namespaced_pod_eviction("low-0", scenario.namespace, eviction)
+        assert refused.value.status == HTTP_TOO_MANY_REQUESTS, "the apiserver honours it"
+        assert "disruption budget" in refused.value.body
+    wait_for("the budget watched", lambda: debug_state(scenario)["disruption_budgets"], 10.0)
+    high = GangSpec("high", 2, 8, priority_class="phalanx-test-high")
+    create_gang(scenario.api, high, scenario.namespace)
+    time.sleep(WAIT_WHOLE_S)
+    assert len(bound(pods_of(scenario.api, scenario.namespace, low.name))) == low.members
+    assert not bound(pods_of(scenario.api, scenario.namespace, high.name))
+    actions = debug_state(scenario)["api"]["pod_actions"]
+    assert actions["evictions"] == 0 and actions["evictions_refused"] == 0
 
 
 def test_standby_takes_over_when_the_leader_is_killed_mid_gang(kube_cluster, control_plane):
