@@ -32,6 +32,7 @@ from phalanx.extender.expiry_timer import ExpiryTimer
 from phalanx.extender.metrics import ExtenderMetrics
 from phalanx.extender.planner import Planner
 from phalanx.extender.pod_fields import shown
+from phalanx.extender.rejection import rejection_body
 from phalanx.extender.ui_routes import ui_view
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -88,6 +89,7 @@ class ExtenderApp:
         )
         prefix = self.options.path_prefix.rstrip("/")
         self._verbs: dict[str, Callable[[bytes], tuple[int, Any]]] = {
+            # a verb replies with a document to encode, or with the encoded bytes
             f"{prefix}/filter": self._filter,
             f"{prefix}/prioritize": self._prioritize,
             f"{prefix}/preempt": self._preempt,
@@ -143,7 +145,8 @@ class ExtenderApp:
             await self._send(send, status, wire.encode(reply), start, "bind")
             return
         status, reply = handler(body)
-        await self._send(send, status, wire.encode(reply), start, path.rsplit("/", 1)[-1])
+        encoded = reply if isinstance(reply, bytes) else wire.encode(reply)
+        await self._send(send, status, encoded, start, path.rsplit("/", 1)[-1])
 
     async def _send(self, send: Send, status: int, body: bytes, start: float, verb: str | None):
         elapsed = time.perf_counter() - start
@@ -250,6 +253,10 @@ class ExtenderApp:
         except Exception as exc:  # a fault must reach kube-scheduler as an error, not a hang
             log.exception("filter failed")
             return 200, wire.filter_reply([], error=f"filter failed: {exc}")
+        if args.node_objects is None and not decision.passing and not decision.error:
+            body = rejection_body(decision.failed, decision.unresolvable, decision.names_distinct)
+            if body is not None:
+                return 200, body
         return 200, wire.filter_reply(
             decision.passing,
             decision.failed,

@@ -110,6 +110,10 @@ class Offer:
             return []
         return [self.names[i] for i in np.flatnonzero(self.found == UNKNOWN).tolist()]
 
+    def distinct_known(self) -> bool:
+        """Is every listed name a node of the cluster, none listed twice."""
+        return not self.unknown_count and self.offered_count == len(self.found)
+
     def includes(self, node: str) -> bool:
         """Is ``node`` in the list (without a pass over it)."""
         index = self.compiled.node_index.get(node)

@@ -220,6 +220,7 @@ class Planner(
                 return reject(offered, f"pod {pod_key(pod)} has finished", unresolvable=True)
             offer = self._offered(offered)
             decision = self._filter(rec, offer, now)
+            decision.names_distinct = offer.distinct_known()
             if offer.unknown:
                 decision.failed = {
                     **dict.fromkeys(offer.unknown, UNKNOWN_NODE_REASON),

@@ -9,6 +9,7 @@ from typing import Any
 import uvicorn
 from phalanx.extender.app import ExtenderApp
 from phalanx.extender.config import ServeConfig
+from phalanx.extender.heap import keep_freed_memory
 
 
 def uvicorn_config(app: ExtenderApp, config: ServeConfig, **overrides: Any) -> uvicorn.Config:
@@ -36,4 +37,5 @@ def uvicorn_config(app: ExtenderApp, config: ServeConfig, **overrides: Any) -> u
 
 
 def serve(app: ExtenderApp, config: ServeConfig, **overrides: Any) -> None:
+    keep_freed_memory()
     uvicorn.Server(uvicorn_config(app, config, **overrides)).run()

@@ -12,9 +12,10 @@ answered as failures kube-scheduler retries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from phalanx.extender.rejection import SameReason
 from phalanx.scheduler.feasibility import fragmentation, never_fits
 from phalanx.scheduler.gang import Gang, GangSpecError
 from phalanx.scheduler.placement import Unplaceable
@@ -35,15 +36,19 @@ class NeverFitsError(GangSpecError):
 @dataclass
 class FilterDecision:
     passing: list[str]
-    failed: dict[str, str] = field(default_factory=dict)
-    unresolvable: dict[str, str] = field(default_factory=dict)
+    failed: Mapping[str, str] = field(default_factory=dict)
+    unresolvable: Mapping[str, str] = field(default_factory=dict)
     error: str = ""
+    names_distinct: bool = False
+    """Every offered name is a distinct node of the cluster (set by the planner, which has
+    resolved the offer): a rejection can then be written from the request's bytes
+    (:mod:`extender.rejection`)."""
 
 
 def reject(offered: Sequence[str], reason: str, unresolvable: bool = False) -> FilterDecision:
     """No node passes; every offered node carries the reason, which kube-scheduler shows in
     the pod's events. Unresolvable reasons keep preemption from trying."""
-    reasons = dict.fromkeys(offered, reason)
+    reasons = SameReason(offered, reason)
     if unresolvable:
         return FilterDecision([], unresolvable=reasons)
     return FilterDecision([], failed=reasons)
