@@ -261,7 +261,7 @@ class TunedJobRuntime:
 class PolluxApplications:
     """Every application under one ``app_profiles`` folder, loaded on demand."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path) -> None:
         if not folder.is_dir():
             raise TraceError(str(folder), "no app_profiles folder; it gives job run times")
         self.folder = folder
