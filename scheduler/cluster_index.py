@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from phalanx.scheduler.cost import ideal_leftover_table
-from phalanx.topology.compiled import NO_PRODUCT, CompiledCluster
+from phalanx.topology.compiled import NO_NVLINK_GROUP, NO_PRODUCT, CompiledCluster
 
 CPU_ONLY = -1
 """``choice_shape`` of a node without GPUs."""
@@ -135,18 +135,16 @@ def _largest_nodes(compiled: CompiledCluster) -> dict[int, tuple[int, int, int]]
 
 
 def _children(compiled: CompiledCluster) -> tuple[np.ndarray, np.ndarray]:
+    """Each domain's child domains, as CSR (start offsets, child ids), children in id order."""
     n_domains = len(compiled.domain_names)
-    parents: list[np.ndarray] = []
-    kids: list[np.ndarray] = []
+    pairs = []
     for level in range(1, compiled.n_levels):
-        pairs = np.unique(
-            np.stack([compiled.node_domain[level], compiled.node_domain[level - 1]], axis=1),
-            axis=0,
+        # one int64 per (parent, child): a 1-d unique is far cheaper than a row-wise one
+        pairs.append(
+            np.unique(compiled.node_domain[level] * n_domains + compiled.node_domain[level - 1])
         )
-        parents.append(pairs[:, 0])
-        kids.append(pairs[:, 1])
-    parent = np.concatenate(parents) if parents else np.zeros(0, dtype=np.int64)
-    child = np.concatenate(kids) if kids else np.zeros(0, dtype=np.int64)
+    key = np.concatenate(pairs) if pairs else np.zeros(0, dtype=np.int64)
+    parent, child = np.divmod(key, n_domains)
     start = np.searchsorted(parent, np.arange(n_domains + 1)).astype(np.int64)
     return start, child.astype(np.int64)
 
@@ -160,48 +158,69 @@ def _rep_nodes(compiled: CompiledCluster) -> np.ndarray:
 
 
 def _node_nvlink_domains(compiled: CompiledCluster) -> tuple[np.ndarray, np.ndarray, int]:
-    per_node: list[list[int]] = []
-    for i, node in enumerate(compiled.cluster.nodes):
-        groups: dict[int, int] = {}
-        for g, gpu in enumerate(node.gpus):
-            if gpu.nvlink_group >= 0 and compiled.gpu_usable[i, g]:
-                groups[gpu.nvlink_group] = groups.get(gpu.nvlink_group, 0) | 1 << g
-        per_node.append(sorted(groups.values()))
-    width = max(1, max(len(m) for m in per_node))
-    masks = np.zeros((compiled.n_nodes, width), dtype=np.uint64)
+    """Per node, the GPU bitmask of each NVLink group with a usable GPU (ascending, padded
+    with 0); whether it has any; the most usable GPUs in one group."""
+    group = compiled.gpu_nvlink_group
+    usable = compiled.gpu_usable & (group != NO_NVLINK_GROUP)
+    n_groups = int(group.max()) + 1 if group.size else 0
+    if n_groups == 0 or not usable.any():
+        return np.zeros((compiled.n_nodes, 1), dtype=np.uint64), np.zeros(compiled.n_nodes, bool), 0
+    bits = np.left_shift(np.uint64(1), np.arange(group.shape[1], dtype=np.uint64))
+    masks = np.zeros((compiled.n_nodes, n_groups), dtype=np.uint64)
     largest = 0
-    for i, node_masks in enumerate(per_node):
-        for s, mask in enumerate(node_masks):
-            masks[i, s] = np.uint64(mask)
-            largest = max(largest, mask.bit_count())
-    return masks, np.array([bool(m) for m in per_node]), largest
+    for g in range(n_groups):
+        members = (group == g) & usable
+        masks[:, g] = members @ bits
+        largest = max(largest, int(members.sum(axis=1).max()))
+    present = masks != 0
+    width = max(1, int(present.sum(axis=1).max()))
+    # ascending non-empty masks first: empty ones sort last as the largest value, then read 0
+    ordered = np.sort(np.where(present, masks, np.uint64(np.iinfo(np.uint64).max)), axis=1)
+    ordered = np.where(ordered == np.iinfo(np.uint64).max, np.uint64(0), ordered)[:, :width]
+    return ordered.astype(np.uint64), present.any(axis=1), largest
 
 
 def _choice_shapes(compiled: CompiledCluster) -> tuple[np.ndarray, list[ChoiceShape]]:
+    """Nodes grouped by what choosing GPUs on them reads (link costs, NUMA, rails), numbered
+    in order of first appearance; CPU-only nodes are ``CPU_ONLY``."""
     ideal = ideal_leftover_table(compiled)
-    keys: dict[tuple, int] = {}
-    shapes: list[ChoiceShape] = []
     shape_of = np.full(compiled.n_nodes, CPU_ONLY, dtype=np.int32)
-    for i in range(compiled.n_nodes):
+    gpu_nodes = np.flatnonzero(compiled.gpu_count > 0)
+    if gpu_nodes.size == 0:
+        return shape_of, []
+    rows = np.ascontiguousarray(
+        np.concatenate(
+            [
+                compiled.node_shape[gpu_nodes, None].astype(np.int32),
+                compiled.gpu_count[gpu_nodes, None].astype(np.int32),
+                compiled.gpu_numa[gpu_nodes].astype(np.int32),
+                compiled.gpu_rail[gpu_nodes].astype(np.int32),
+            ],
+            axis=1,
+        )
+    )
+    # each row as one opaque value: a 1-d unique sorts them far faster than a row-wise one
+    keys = rows.view(np.dtype((np.void, rows.shape[1] * rows.itemsize))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # numbered as first seen
+    number = np.empty_like(order)
+    number[order] = np.arange(order.size)
+    shape_of[gpu_nodes] = number[inverse.ravel()]
+    shapes: list[ChoiceShape] = []
+    for u in order:
+        i = int(gpu_nodes[first[u]])
         count = int(compiled.gpu_count[i])
-        if count == 0:
-            continue
         numa = compiled.gpu_numa[i, :count]
-        rail = compiled.gpu_rail[i, :count]
-        key = (int(compiled.node_shape[i]), numa.tobytes(), rail.tobytes())
-        if key not in keys:
-            pair = compiled.pair_cost_matrix(i)[:count, :count]
-            finite = pair[np.isfinite(pair)]
-            keys[key] = len(shapes)
-            shapes.append(
-                ChoiceShape(
-                    pair_cost=pair,
-                    numa=numa.copy(),
-                    rail=rail.copy(),
-                    ideal_leftover=ideal[compiled.node_shape[i], : count + 1].copy(),
-                    worst_link=float(finite.max()) if finite.size else 0.0,
-                    socket_gpus=int(np.bincount(numa - numa.min()).max()),
-                )
+        pair = compiled.pair_cost_matrix(i)[:count, :count]
+        finite = pair[np.isfinite(pair)]
+        shapes.append(
+            ChoiceShape(
+                pair_cost=pair,
+                numa=numa.copy(),
+                rail=compiled.gpu_rail[i, :count].copy(),
+                ideal_leftover=ideal[compiled.node_shape[i], : count + 1].copy(),
+                worst_link=float(finite.max()) if finite.size else 0.0,
+                socket_gpus=int(np.bincount(numa - numa.min()).max()),
             )
-        shape_of[i] = keys[key]
+        )
     return shape_of, shapes

@@ -23,6 +23,8 @@ from phalanx.topology.model import MAX_GPUS_PER_NODE, MILLI_PER_GPU, Cluster, No
 
 NO_PRODUCT = -1
 NO_RAIL = -1
+NO_NVLINK_GROUP = -1
+"""``gpu_nvlink_group`` of a GPU in no NVLink group (and of absent GPUs)."""
 
 
 class CapacityError(ValueError):
@@ -52,6 +54,7 @@ class CompiledCluster:
     shape_pair_cost: np.ndarray  # float64 [shapes, max_gpus, max_gpus]
     gpu_rail: np.ndarray  # int16 [nodes, max_gpus]
     gpu_numa: np.ndarray  # int16 [nodes, max_gpus]
+    gpu_nvlink_group: np.ndarray  # int16 [nodes, max_gpus], NO_NVLINK_GROUP outside any
     gpu_usable: np.ndarray  # bool [nodes, max_gpus]: exists, healthy, not MIG
     cpu_capacity_milli: np.ndarray  # int64 [nodes]
     memory_capacity_mib: np.ndarray  # int64 [nodes]
@@ -109,6 +112,7 @@ class CompiledCluster:
         egress = np.zeros(n_nodes, dtype=np.float64)
         gpu_rail = np.full((n_nodes, max_gpus), NO_RAIL, dtype=np.int16)
         gpu_numa = np.zeros((n_nodes, max_gpus), dtype=np.int16)
+        gpu_nvlink = np.full((n_nodes, max_gpus), NO_NVLINK_GROUP, dtype=np.int16)
         usable = np.zeros((n_nodes, max_gpus), dtype=bool)
         for ni, node in enumerate(nodes):
             signature = node.link_signature()
@@ -128,6 +132,7 @@ class CompiledCluster:
                     )
                 gpu_rail[ni, g] = gpu.rail
                 gpu_numa[ni, g] = gpu.numa_node
+                gpu_nvlink[ni, g] = max(gpu.nvlink_group, NO_NVLINK_GROUP)
                 usable[ni, g] = gpu.healthy and not gpu.mig_enabled
 
         level_cost = np.array([np.nan, *(lvl.cost for lvl in cluster.levels)], dtype=np.float64)
@@ -162,6 +167,7 @@ class CompiledCluster:
             shape_pair_cost=np.stack(shape_mats),
             gpu_rail=gpu_rail,
             gpu_numa=gpu_numa,
+            gpu_nvlink_group=gpu_nvlink,
             gpu_usable=usable,
             cpu_capacity_milli=cpu,
             memory_capacity_mib=mem,
