@@ -33,6 +33,10 @@ REPORTS: dict[str, tuple[str, str]] = {
         "phalanx.bench.policy_table",
         "Queue policies side by side on a Philly slice on philly:auto (needs the public trace).",
     ),
+    "topology-across-nodes": (
+        "phalanx.bench.topology_across_nodes",
+        "Multi-node gangs on a rail-fat-tree: topology against binpack (slowdown, JCT).",
+    ),
     "sia-fairness": (
         "phalanx.bench.sia_fairness",
         "Worst finish-time rho on the 8 Sia Philly workloads (needs the public traces).",

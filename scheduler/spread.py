@@ -1,6 +1,7 @@
 """How a count of units is split over a domain's subtree: the fewest children first (the largest
 until the rest fits in one, then the best-fitting one), nodes of equal room told apart by what
-taking them would cost, or in a scorer's order."""
+taking them would cost, or in a scorer's order: its node scores for nodes, its domain scores
+(:mod:`scheduler.domain_preference`) for domains above the node, where it has them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 from phalanx.scheduler.cost import FRAGMENTATION_WEIGHT
+from phalanx.scheduler.domain_preference import domain_scores
 from phalanx.scheduler.kernels import single_node_costs
 from phalanx.scheduler.scratch import Scratch
 from phalanx.scheduler.unit_classes import UnitClass
@@ -57,11 +59,25 @@ class Spread:
                 kid_caps = np.minimum(kid_caps, need)
             picks = fewest_children(kid_caps, tie, kids, need)
         else:
-            picks = fewest_children(kid_caps, s.compiled.domain_free_gpus[kids], kids, need)
+            picks = self._domain_picks(kids, kid_caps, need)
         out: list[tuple[int, int]] = []
         for pos, count in picks:
             out.extend(self(int(kids[pos]), level - 1, count, caps, stop_level, item_members))
         return out
+
+    def _domain_picks(
+        self, kids: np.ndarray, kid_caps: np.ndarray, need: int
+    ) -> list[tuple[int, int]]:
+        """Children that are domains: in the scorer's domain order when it has one (each taken
+        as far as it goes), else the fewest children, busier ones first on ties."""
+        s = self.search
+        if s.scorer is not None:
+            fitting = np.flatnonzero(kid_caps > 0)
+            room = kid_caps[fitting]
+            score = domain_scores(s.scorer, s.compiled, self.cls.request, kids[fitting], room)
+            if score is not None:
+                return take_in_order(kid_caps, fitting[np.lexsort((kids[fitting], -score))], need)
+        return fewest_children(kid_caps, s.compiled.domain_free_gpus[kids], kids, need)
 
     def _node_costs(self, nodes: np.ndarray, item_members: int) -> np.ndarray:
         """Single-node proxy cost of one item on each node: best fit, then the NUMA and

@@ -18,6 +18,11 @@ Definitions (also in ``docs/simulator.md``):
 - ``ftf_rho``: Themis finish-time fairness, JCT over the run time the job would have had alone
   on ``1/N`` of the cluster, N the mean number of jobs in the system during its life:
   ``rho = jct / (duration * max(1, gpus * N / cluster_gpus))``; > 1 means worse than fair.
+- ``mean_comm_slowdown_multinode``: over started jobs whose placement spans more than one node
+  (``jobs_multinode`` of them), the mean share by which the slowdown model
+  (:mod:`simulator.slowdown`) stretches their run for the links they got against the same
+  gang on the empty cluster (0.05 = 5 % longer); computed whether or not ``--slowdown``
+  applies the stretch, so that runs without it still compare how scorers place such gangs.
 - ``wait_reasons``: per queue, per reason code of :mod:`scheduler.reasons`, the jobs that were
   queued under it, their seconds queued in all (every spell, preemptions and expired
   reservations included) and the mean over those jobs (:mod:`simulator.wait_reasons`).
@@ -26,10 +31,11 @@ Definitions (also in ``docs/simulator.md``):
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from phalanx.simulator.records import JobStatus, SimulationResult
+from phalanx.simulator.records import JobRun, JobStatus, SimulationResult
 from phalanx.simulator.wait_reasons import wait_reasons_by_queue
 
 PERCENTILES = (50, 95, 99)
@@ -145,6 +151,7 @@ def summarize(result: SimulationResult) -> dict[str, Any]:
             np.mean([r.placement_cost for r in multi]) if multi else None
         ),
         "comm_cost_ratio_mean": _num(np.mean([r.cost_ratio for r in multi]) if multi else None),
+        **_multinode_slowdown(result, started),
         "jobs_total": len(runs),
         "jobs_completed": counts[JobStatus.COMPLETED],
         "jobs_running": counts[JobStatus.RUNNING] + counts[JobStatus.RESERVED],
@@ -161,6 +168,19 @@ def summarize(result: SimulationResult) -> dict[str, Any]:
         "wait_reasons": wait_reasons_by_queue(runs),
     }
     return summary
+
+
+def _multinode_slowdown(result: SimulationResult, started: list[JobRun]) -> dict[str, Any]:
+    """How much the model slows the jobs that span nodes: the figure that tells scorers'
+    choice of fabric domains apart (a single-node job's links are its node's, whoever
+    places it)."""
+    model = replace(result.config.slowdown, enabled=True)
+    spans = [r for r in started if r.nodes > 1]
+    slowdown = [model.stretch(r.gang.comm_intensity, r.cost_ratio) - 1.0 for r in spans]
+    return {
+        "jobs_multinode": len(spans),
+        "mean_comm_slowdown_multinode": _num(np.mean(slowdown) if slowdown else None),
+    }
 
 
 def _ftf_rho(result: SimulationResult, completed: list) -> np.ndarray:

@@ -4,8 +4,19 @@ For a member of k whole GPUs, a node scores minus the bottleneck link cost of th
 k-subset of its free GPUs (:func:`scheduler.cost.best_leftover_link`, the cost scale of
 :mod:`topology.costs`), so a pair behind one PCIe switch beats a pair across sockets and any
 NVSwitch node beats both. Ties go to the node left fullest, which keeps whole, well-connected
-nodes free for the next large gang. Where the member's peers go (which leaf, which rack) is the
-placement engine's domain search; this scorer only ranks nodes inside it.
+nodes free for the next large gang.
+
+Across nodes the aim is the same one level up: a multi-node gang runs at the speed of the
+fabric level it spans, and it can stay inside one scalable unit (or pod) only if that domain
+has enough whole free nodes when it starts. So, after the links, a node scores lower the more
+whole free nodes its fabric domains keep besides it: a job goes to the domain with the least
+room for gangs, and inside it to the fullest node, which leaves the domains that could host a
+gang (or will drain soon) alone. A gang that must span several domains of a level pays that
+level's link whichever domains it uses, so it takes the smallest pieces first
+(:meth:`TopologyScorer.score_domains`, which the engine consults through
+:mod:`scheduler.domain_preference`) and leaves the roomiest domains whole for the next gang.
+Which level a gang spans is the placement cost's choice, as for every scorer: the lowest with
+a domain that holds it.
 """
 
 from __future__ import annotations
@@ -18,11 +29,22 @@ from phalanx.topology.compiled import CompiledCluster
 
 PACKING_WEIGHT = 0.01
 """Per fraction of the node left free: far below one link-cost step (NVLink4 = 1.0)."""
+DOMAIN_ROOM_WEIGHT = 0.1
+"""Per fabric level above the node, times the share of the node's domain at that level that
+is whole free nodes besides it. A free node of a 4-node unit weighs 0.025, more than the
+whole range of node fullness (``PACKING_WEIGHT``), so a job first picks the domain with the
+least room for gangs and then the fullest node in it (best fit one level up; in units of
+more than 10 nodes a free node weighs less than a whole node of fullness). At most 0.1 a
+level, so with the three levels of a multi-pod fabric still below the smallest step between
+link costs (0.5), which keeps deciding first."""
 
 
 class TopologyScorer(BestFitGpuPick):
     name = "topology"
-    description = "Fastest links among the node's free GPUs for the member (then pack)."
+    description = (
+        "Fastest links among the node's free GPUs for the member, then the fabric domain "
+        "with the least room for gangs, then the fullest node."
+    )
 
     def __init__(self) -> None:
         self._cache: dict[tuple[int, int, int], float] = {}
@@ -34,9 +56,23 @@ class TopologyScorer(BestFitGpuPick):
         gpu_count = np.maximum(compiled.gpu_count[nodes], 1)
         left_free = (compiled.free_gpu_count[nodes] - request.gpus) / gpu_count
         scores = -PACKING_WEIGHT * left_free.astype(np.float64)
+        scores -= DOMAIN_ROOM_WEIGHT * domain_room_share(compiled, nodes)
         if request.gpus < 2:
             return scores
         return scores - self._bottleneck(compiled, request.gpus, nodes)
+
+    def score_domains(
+        self,
+        compiled: CompiledCluster,
+        request: MemberRequest,
+        domains: np.ndarray,
+        room: np.ndarray,
+    ) -> np.ndarray:
+        """Smallest room first (the level's link costs the gang the same whichever domains
+        it uses), then the busier domain: the fraction added is below one item of room."""
+        capacity = np.maximum(compiled.domain_gpu_capacity[domains], 1)
+        free_share = compiled.domain_free_gpus[domains] / capacity
+        return -(room.astype(np.float64) + 0.5 * free_share)
 
     def _bottleneck(self, compiled: CompiledCluster, count: int, nodes: np.ndarray) -> np.ndarray:
         if self._cache_shapes is not compiled.shape_pair_cost:
@@ -55,3 +91,21 @@ class TopologyScorer(BestFitGpuPick):
                 self._cache[key] = link
             links[i] = link
         return links
+
+
+def domain_room_share(compiled: CompiledCluster, nodes: np.ndarray) -> np.ndarray:
+    """For each of ``nodes``, summed over the fabric levels above the node that have more than
+    one domain: the share of the node's domain that is whole free nodes other than itself
+    (what a multi-node gang could still start on inside that domain)."""
+    share = np.zeros(len(nodes))
+    whole = (compiled.free_gpu_count == compiled.gpu_count) & (compiled.gpu_count > 0)
+    for level in range(1, compiled.n_levels):
+        lo, hi = (int(x) for x in compiled.level_domain_range[level])
+        if hi - lo < 2:
+            continue
+        row = compiled.node_domain[level] - lo
+        size = np.bincount(row, minlength=hi - lo)
+        free = np.bincount(row, weights=whole, minlength=hi - lo)
+        mine = row[nodes]
+        share += (free[mine] - whole[nodes]) / size[mine]
+    return share

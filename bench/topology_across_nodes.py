@@ -1,0 +1,170 @@
+"""Multi-node gangs on a rail-optimised fat tree: the ``topology`` scorer against ``binpack``.
+
+    python -m phalanx.bench.topology_across_nodes                    # 20 seeds, 2-4 min
+    python -m phalanx.bench.topology_across_nodes --seeds 0-2 --jobs 1000
+
+Why: a gang of several nodes runs at the speed of the fabric level it spans. On 32 DGX H100
+nodes in scalable units (SUs) of 4 under a 2:1 oversubscribed spine, a gang inside one SU talks
+over its rail leaf (cost 10), a gang across SUs through the spine (22), so the slowdown model
+(:mod:`simulator.slowdown`) stretches it by up to 36 % (an LM job). Whether a gang finds an SU
+with room depends on how every earlier job was placed; this report runs both scorers on the
+same seeded workloads in the same process, alternating seed by seed, and prints the mean
+communication slowdown of the jobs that span nodes (``mean_comm_slowdown_multinode``) and the
+mean JCT, with their ratios.
+
+The workload is the synthetic generator with Philly's job sizes (``GPU_MIX``: the shares of
+1, 2, 4 and 8 GPUs of the Philly slice, and its 16-, 24- and 32-GPU jobs twenty times as
+common, 5 % of jobs, so that a run has about a hundred multi-node jobs), the four job families
+the slowdown model is calibrated on, log-normal run times (median 30 min, mean 1.5 h) and
+arrivals that offer about 76 % of the GPUs, so that queues form at peaks. The slowdown model is
+on: a worse placement costs run time, which the JCT column weighs. Cross-unit placements are
+rare events (a few per thousand jobs), so one seed says little: the summary pools every
+multi-node job of all seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from phalanx.simulator.config import SimulationConfig
+from phalanx.simulator.metrics import summarize
+from phalanx.simulator.run import simulate
+from phalanx.simulator.slowdown import SlowdownModel
+from phalanx.simulator.sweep import parse_seeds
+from phalanx.simulator.traces import load_trace
+from phalanx.topology.model import Cluster
+from phalanx.topology.presets import dgx_h100, rail_fat_tree
+
+NODES = 32
+SU_NODES = 4
+OVERSUBSCRIPTION = 2.0
+SCORERS = ("binpack", "topology")
+"""The baseline first; both run on every seed."""
+DEFAULT_SEEDS = "0-19"
+DEFAULT_JOBS = 2000
+DEFAULT_RATE_PER_H = 58.0
+"""About 76 % of the 256 GPUs offered: 2.17 GPUs x 5,544 s mean run time per job."""
+GPU_MIX = "1:93.4/2:2.06/4:2.27/8:1.95/16:4.4/24:0.16/32:1"
+"""Percent of jobs by GPUs: the Philly slice's (74,167 jobs), multi-node sizes x 20."""
+CLASSES = "LM:1/Transformer:1/ResNet-18:1/ResNet-50:1"
+GOAL_RATIO = 1.5
+"""Issue 14, goal 5: binpack's mean multi-node slowdown over topology's."""
+S_PER_H = 3600.0
+
+
+def rail_fat_tree_cluster(
+    nodes: int = NODES, su_nodes: int = SU_NODES, oversubscription: float = OVERSUBSCRIPTION
+) -> Cluster:
+    """DGX H100 nodes in scalable units of ``su_nodes`` under an oversubscribed spine (the
+    same cluster as ``examples/clusters/rail-fat-tree-32.yaml`` at the defaults)."""
+    members = [dgx_h100(f"h100-{i:04d}") for i in range(nodes)]
+    levels = rail_fat_tree(members, su_nodes, oversubscription)
+    return Cluster(f"rail-fat-tree-{nodes}", members, levels)
+
+
+def workload_spec(jobs: int, rate_per_h: float, seed: int | str) -> str:
+    """The synthetic trace spec of one seed (``seed="S"`` names it in the heading)."""
+    return (
+        f"synthetic:jobs={jobs},rate_per_h={rate_per_h:g},gpus={GPU_MIX},"
+        f"classes={CLASSES},seed={seed}"
+    )
+
+
+@dataclass
+class Pooled:
+    """One scorer's figures summed over seeds, so that means weigh every job alike."""
+
+    multinode_jobs: int = 0
+    slowdown_sum: float = 0.0
+    completed: int = 0
+    jct_sum_s: float = 0.0
+
+    def add(self, summary: dict[str, Any]) -> None:
+        jobs = summary["jobs_multinode"]
+        self.multinode_jobs += jobs
+        self.slowdown_sum += (summary["mean_comm_slowdown_multinode"] or 0.0) * jobs
+        self.completed += summary["jobs_completed"]
+        self.jct_sum_s += (summary["jct_mean_s"] or 0.0) * summary["jobs_completed"]
+
+    @property
+    def slowdown(self) -> float:
+        return self.slowdown_sum / self.multinode_jobs if self.multinode_jobs else 0.0
+
+    @property
+    def jct_s(self) -> float:
+        return self.jct_sum_s / self.completed if self.completed else 0.0
+
+
+def run_seed(cluster: Cluster, spec: str) -> dict[str, dict[str, Any]]:
+    """Both scorers on one workload, baseline first; their summaries by scorer."""
+    workload = load_trace(spec)
+    out = {}
+    for scorer in SCORERS:
+        config = SimulationConfig(scorer=scorer, slowdown=SlowdownModel(enabled=True))
+        out[scorer] = summarize(simulate(workload, cluster, config))
+    return out
+
+
+def ratio(base: float, other: float) -> float:
+    return base / other if other > 0 else float("inf")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default=DEFAULT_SEEDS, help="e.g. 0-9 or 1,2,3")
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS)
+    parser.add_argument("--rate-per-h", type=float, default=DEFAULT_RATE_PER_H)
+    args = parser.parse_args(argv)
+    seeds = parse_seeds(args.seeds)
+    cluster = rail_fat_tree_cluster()
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"cluster: {NODES} DGX H100 nodes, rail-fat-tree, SUs of {SU_NODES} nodes, spine "
+        f"oversubscription {OVERSUBSCRIPTION:g}; workload: "
+        f"{workload_spec(args.jobs, args.rate_per_h, 'S')}"
+    )
+    print(
+        "\n| seed | multi-node jobs | slowdown binpack | slowdown topology | x | "
+        "JCT binpack (h) | JCT topology (h) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    pooled = {scorer: Pooled() for scorer in SCORERS}
+    for seed in seeds:
+        runs = run_seed(cluster, workload_spec(args.jobs, args.rate_per_h, seed))
+        for scorer, summary in runs.items():
+            pooled[scorer].add(summary)
+        b, t = runs["binpack"], runs["topology"]
+        bs, ts = b["mean_comm_slowdown_multinode"] or 0.0, t["mean_comm_slowdown_multinode"] or 0.0
+        print(
+            f"| {seed} | {b['jobs_multinode']} | {100 * bs:.2f} % | {100 * ts:.2f} % | "
+            f"{ratio(bs, ts):.2f} | {b['jct_mean_s'] / S_PER_H:.3f} | "
+            f"{t['jct_mean_s'] / S_PER_H:.3f} |",
+            flush=True,
+        )
+    base, topo = pooled["binpack"], pooled["topology"]
+    slow_x = ratio(base.slowdown, topo.slowdown)
+    jct_x = topo.jct_s / base.jct_s if base.jct_s else float("nan")
+    print(f"\nall {len(seeds)} seeds, every job weighed alike:\n")
+    print("| scorer | multi-node jobs | mean comm slowdown (multi-node) | mean JCT (h) |")
+    print("|---|---|---|---|")
+    for scorer in SCORERS:
+        p = pooled[scorer]
+        print(
+            f"| {scorer} | {p.multinode_jobs} | {100 * p.slowdown:.2f} % | "
+            f"{p.jct_s / S_PER_H:.3f} |"
+        )
+    print(
+        f"\nslowdown binpack / topology: {slow_x:.2f}x (goal >= {GOAL_RATIO:g}x: "
+        f"{'met' if slow_x >= GOAL_RATIO else 'NOT met'}); mean JCT topology / binpack: "
+        f"{jct_x:.3f} (goal <= 1: {'met' if jct_x <= 1.0 else 'NOT met'})"
+    )
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
