@@ -36,6 +36,8 @@ class ExpiryTimer:
         self._planner = planner
         self._cond = threading.Condition()
         self._poked = False
+        self._asleep_until_s: float | None = None
+        """When the sleeping thread wakes by the planner's clock; None while it is not asleep."""
         self._stopped = False
         self._attached: Planner | None = None
         self._thread: threading.Thread | None = None
@@ -55,8 +57,19 @@ class ExpiryTimer:
 
     def poke(self) -> None:
         """A deadline was added (it may be earlier than the one being slept towards). Called
-        by the planner with its lock held: takes only this timer's own lock."""
+        by the planner with its lock held: takes this timer's own lock, and reads the planner's
+        earliest deadline under the lock the caller holds.
+
+        The sleeping thread is woken only when that deadline comes before its own wake-up.
+        Every plan and every bind adds a deadline, nearly always later than the earliest, and
+        waking the thread for each one cost a thread switch (and a turn of the GIL) per
+        request."""
         with self._cond:
+            until, planner = self._asleep_until_s, self._attached
+            if until is not None and planner is not None:
+                due = planner.book.next_deadline()
+                if due is None or due >= until:
+                    return
             self._poked = True
             self._cond.notify_all()
 
@@ -87,7 +100,12 @@ class ExpiryTimer:
                 if self._stopped:
                     return
                 if not self._poked:
-                    self._cond.wait(_sleep_s(delay))
+                    sleep_s = _sleep_s(delay)
+                    planner = self._attached
+                    if planner is not None:
+                        self._asleep_until_s = planner.clock() + sleep_s
+                    self._cond.wait(sleep_s)
+                    self._asleep_until_s = None
                 self._poked = False
                 if self._stopped:
                     return

@@ -128,3 +128,15 @@ def test_a_partly_bound_gang_keeps_its_queue_place():
     clock.now += 31
     ExpiryTimer(lambda: p).tick()
     assert p.book.queue_time("ml/k", 5.0) == 5.0, "its submission time still stands"
+
+
+def test_only_a_deadline_before_its_wake_up_wakes_the_sleeping_timer():
+    p, names, clock = planner(ttl=30)
+    timer = ExpiryTimer(lambda: p)
+    timer.tick()
+    timer._asleep_until_s = clock.now + 10
+    p.filter(kube_pod("s-0"), names)
+    assert not timer._poked, "the thread wakes before the new deadline anyway"
+    timer._asleep_until_s = clock.now + 60
+    p.filter(kube_pod("s-1"), names)
+    assert timer._poked, "the earliest deadline now comes before the thread would wake"
