@@ -181,17 +181,25 @@ class EventSeries:
     _first: dict[str, float] = field(default_factory=dict)
     _events: dict[str, GangEvent] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=itertools.count)
+    _unposted: int = 0
+    """How many series have repeats not written yet: :meth:`waiting` and :meth:`due` run on
+    every turn of the reporter's thread and skip their pass over up to ``KEPT`` series when
+    there are none."""
 
     def record(self, event: GangEvent, now: float) -> EventWrite | None:
         """What to write for ``event`` seen at ``now``; None while its series waits."""
         seen = self._seen.get(event.key)
         if seen is None or now - seen.last_s > self.window_s:
+            if seen is not None and seen.count > seen.posted_count:
+                self._unposted -= 1  # the old series' repeats go unwritten, as before
             name = f"{event.regarding.name}.{int(now * 1e9):x}{next(self._ids) % 4096:03x}"
             name = name[-253:].lstrip(".-") or "phalanx"
             self._seen[event.key] = _Series(name, 1, now, 1, now)
             self._first[name], self._events[name] = now, event
             self._trim()
             return EventWrite(name, event, 1, now, now)
+        if seen.count == seen.posted_count:
+            self._unposted += 1
         seen.count += 1
         seen.last_s = now
         if seen.count == 2 or now - seen.posted_s >= self.interval_s:
@@ -200,6 +208,8 @@ class EventSeries:
 
     def due(self, now: float) -> list[EventWrite]:
         """Series with uncounted repeats whose interval has passed."""
+        if not self._unposted:
+            return []
         return [
             self._write(s, now)
             for s in list(self._seen.values())
@@ -208,9 +218,11 @@ class EventSeries:
 
     def waiting(self) -> bool:
         """Whether a series has repeats not written yet."""
-        return any(s.count > s.posted_count for s in self._seen.values())
+        return self._unposted > 0
 
     def _write(self, seen: _Series, now: float) -> EventWrite:
+        if seen.count > seen.posted_count:
+            self._unposted -= 1
         seen.posted_count, seen.posted_s = seen.count, now
         event = self._events[seen.name]
         return EventWrite(seen.name, event, seen.count, self._first[seen.name], seen.last_s)
@@ -218,7 +230,10 @@ class EventSeries:
     def _trim(self) -> None:
         while len(self._seen) > KEPT:
             key = next(iter(self._seen))
-            name = self._seen.pop(key).name
+            dropped = self._seen.pop(key)
+            if dropped.count > dropped.posted_count:
+                self._unposted -= 1
+            name = dropped.name
             self._first.pop(name, None)
             self._events.pop(name, None)
 

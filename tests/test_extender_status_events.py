@@ -248,6 +248,33 @@ def test_repeats_fold_into_a_series_like_kube_schedulers_recorder():
     assert later is not None and later.count == 1 and later.name != first.name
 
 
+def test_the_count_of_series_with_unwritten_repeats_follows_the_series(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """``waiting`` and ``due`` answer from a count kept as events come: checked against a
+    pass over every series after each step, with series trimmed and windows passing."""
+    import random
+
+    from phalanx.extender import gang_events
+
+    monkeypatch.setattr(gang_events, "KEPT", 5)
+    rng = random.Random(5)
+    series = EventSeries(window_s=50.0, interval_s=10.0)
+    events = [
+        GangEvent(ObjectRef("v1", "Pod", NS, f"w-{i}", "u"), "Normal", "capacity", "n", "S")
+        for i in range(12)
+    ]
+    now = 0.0
+    for _ in range(3000):
+        now += rng.choice((0.1, 1.0, 5.0, 60.0))
+        if rng.random() < 0.8:
+            series.record(rng.choice(events), now)
+        else:
+            series.due(now)
+        pending = sum(s.count > s.posted_count for s in series._seen.values())
+        assert series._unposted == pending and series.waiting() == (pending > 0)
+
+
 def test_workers_coalesce_by_key_and_never_post_one_key_twice_at_once():
     seen: list[int] = []
     busy = threading.Event()
