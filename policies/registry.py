@@ -35,6 +35,7 @@ from phalanx.policies.scoring.fgd_baselines import (
     GpuPackingScorer,
     RandomScorer,
 )
+from phalanx.policies.scoring.fgd_cpu import FgdCpuScorer
 from phalanx.policies.scoring.topology import TopologyScorer
 from phalanx.scheduler.interfaces import PlacementScorer, PreemptionPolicy, QueuePolicy
 
@@ -70,6 +71,7 @@ _TABLES: dict[str, dict[str, type]] = {
             GpuClusteringScorer,
             GpuPackingScorer,
             BestFitScorer,
+            FgdCpuScorer,
         )
     },
     PREEMPTION: {

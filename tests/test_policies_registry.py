@@ -38,6 +38,7 @@ SCORERS = {
     "gpu-clustering",
     "gpu-packing",
     "bestfit",
+    "fgd-cpu",
 }
 PREEMPTIONS = {"none", "priority", "reclaim", "tiresias"}
 TREE = {"queues": [{"name": "a", "guaranteed": {"gpu": 8}}, {"name": "b"}]}
