@@ -194,23 +194,44 @@ class GangFigures:
     start_s: list[float]
     spread_s: list[float]
     partial_gpu_s: float
+    """GPU-seconds of bound members while their gang was not whole: the two below."""
+    incomplete_gpu_s: float = 0.0
+    """Of which held by gangs that never completed (bound members to the end of the phase)."""
+
+    @property
+    def bind_window_gpu_s(self) -> float:
+        """Of which held by gangs that completed, between each bind and the last one."""
+        return self.partial_gpu_s - self.incomplete_gpu_s
+
+    def __add__(self, other: GangFigures) -> GangFigures:
+        return GangFigures(
+            self.gangs + other.gangs,
+            self.complete + other.complete,
+            self.start_s + other.start_s,
+            self.spread_s + other.spread_s,
+            self.partial_gpu_s + other.partial_gpu_s,
+            self.incomplete_gpu_s + other.incomplete_gpu_s,
+        )
 
 
 def _gang_figures(log: BindLog, gangs: list[Any], end_s: float) -> GangFigures:
-    starts, spreads, partial = [], [], 0.0
+    starts, spreads, partial, incomplete = [], [], 0.0, 0.0
     complete = 0
     for gang in gangs:
         names = gang.pod_names()
         binds = sorted(log.bound_s[n] for n in names if n in log.bound_s)
         last_created = max(log.created_s[n] for n in names)
-        if len(binds) == gang.members:
+        whole = len(binds) == gang.members
+        if whole:
             complete += 1
             starts.append(binds[-1] - last_created)
             spreads.append(binds[-1] - binds[0])
         # GPUs of bound members while the gang was not whole: between each bind and completion
-        whole_at = binds[-1] if len(binds) == gang.members else end_s
-        partial += sum((whole_at - t) * gang.gpus for t in binds)
-    return GangFigures(len(gangs), complete, starts, spreads, partial)
+        held = sum(((binds[-1] if whole else end_s) - t) * gang.gpus for t in binds)
+        partial += held
+        if not whole:
+            incomplete += held
+    return GangFigures(len(gangs), complete, starts, spreads, partial, incomplete)
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -234,7 +255,7 @@ def _isolated(
 
     from tests.cluster.objects import GangSpec, gang_pod, group_object
 
-    starts, spreads, partial, complete = [], [], 0.0, 0
+    total = GangFigures(0, 0, [], [], 0.0)
     rng = random.Random(17)
     for i in range(count):
         gang = GangSpec(f"iso{i:02d}", members, GPUS_PER_NODE, dialect=dialect)
@@ -251,13 +272,9 @@ def _isolated(
                 )
 
         log, _ = _run_phase(plane, namespace, bodies, members, timeout_s, before_pods=create_group)
-        figs = _gang_figures(log, [gang], time.monotonic())
-        starts += figs.start_s
-        spreads += figs.spread_s
-        partial += figs.partial_gpu_s
-        complete += figs.complete
+        total = total + _gang_figures(log, [gang], time.monotonic())
         _delete_namespace_pods(plane, namespace)
-    return GangFigures(count, complete, starts, spreads, partial)
+    return total
 
 
 def _interleaved_bodies(gangs: list[Any], namespace: str) -> list[dict[str, Any]]:
@@ -283,6 +300,8 @@ class NodeCountResult:
     bind_spread_p50_s: float | None
     bind_spread_p99_s: float | None
     partial_gang_gpu_s: float
+    incomplete_gang_gpu_s: float
+    bind_window_gpu_s: float
     native_gangs_complete: int
     native_gang_start_p50_s: float | None
     native_gang_start_p99_s: float | None
@@ -295,6 +314,7 @@ class NodeCountResult:
     isolated_start_p99_s: float | None = None
     isolated_spread_p99_s: float | None = None
     isolated_partial_gpu_s: float = 0.0
+    isolated_incomplete_gpu_s: float = 0.0
     native_isolated_complete: int = 0
     native_isolated_start_p99_s: float | None = None
     native_isolated_spread_p99_s: float | None = None
@@ -391,6 +411,8 @@ def run_node_count(
         bind_spread_p50_s=_percentile(phalanx_figs.spread_s, 50),
         bind_spread_p99_s=_percentile(phalanx_figs.spread_s, 99),
         partial_gang_gpu_s=round(phalanx_figs.partial_gpu_s, 1),
+        incomplete_gang_gpu_s=round(phalanx_figs.incomplete_gpu_s, 1),
+        bind_window_gpu_s=round(phalanx_figs.bind_window_gpu_s, 1),
         native_gangs_complete=native_figs.complete,
         native_gang_start_p50_s=_percentile(native_figs.start_s, 50),
         native_gang_start_p99_s=_percentile(native_figs.start_s, 99),
@@ -403,6 +425,7 @@ def run_node_count(
         isolated_start_p99_s=_percentile(solo.start_s, 99),
         isolated_spread_p99_s=_percentile(solo.spread_s, 99),
         isolated_partial_gpu_s=round(solo.partial_gpu_s, 1),
+        isolated_incomplete_gpu_s=round(solo.incomplete_gpu_s, 1),
         native_isolated_complete=native_solo.complete,
         native_isolated_start_p99_s=_percentile(native_solo.start_s, 99),
         native_isolated_spread_p99_s=_percentile(native_solo.spread_s, 99),
@@ -456,7 +479,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{r.pods_per_s_baseline} without (ratio {ratio:.2f}); {r.gangs} gangs x "
             f"{r.gang_members} x 8 GPUs: {r.gangs_complete} whole, start p50/p99 "
             f"{r.gang_start_p50_s}/{r.gang_start_p99_s} s, bind spread p99 "
-            f"{r.bind_spread_p99_s} s, partial-gang GPU-s {r.partial_gang_gpu_s}; native gang "
+            f"{r.bind_spread_p99_s} s, partial-gang GPU-s {r.partial_gang_gpu_s} (incomplete "
+            f"gangs {r.incomplete_gang_gpu_s}, bind window {r.bind_window_gpu_s}); native gang "
             f"scheduling: {r.native_gangs_complete} whole, start p99 "
             f"{r.native_gang_start_p99_s} s, partial-gang GPU-s {r.native_partial_gang_gpu_s}"
         )
