@@ -57,8 +57,20 @@ class _History:
         bisect.insort(self.ordered, runtime_s)
         self.median = statistics.median(self.ordered)
 
-    def longer_than(self, elapsed_s: float) -> list[float]:
-        return self.ordered[bisect.bisect_right(self.ordered, elapsed_s) :]
+    def median_longer_than(self, elapsed_s: float, min_count: int) -> float | None:
+        """The median of the runtimes longer than ``elapsed_s`` when there are at least
+        ``min_count`` of them, else None. Read off the sorted list by index, as
+        :func:`statistics.median` would compute it, without copying and sorting the tail:
+        backfill asks this for every overrunning gang on every reservation it plans."""
+        ordered = self.ordered
+        first = bisect.bisect_right(ordered, elapsed_s)
+        n = len(ordered) - first
+        if n < min_count or n == 0:
+            return None
+        middle = first + n // 2
+        if n % 2 == 1:
+            return ordered[middle]
+        return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 class RuntimeEstimator:
@@ -73,24 +85,41 @@ class RuntimeEstimator:
         self.window = window
         self._history: dict[tuple[str, str], _History] = {}
         """(queue, job class) and (queue, "") -> its history."""
+        self._lookup: dict[tuple[str, str], list[_History]] = {}
+        """(queue, job class) -> :meth:`_histories` of a gang of that queue and class: asked
+        for every running gang on every backfill plan, and it changes only when a history is
+        created."""
         self.version = 0
         """Counts recorded completions: estimates change only when it does (or with time)."""
+        self._queue_versions: dict[str, int] = {}
+
+    def queue_version(self, queue: str) -> int:
+        """Counts the completions recorded for ``queue``: the estimates of its gangs change
+        only when it does (or with time), whatever other queues learn."""
+        return self._queue_versions.get(queue, 0)
 
     def _histories(self, gang: Gang) -> list[_History]:
         """The gang's class history (if it has a class and it has one), then its queue's."""
+        known = self._lookup.get((gang.queue, gang.job_class))
+        if known is not None:
+            return known
         keys = [(gang.queue, gang.job_class), (gang.queue, "")] if gang.job_class else []
         keys = keys or [(gang.queue, "")]
-        return [self._history[k] for k in keys if k in self._history]
+        found = [self._history[k] for k in keys if k in self._history]
+        self._lookup[(gang.queue, gang.job_class)] = found
+        return found
 
     def record_completion(self, gang: Gang, runtime_s: float) -> None:
         if runtime_s < 0 or not math.isfinite(runtime_s):
             raise ValueError(f"gang {gang.name!r}: runtime {runtime_s} is not a duration")
         self.version += 1
+        self._queue_versions[gang.queue] = self.queue_version(gang.queue) + 1
         keys = {(gang.queue, gang.job_class), (gang.queue, "")}
         for key in keys:
             history = self._history.get(key)
             if history is None:
                 history = self._history[key] = _History(self.window)
+                self._lookup.clear()
             history.add(runtime_s)
 
     def estimate_s(self, gang: Gang) -> float:
@@ -118,8 +147,8 @@ class RuntimeEstimator:
         module's docstring)."""
         remaining = elapsed_s
         for history in self._histories(gang):
-            longer = history.longer_than(elapsed_s)
-            if len(longer) >= MIN_TAIL_SAMPLES:
-                remaining = statistics.median(longer) - elapsed_s
+            median = history.median_longer_than(elapsed_s, MIN_TAIL_SAMPLES)
+            if median is not None:
+                remaining = median - elapsed_s
                 break
         return max(remaining, MIN_REMAINING_S)

@@ -20,15 +20,19 @@ holds at the reserved start, it is refused.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from phalanx.policies.estimates import DEFAULT_RUNTIME_ESTIMATE_S, RuntimeEstimator
+from phalanx.policies.queue.backfill_plan import (
+    Reservation,
+    ReservationPlanner,
+    node_indices,
+)
 from phalanx.policies.queue.base import OrderedQueuePolicy, fifo_key, priority_fifo_key
 from phalanx.scheduler.gang import Gang
 from phalanx.scheduler.interfaces import PlaceFunction, QueueContext
 from phalanx.scheduler.placement import Placement, PlacementResult
-from phalanx.scheduler.state import ClusterState, LedgerError
+from phalanx.scheduler.state import LedgerError
 from phalanx.topology.compiled import CapacityError
 from phalanx.topology.model import MILLI_PER_GPU
 
@@ -36,28 +40,6 @@ ORDERS = ("priority", "fifo")
 CANDIDATE_ORDERS = ("queue", "sjf")
 """The order later gangs are tried in once the head blocks: the queue's own, or smallest
 estimated GPU-time first."""
-
-
-@dataclass
-class Reservation:
-    head: Gang
-    start_s: float
-    shadow: ClusterState
-    """The cluster as expected at ``start_s``, including backfilled gangs still running then."""
-    placement: Placement
-    """Where the head is expected to go at ``start_s``."""
-    place: PlaceFunction
-    """The planner that made the reservation, to check later gangs against it."""
-    head_nodes: frozenset[int] = frozenset()
-    """Node indices of ``placement``: a newcomer that keeps off them cannot disturb it."""
-
-    def __post_init__(self) -> None:
-        if not self.head_nodes:
-            self.head_nodes = node_indices(self.placement)
-
-
-def node_indices(placement: Placement) -> frozenset[int]:
-    return frozenset(m.node_index for m in placement.members)
 
 
 class BackfillPolicy(OrderedQueuePolicy):
@@ -82,6 +64,7 @@ class BackfillPolicy(OrderedQueuePolicy):
         self.order_by = order
         self.candidates = candidates
         self.estimator = RuntimeEstimator(default_runtime_s)
+        self.planner = ReservationPlanner(self.estimator)
         self.reservation: Reservation | None = None
         self._planned = False
         self._cycle: QueueContext | None = None
@@ -132,7 +115,7 @@ class BackfillPolicy(OrderedQueuePolicy):
             # clock). A cycle runs on every arrival; re-planning each one was most of the cost.
             self.reservation = last[1]
             return True
-        self.reservation = plan_reservation(gang, ctx, ctx.place, self.estimator)
+        self.reservation = self.planner.plan(gang, ctx, ctx.place, _epoch(ctx))
         self._last_plan = (key, self.reservation)
         return True
 
@@ -152,15 +135,20 @@ class BackfillPolicy(OrderedQueuePolicy):
                 pass  # it needs what the shadow still holds (a preemption): the full check
             else:
                 return None
-        trial = reservation.shadow.copy()
+        # The what-if: the newcomer goes into the shadow itself and comes out again unless the
+        # head still fits beside it (a copy of the shadow per overtaking gang per cycle was
+        # most of what accepting cost).
+        shadow = reservation.shadow
         try:
-            trial.assign(placement, ctx.now_s)
+            shadow.assign(placement, ctx.now_s)
         except (CapacityError, LedgerError):
             head = None  # it uses what the shadow still holds: capacity a preemption frees now
         else:
-            head = reservation.place(reservation.head, trial)
+            head = self.planner.place(reservation.head, shadow, reservation.place, _epoch(ctx))
+            if not isinstance(head, Placement):
+                shadow.release(placement.gang)
         if isinstance(head, Placement):
-            reservation.shadow, reservation.placement = trial, head
+            reservation.placement = head
             reservation.head_nodes = node_indices(head)
             return None
         return (
@@ -169,47 +157,15 @@ class BackfillPolicy(OrderedQueuePolicy):
         )
 
 
+def _epoch(ctx: QueueContext) -> object:
+    """How long the planner may keep placement answers: while the live state is unchanged,
+    since a scorer may read its ledger."""
+    return (id(ctx.state), ctx.state.changes)
+
+
 def plan_reservation(
     head: Gang, ctx: QueueContext, place: PlaceFunction, estimator: RuntimeEstimator
 ) -> Reservation | None:
-    """Earliest expected time at which ``head`` fits once running gangs end, found by binary
-    search over the distinct end times (releasing more never makes a gang fit worse).
-
-    The shadow at a time is the cluster's free capacity with every gang expected to end by
-    then given back, in end order. Each probe starts from the shadow of the latest time already
-    found too early and gives back only the gangs ending after it, so a search releases each
-    gang about twice instead of once per probe (a long queue on a full cluster re-plans every
-    cycle). Shadows copy the capacity arrays only, not the ledger of holdings (a Python object
-    per running gang, copied per probe, had made backfill several times FIFO's run time):
-    gangs are given back from their placements, and a shadow's ledger holds only the gangs
-    backfilled into it."""
-    running = [
-        (estimator.expected_end_s(r, ctx.now_s), held.placement)
-        for r in ctx.running
-        if (held := ctx.state.holdings.get(r.gang.name)) is not None
-    ]
-    running.sort(key=lambda pair: pair[0])
-    ends = [end for end, _ in running]
-    times = sorted(set(ends))
-
-    too_early, released = ctx.state.compiled, 0
-    """The free capacity at the latest time known too early, and how many gangs it has freed."""
-    found: Reservation | None = None
-    lo, hi = 0, len(times) - 1
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        capacity = too_early.copy()
-        upto = released
-        while upto < len(running) and ends[upto] <= times[mid]:
-            for m in running[upto][1].members:
-                capacity.release(m.node_index, m.gpus, m.gpu_milli, m.cpu_milli, m.memory_mib)
-            upto += 1
-        shadow = ClusterState(capacity)
-        result = place(head, shadow)
-        if isinstance(result, Placement):
-            found = Reservation(head, times[mid], shadow, result, place)
-            hi = mid - 1
-        else:
-            too_early, released = capacity, upto
-            lo = mid + 1
-    return found
+    """The reservation :class:`BackfillPolicy` would make for ``head`` now (one plan, nothing
+    kept; see :mod:`policies.queue.backfill_plan`)."""
+    return ReservationPlanner(estimator).plan(head, ctx, place, object())
