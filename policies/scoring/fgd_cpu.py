@@ -17,14 +17,16 @@ in the same unit (milli-GPU)::
 
 ``rho`` is the target workload's CPU per milli-GPU (the popularity-weighted mean over its GPU
 task types): free GPU milli beyond ``cpu_free / rho`` is capacity that pods of the workload's
-average shape could not use for lack of CPU. Equal points are broken by the run's fixed node
-order and a share goes to FGD's GPU, both exactly as :class:`.fgd.FgdScorer` does, so with
-``weight=0`` the choices are FGD's.
+average shape could not use for lack of CPU. A workload without CPU figures (the built-in
+default one, which the extender uses unless given a workload) falls back to the CPU per
+milli-GPU of the cluster's GPU nodes; ``cpu_per_gpu_milli`` sets it outright. Equal points are
+broken by the run's fixed node order and a share goes to FGD's GPU, both exactly as
+:class:`.fgd.FgdScorer` does, so with ``weight=0`` the choices are FGD's.
 
-The term applies to GPU pods only: steering CPU-only pods by it pushed them onto the CPU-rich
-nodes and, on the openb cpu250 list (many CPU-only pods), lost 0.2 points of allocation to
-FGD, while applied to GPU pods only it gained 1.8 (seeds 42-43; docs/simulator.md, "Beyond
-FGD"). CPU-only pods are scored by FGD alone.
+The term applies to GPU pods only; CPU-only pods are scored by FGD alone. Applied to every
+pod it also steered CPU-only pods onto the CPU-rich nodes, and on the openb cpu250 list (many
+CPU-only pods) it lost 0.2 points of allocation to FGD (weight 3), where on GPU pods only it
+gained 2.0 (weight 1; seeds 42-43, docs/simulator.md, "Beyond FGD").
 """
 
 from __future__ import annotations
@@ -73,16 +75,32 @@ class FgdCpuScorer:
         workload: Workload | None = None,
         seed: int = 0,
         stranding_weight: float = DEFAULT_STRANDING_WEIGHT,
+        cpu_per_gpu_milli: float | None = None,
     ) -> None:
         if stranding_weight < 0:
             raise ValueError(f"stranding_weight must be >= 0, got {stranding_weight}")
+        if cpu_per_gpu_milli is not None and not cpu_per_gpu_milli > 0:
+            raise ValueError(f"cpu_per_gpu_milli must be > 0, got {cpu_per_gpu_milli}")
         self.fgd = FgdScorer(workload, artifact_scores=False, seed=seed)
         """Exact fragmentation deltas (memoised per node state)."""
         self._gpu_pick = FgdScorer(self.fgd.workload, artifact_scores=True, seed=seed)
         """The artifact's GPU choice for a share, as ``fgd`` makes it."""
         self.stranding_weight = float(stranding_weight)
-        self.cpu_per_gpu_milli = cpu_milli_per_gpu_milli(self.fgd.workload)
+        self.cpu_per_gpu_milli = (
+            float(cpu_per_gpu_milli)
+            if cpu_per_gpu_milli is not None
+            else cpu_milli_per_gpu_milli(self.fgd.workload)
+        )
+        """0 until the first score when neither the option nor the workload gives it."""
         self.tie_breaker = TieBreaker(seed)
+
+    def _rho(self, compiled: CompiledCluster) -> float:
+        if self.cpu_per_gpu_milli <= 0:
+            gpus = compiled.gpu_usable.sum(axis=1)
+            gpu_milli = float(gpus.sum()) * MILLI_PER_GPU
+            cpu_milli = float(compiled.cpu_capacity_milli[gpus > 0].sum())
+            self.cpu_per_gpu_milli = cpu_milli / gpu_milli if gpu_milli > 0 else 0.0
+        return self.cpu_per_gpu_milli
 
     def delta_milli(
         self, compiled: CompiledCluster, request: MemberRequest, nodes: np.ndarray
@@ -97,11 +115,10 @@ class FgdCpuScorer:
         used = compiled.gpu_used_milli[nodes].astype(np.int64)
         free_gpu = np.where(usable, MILLI_PER_GPU - used, 0).sum(axis=1)
         free_cpu = compiled.cpu_free_milli[nodes]
-        before = stranded_milli(free_gpu, free_cpu, self.cpu_per_gpu_milli)
+        rho = self._rho(compiled)
+        before = stranded_milli(free_gpu, free_cpu, rho)
         after = stranded_milli(
-            free_gpu - request.gpu_milli_total,
-            free_cpu - request.cpu_milli,
-            self.cpu_per_gpu_milli,
+            free_gpu - request.gpu_milli_total, free_cpu - request.cpu_milli, rho
         )
         return delta - self.stranding_weight * (after - before)
 
