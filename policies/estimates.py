@@ -42,6 +42,15 @@ MIN_REMAINING_S = 60.0
 """The least time a running gang is expected to go on for (one scheduling minute)."""
 
 
+def own_estimate_s(gang: Gang) -> float | None:
+    """The gang's own runtime estimate, when it gives a usable one (first in the order of the
+    module's docstring)."""
+    own = gang.runtime_estimate_s
+    if own is not None and own > 0 and math.isfinite(own):
+        return float(own)
+    return None
+
+
 class _History:
     """The last ``window`` runtimes of one queue (or one class in it), also kept sorted."""
 
@@ -57,20 +66,29 @@ class _History:
         bisect.insort(self.ordered, runtime_s)
         self.median = statistics.median(self.ordered)
 
-    def median_longer_than(self, elapsed_s: float, min_count: int) -> float | None:
+    def median_longer_than(self, elapsed_s: float, min_count: int) -> tuple[float | None, int]:
         """The median of the runtimes longer than ``elapsed_s`` when there are at least
-        ``min_count`` of them, else None. Read off the sorted list by index, as
+        ``min_count`` of them, else None; and how many runtimes are not longer (the answer
+        holds for every elapsed time with that count). Read off the sorted list by index, as
         :func:`statistics.median` would compute it, without copying and sorting the tail:
         backfill asks this for every overrunning gang on every reservation it plans."""
         ordered = self.ordered
         first = bisect.bisect_right(ordered, elapsed_s)
         n = len(ordered) - first
         if n < min_count or n == 0:
-            return None
+            return None, first
         middle = first + n // 2
         if n % 2 == 1:
-            return ordered[middle]
-        return (ordered[middle - 1] + ordered[middle]) / 2
+            return ordered[middle], first
+        return (ordered[middle - 1] + ordered[middle]) / 2, first
+
+    def span_of(self, first: int) -> tuple[float, float]:
+        """The elapsed times ``e`` with ``first`` runtimes not longer than ``e``:
+        ``lo <= e < hi``."""
+        ordered = self.ordered
+        lo = ordered[first - 1] if first > 0 else -math.inf
+        hi = ordered[first] if first < len(ordered) else math.inf
+        return lo, hi
 
 
 class RuntimeEstimator:
@@ -100,13 +118,15 @@ class RuntimeEstimator:
 
     def _histories(self, gang: Gang) -> list[_History]:
         """The gang's class history (if it has a class and it has one), then its queue's."""
-        known = self._lookup.get((gang.queue, gang.job_class))
+        return self._histories_of(gang.queue, gang.job_class)
+
+    def _histories_of(self, queue: str, job_class: str) -> list[_History]:
+        known = self._lookup.get((queue, job_class))
         if known is not None:
             return known
-        keys = [(gang.queue, gang.job_class), (gang.queue, "")] if gang.job_class else []
-        keys = keys or [(gang.queue, "")]
+        keys = [(queue, job_class), (queue, "")] if job_class else [(queue, "")]
         found = [self._history[k] for k in keys if k in self._history]
-        self._lookup[(gang.queue, gang.job_class)] = found
+        self._lookup[(queue, job_class)] = found
         return found
 
     def record_completion(self, gang: Gang, runtime_s: float) -> None:
@@ -124,10 +144,14 @@ class RuntimeEstimator:
 
     def estimate_s(self, gang: Gang) -> float:
         """Expected total runtime of ``gang``."""
-        own = gang.runtime_estimate_s
-        if own is not None and own > 0 and math.isfinite(own):
-            return float(own)
-        histories = self._histories(gang)
+        own = own_estimate_s(gang)
+        if own is not None:
+            return own
+        return self.history_estimate_s(gang.queue, gang.job_class)
+
+    def history_estimate_s(self, queue: str, job_class: str) -> float:
+        """The estimate of a gang of ``queue`` and ``job_class`` that gives none itself."""
+        histories = self._histories_of(queue, job_class)
         return histories[0].median if histories else self.default_s
 
     def expected_end_s(self, running: RunningGang, now_s: float) -> float:
@@ -145,10 +169,20 @@ class RuntimeEstimator:
         its estimate: the median of the longer recorded runtimes (of its class, else of its
         queue) less ``elapsed_s``, or ``elapsed_s`` again beyond the recorded ones (see the
         module's docstring)."""
-        remaining = elapsed_s
-        for history in self._histories(gang):
-            median = history.median_longer_than(elapsed_s, MIN_TAIL_SAMPLES)
-            if median is not None:
-                remaining = median - elapsed_s
-                break
+        median, _, _ = self.remaining_rule(gang, elapsed_s)
+        remaining = elapsed_s if median is None else median - elapsed_s
         return max(remaining, MIN_REMAINING_S)
+
+    def remaining_rule(self, gang: Gang, elapsed_s: float) -> tuple[float | None, float, float]:
+        """What :meth:`remaining_after_s` reads for ``elapsed_s``: the median it subtracts
+        ``elapsed_s`` from (None: it runs as long again), and the elapsed times ``lo <= e <
+        hi`` for which that holds until the gang's queue learns (backfill keeps it per running
+        gang instead of asking again on every plan)."""
+        lo, hi = -math.inf, math.inf
+        for history in self._histories(gang):
+            median, first = history.median_longer_than(elapsed_s, MIN_TAIL_SAMPLES)
+            h_lo, h_hi = history.span_of(first)
+            lo, hi = max(lo, h_lo), min(hi, h_hi)
+            if median is not None:
+                return median, lo, hi
+        return None, lo, hi

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from phalanx.scheduler.placement import MemberPlacement
 from phalanx.topology import ledger_kernels
 from phalanx.topology.compiled import CompiledCluster
 
-MIN_COMPACT_ROWS = 1024
-"""Rows a member table holds before it looks for ended gangs to drop."""
 DONE = -1
 """What :func:`_give_spans` returns when every member was given back."""
 
@@ -77,13 +76,8 @@ class MemberTable:
     rebuilding the rows of some 330 gangs for each plan would cost what it saves."""
 
     def __init__(self) -> None:
-        self._spans: dict[str, tuple[object, int, int]] = {}
-        """Gang name -> (its placement's members, first row, row after the last)."""
         self._rows = 0
         self._gpus = 0
-        self._compact_at = MIN_COMPACT_ROWS
-        """Rows past which :meth:`keep_only` counts the live ones (counting every plan cost
-        as much as the releases)."""
         self.node = np.zeros(64, dtype=np.int64)
         self.gpu_lo = np.zeros(64, dtype=np.int64)
         self.gpu_hi = np.zeros(64, dtype=np.int64)
@@ -92,16 +86,11 @@ class MemberTable:
         self.memory = np.zeros(64, dtype=np.int64)
         self.gpu_flat = np.zeros(256, dtype=np.int64)
 
-    def span(self, name: str, members: tuple) -> tuple[int, int]:
-        """The rows of gang ``name`` holding ``members`` (a placement's members), added on
-        first sight (again if the gang now holds another placement)."""
-        known = self._spans.get(name)
-        if known is not None and known[0] is members:
-            return known[1], known[2]
+    def add(self, members: tuple[MemberPlacement, ...]) -> tuple[int, int]:
+        """Rows for a placement's ``members``: (first, one past the last)."""
         first = self._rows
         for m in members:
             self._append(m.node_index, m.gpus, m.gpu_milli, m.cpu_milli, m.memory_mib)
-        self._spans[name] = (members, first, self._rows)
         return first, self._rows
 
     def _append(self, node: int, gpus: tuple, milli: int, cpu: int, memory: int) -> None:
@@ -115,22 +104,6 @@ class MemberTable:
         self.node[row], self.gpu_lo[row], self.gpu_hi[row] = node, lo, lo + len(gpus)
         self.milli[row], self.cpu[row], self.memory[row] = milli, cpu, memory
         self._rows, self._gpus = row + 1, lo + len(gpus)
-
-    def keep_only(self, names: set[str]) -> None:
-        """Drop the rows of gangs no longer running once they outnumber the live ones (rows
-        are appended, so ended gangs would otherwise pile up over a replay)."""
-        if self._rows <= self._compact_at:
-            return
-        live = sum(hi - lo for n, (_, lo, hi) in self._spans.items() if n in names)
-        self._compact_at = 2 * self._rows
-        if self._rows <= 2 * live:
-            return
-        kept = [(n, members) for n, (members, _, _) in self._spans.items() if n in names]
-        self._spans.clear()
-        self._rows = self._gpus = 0
-        for name, members in kept:
-            self.span(name, members)
-        self._compact_at = max(2 * self._rows, MIN_COMPACT_ROWS)
 
     def give_back(
         self, compiled: CompiledCluster, spans: np.ndarray, first: int, stop: int

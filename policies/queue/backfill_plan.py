@@ -23,18 +23,17 @@ keeps between plans, without changing any answer:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from operator import itemgetter
 
 import numpy as np
 from phalanx.policies.estimates import RuntimeEstimator
-from phalanx.policies.queue.backfill_kernels import MemberTable
+from phalanx.policies.queue.backfill_timeline import RunningTable
 from phalanx.scheduler.gang import Gang
-from phalanx.scheduler.interfaces import PlaceFunction, QueueContext, RunningGang
+from phalanx.scheduler.interfaces import PlaceFunction, QueueContext
 from phalanx.scheduler.placement import Placement, PlacementResult, Unplaceable
 from phalanx.scheduler.reasons import Reason
 from phalanx.scheduler.state import ClusterState
+from phalanx.topology.compiled import CompiledCluster
 
 MEMO_BYTES = 64 << 20
 """What the memo of placement answers may hold in keys (free-capacity bytes) before it is
@@ -123,61 +122,16 @@ class WhatIfMemo:
         return result
 
 
-class ExpectedEnds:
-    """When each running gang is expected to end, with the part that does not move with the
-    clock kept per gang: ``start + estimate`` changes only when the estimator learns about the
-    gang's queue (:meth:`RuntimeEstimator.queue_version`; a completion anywhere happens between
-    almost any two plans, one in the same queue far less often); a gang past it is
-    re-estimated from the clock every time, as :meth:`RuntimeEstimator.expected_end_s` does."""
-
-    def __init__(self, estimator: RuntimeEstimator) -> None:
-        self.estimator = estimator
-        self._base: dict[str, tuple[RunningGang, float, float, int, float]] = {}
-        """Gang name -> (running entry, its start, its estimated end, its queue's version, the
-        end without the clock)."""
-
-    def end_s(self, running: RunningGang, now_s: float) -> float:
-        """Exactly :meth:`RuntimeEstimator.expected_end_s`."""
-        estimator = self.estimator
-        gang = running.gang
-        version = estimator.queue_version(gang.queue)
-        known = self._base.get(gang.name)
-        if (
-            known is not None
-            and known[0].gang is gang
-            and known[1] == running.start_s
-            and known[2] == running.estimated_end_s
-            and known[3] == version
-        ):
-            end = known[4]
-        else:
-            end = running.estimated_end_s
-            if not math.isfinite(end):
-                end = running.start_s + estimator.estimate_s(gang)
-            self._base[gang.name] = (
-                running,
-                running.start_s,
-                running.estimated_end_s,
-                version,
-                end,
-            )
-        if end > now_s:
-            return end
-        return now_s + estimator.remaining_after_s(running.gang, now_s - running.start_s)
-
-    def keep_only(self, names: set[str]) -> None:
-        if len(self._base) > 2 * len(names) + 64:
-            self._base = {n: v for n, v in self._base.items() if n in names}
-
-
 class ReservationPlanner:
     """Plans reservations for one policy, keeping what a plan can reuse from the last."""
 
     def __init__(self, estimator: RuntimeEstimator) -> None:
         self.estimator = estimator
-        self.ends = ExpectedEnds(estimator)
-        self.members = MemberTable()
+        self.running = RunningTable(estimator)
         self.memo = WhatIfMemo()
+        self._last_start: dict[str, float] = {}
+        """The head of the last plan -> the start it was reserved (where the next plan for
+        it starts looking)."""
 
     def place(
         self, gang: Gang, state: ClusterState, place: PlaceFunction, epoch: object
@@ -188,58 +142,94 @@ class ReservationPlanner:
     def plan(
         self, head: Gang, ctx: QueueContext, place: PlaceFunction, epoch: object
     ) -> Reservation | None:
-        """Earliest expected time at which ``head`` fits once running gangs end, found by
-        binary search over the distinct end times (the probes the search has always made, in
-        the same order, so the same reservation).
+        """Earliest expected end time of running gangs at which ``head`` fits once the gangs
+        ending by then are given back, or None if it fits at none of them.
 
-        Each probe starts from the shadow of the latest time already found too early and gives
-        back only the gangs ending after it, so a search releases each gang about twice
-        instead of once per probe. Shadows copy the capacity arrays only, not the ledger of
-        holdings: gangs are given back from their placements, and a shadow's ledger holds only
-        the gangs backfilled into it."""
-        holdings = ctx.state.holdings
-        now_s = ctx.now_s
-        rows: list[tuple[float, int, int]] = []
-        names: set[str] = set()
-        for r in ctx.running:
-            held = holdings.get(r.gang.name)
-            if held is None:
-                continue
-            name = r.gang.name
-            names.add(name)
-            lo, hi = self.members.span(name, held.placement.members)
-            rows.append((self.ends.end_s(r, now_s), lo, hi))
-        rows.sort(key=itemgetter(0))
-        self.ends.keep_only(names)
-        if not rows:
+        The search rests on the premise the binary search it replaces rested on: releasing
+        more never makes a gang fit worse, so the times at which the head fits are all those
+        from one on, and any search that finds the first gives the same reservation. It starts
+        at the time the last plan for this head reserved (the head usually still fits first
+        there: one fitting probe and one too early instead of the binary search's 7 on Philly),
+        gallops away from it in doubling steps until the first fit is bracketed, then bisects
+        the bracket. A probe's shadow starts from the shadow of the latest time already found
+        too early and gives back only the gangs ending after it. Shadows copy the capacity
+        arrays only, not the ledger of holdings: gangs are given back from their placements,
+        and a shadow's ledger holds only the gangs backfilled into it."""
+        ends, spans = self.running.ends(ctx)
+        times = np.unique(ends)
+        search = _Search(head, ctx.state.compiled, ends, spans, times, self, place, epoch)
+        hint = self._last_start.get(head.name)
+        first = search.first_fit(None if hint is None else np.searchsorted(times, hint))
+        if first is None:
             return None
-        ends = [end for end, _, _ in rows]
-        spans = np.array([(lo, hi) for _, lo, hi in rows], dtype=np.int64)
-        times = sorted(set(ends))
-        demand = gpu_demand(head)
-
-        too_early, released = ctx.state.compiled, 0
-        """The free capacity at the latest time known too early, and how many gangs it has
-        freed."""
-        found: Reservation | None = None
-        lo, hi = 0, len(times) - 1
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            capacity = too_early.copy()
-            upto = released
-            while upto < len(rows) and ends[upto] <= times[mid]:
-                upto += 1
-            self.members.give_back(capacity, spans, released, upto)
-            shadow = ClusterState(capacity)
-            if cannot_fit(capacity.free_gpu_count, demand):
-                result: PlacementResult | None = None
-            else:
-                result = self.memo.place(head, shadow, place, epoch)
-            if isinstance(result, Placement):
-                found = Reservation(head, times[mid], shadow, result, place)
-                hi = mid - 1
-            else:
-                too_early, released = capacity, upto
-                lo = mid + 1
-        self.members.keep_only(names)
+        shadow, placement = search.fitted[first]
+        found = Reservation(head, float(times[first]), shadow, placement, place)
+        self._last_start = {head.name: found.start_s}
         return found
+
+
+class _Search:
+    """One plan's probes: the shadow at the i-th end time, and whether the head fits there."""
+
+    def __init__(
+        self,
+        head: Gang,
+        live: CompiledCluster,
+        ends: np.ndarray,
+        spans: np.ndarray,
+        times: np.ndarray,
+        planner: ReservationPlanner,
+        place: PlaceFunction,
+        epoch: object,
+    ) -> None:
+        self.head, self.ends, self.spans, self.times = head, ends, spans, times
+        self.planner, self.place, self.epoch = planner, place, epoch
+        self.demand = gpu_demand(head)
+        self.too_early, self.released, self.too_early_at = live, 0, -1
+        """The free capacity at the latest time known too early, how many gangs it has
+        freed, and that time's index."""
+        self.fitted: dict[int, tuple[ClusterState, Placement]] = {}
+
+    def fits(self, i: int) -> bool:
+        capacity = self.too_early.copy()
+        upto = int(np.searchsorted(self.ends, self.times[i], side="right"))
+        self.planner.running.members.give_back(capacity, self.spans, self.released, upto)
+        shadow = ClusterState(capacity)
+        if not cannot_fit(capacity.free_gpu_count, self.demand):
+            result = self.planner.memo.place(self.head, shadow, self.place, self.epoch)
+            if isinstance(result, Placement):
+                self.fitted[i] = (shadow, result)
+                return True
+        if i > self.too_early_at:
+            self.too_early, self.released, self.too_early_at = capacity, upto, i
+        return False
+
+    def first_fit(self, hint: int | None) -> int | None:
+        """The index of the first time the head fits at (None: at none), starting at
+        ``hint`` when given."""
+        n = len(self.times)
+        too_early, fit = -1, n
+        if hint is not None and n:
+            start = min(int(hint), n - 1)
+            step = 1
+            if self.fits(start):
+                fit = start
+                while fit - step > too_early:
+                    if not self.fits(fit - step):
+                        too_early = fit - step
+                        break
+                    fit, step = fit - step, step * 2
+            else:
+                too_early = start
+                while too_early + step < fit:
+                    if self.fits(too_early + step):
+                        fit = too_early + step
+                        break
+                    too_early, step = too_early + step, step * 2
+        while fit - too_early > 1:
+            mid = (too_early + fit) // 2
+            if self.fits(mid):
+                fit = mid
+            else:
+                too_early = mid
+        return fit if fit < n else None
