@@ -140,12 +140,14 @@ class BackfillPolicy(OrderedQueuePolicy):
         # most of what accepting cost).
         shadow = reservation.shadow
         try:
-            shadow.assign(placement, ctx.now_s)
+            shadow.reserve(placement, ctx.now_s)
         except (CapacityError, LedgerError):
             head = None  # it uses what the shadow still holds: capacity a preemption frees now
         else:
             head = self.planner.place(reservation.head, shadow, reservation.place, _epoch(ctx))
-            if not isinstance(head, Placement):
+            if isinstance(head, Placement):
+                shadow.commit(placement.gang)
+            else:
                 shadow.release(placement.gang)
         if isinstance(head, Placement):
             reservation.placement = head
