@@ -17,7 +17,6 @@ last bit, and the order of equal ends is the running list's, as the stable sort 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from itertools import repeat
 from operator import attrgetter, is_, is_not
 
@@ -25,7 +24,6 @@ import numpy as np
 from phalanx.policies.estimates import MIN_REMAINING_S, RuntimeEstimator, own_estimate_s
 from phalanx.policies.queue.backfill_kernels import MemberTable
 from phalanx.scheduler.interfaces import QueueContext, RunningGang
-from phalanx.scheduler.state import Holding
 
 _GANG_NAME = attrgetter("gang.name")
 _START = attrgetter("start_s")
@@ -75,29 +73,40 @@ class RunningTable:
         """The expected ends of the running gangs that hold a placement, sorted (ties in the
         order of ``ctx.running``), and the member rows of each, in that order."""
         running = ctx.running
-        n = len(running)
-        # one pass each, in C (map over built-in getters), where a Python loop over some 330
-        # gangs per plan was a third of the plan's time
+        # passes in C (map over built-in getters) where they can be: a Python loop over some
+        # 330 gangs per plan was a third of the plan's time
         held = list(map(ctx.state.holdings.get, map(_GANG_NAME, running)))
-        slots = list(map(self._slot_of.get, map(id, running), repeat(-1)))
-        starts = np.fromiter(map(_START, running), dtype=np.float64, count=n)
-        given = np.fromiter(map(_ESTIMATED_END, running), dtype=np.float64, count=n)
-        if not (
-            -1 not in slots
-            and all(map(is_not, held, repeat(None)))
-            and all(map(is_, map(_MEMBERS, held), map(self._held.__getitem__, slots)))
-            and np.array_equal(starts, self.start[slots])
-            and np.array_equal(given, self.given_end[slots])
-        ):
-            slots = self._refresh(running, held, slots)
+        if not all(map(is_not, held, repeat(None))):  # not held: left out, as always
+            kept = [i for i, h in enumerate(held) if h is not None]
+            running, held = [running[i] for i in kept], [held[i] for i in kept]
+        n = len(running)
+        members = list(map(_MEMBERS, held))
+        slot_list = list(map(self._slot_of.get, map(id, running), repeat(-1)))
+        slots = np.array(slot_list, dtype=np.int64)
+        if self._size:
+            known = np.fromiter(
+                map(is_, members, map(self._held.__getitem__, slot_list)), dtype=bool, count=n
+            )
+            seen = np.maximum(slots, 0)
+            known &= (
+                (slots >= 0)
+                & (self.start[seen] == np.fromiter(map(_START, running), np.float64, count=n))
+                & (
+                    self.given_end[seen]
+                    == np.fromiter(map(_ESTIMATED_END, running), np.float64, count=n)
+                )
+            )
+        else:
+            known = np.zeros(n, dtype=bool)
+        for i in np.flatnonzero(~known).tolist():  # first seen, or changed: a new slot
+            slots[i] = self._new_slot(running[i], members[i])
         if self._size > 2 * len(slots) + SLACK_SLOTS:
             slots = self._compact(slots)
-        if not slots:
+        if not len(slots):
             return np.zeros(0), np.zeros((0, 2), dtype=np.int64)
-        index = np.asarray(slots, dtype=np.int64)
-        ends = self._ends_of(index, ctx.now_s)
+        ends = self._ends_of(slots, ctx.now_s)
         order = np.argsort(ends, kind="stable")
-        return ends[order], self.span[index[order]]
+        return ends[order], self.span[slots[order]]
 
     def _ends_of(self, index: np.ndarray, now_s: float) -> np.ndarray:
         """:meth:`RuntimeEstimator.expected_end_s` of every slot in ``index``."""
@@ -150,27 +159,6 @@ class RunningTable:
             self._estimates_version = estimator.version
         return self._group_estimates
 
-    def _refresh(
-        self, running: Sequence[RunningGang], held: list[Holding | None], slots: list[int]
-    ) -> list[int]:
-        """Slots for gangs seen for the first time, or changed (another placement held,
-        another start or estimated end); gangs without a holding are left out, as a plan
-        always left them."""
-        out = []
-        for r, holding, slot in zip(running, held, slots, strict=True):
-            if holding is None:
-                continue
-            members = holding.placement.members
-            if (
-                slot < 0
-                or self._held[slot] is not members
-                or self.start[slot] != r.start_s
-                or self.given_end[slot] != r.estimated_end_s
-            ):
-                slot = self._new_slot(r, members)
-            out.append(slot)
-        return out
-
     def _new_slot(self, r: RunningGang, members: object) -> int:
         slot = self._size
         if slot == len(self.start):
@@ -214,12 +202,11 @@ class RunningTable:
             new[: len(old)] = old
             setattr(self, name, new)
 
-    def _compact(self, slots: list[int]) -> list[int]:
+    def _compact(self, slots: np.ndarray) -> np.ndarray:
         """Keep only the slots in use, renumbered; their member rows are rebuilt too (rows
         are appended as gangs start, so ended gangs' rows would pile up over a replay)."""
-        keep = np.asarray(slots, dtype=np.int64)
-        running = [self._running[s] for s in slots]
-        held = [self._held[s] for s in slots]
+        running = [self._running[s] for s in slots.tolist()]
+        held = [self._held[s] for s in slots.tolist()]
         for name in (
             "start",
             "given_end",
@@ -232,7 +219,7 @@ class RunningTable:
             "rule_lo",
             "rule_hi",
         ):
-            setattr(self, name, getattr(self, name)[keep])
+            setattr(self, name, getattr(self, name)[slots])
         self.span = np.zeros((len(slots), 2), dtype=np.int64)
         self.members = MemberTable()
         self._slot_of = {id(r): i for i, r in enumerate(running)}
@@ -241,4 +228,4 @@ class RunningTable:
         self._grow(max(64, 2 * self._size))
         for i, members in enumerate(held):
             self.span[i] = self.members.add(members)  # type: ignore[arg-type]
-        return list(range(self._size))
+        return np.arange(self._size, dtype=np.int64)
