@@ -48,6 +48,7 @@ class ClusterIndex:
     child_start: np.ndarray  # int64 [domains + 1], CSR offsets into child_ids
     child_ids: np.ndarray  # int64, children of each domain one level down (nodes for level 1)
     rep_node: np.ndarray  # int64 [domains], one node of each domain
+    domain_nodes: np.ndarray  # int64 [domains], how many nodes each domain holds
     nvlink_level: int
     """Largest multi-node NVLink level (an NVL72 clique), 0 when NVLink stays inside nodes."""
     nvlink_masks: np.ndarray  # uint64 [nodes, domains per node], usable GPUs per NVLink domain
@@ -111,6 +112,9 @@ def _build(compiled: CompiledCluster) -> ClusterIndex:
         child_start=child_start,
         child_ids=child_ids,
         rep_node=_rep_nodes(compiled),
+        domain_nodes=np.bincount(
+            compiled.node_domain.ravel(), minlength=len(compiled.domain_names)
+        ).astype(np.int64),
         nvlink_level=nvlink_level,
         nvlink_masks=nvlink_masks,
         nvlink_node=nvlink_node,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 from phalanx.policies.scoring.common import BestFitGpuPick
+from phalanx.policies.scoring.domain_room import domain_room_share
 from phalanx.scheduler.cost import best_leftover_link
 from phalanx.scheduler.gang import MemberRequest
 from phalanx.topology.compiled import CompiledCluster
@@ -91,21 +92,3 @@ class TopologyScorer(BestFitGpuPick):
                 self._cache[key] = link
             links[i] = link
         return links
-
-
-def domain_room_share(compiled: CompiledCluster, nodes: np.ndarray) -> np.ndarray:
-    """For each of ``nodes``, summed over the fabric levels above the node that have more than
-    one domain: the share of the node's domain that is whole free nodes other than itself
-    (what a multi-node gang could still start on inside that domain)."""
-    share = np.zeros(len(nodes))
-    whole = (compiled.free_gpu_count == compiled.gpu_count) & (compiled.gpu_count > 0)
-    for level in range(1, compiled.n_levels):
-        lo, hi = (int(x) for x in compiled.level_domain_range[level])
-        if hi - lo < 2:
-            continue
-        row = compiled.node_domain[level] - lo
-        size = np.bincount(row, minlength=hi - lo)
-        free = np.bincount(row, weights=whole, minlength=hi - lo)
-        mine = row[nodes]
-        share += (free[mine] - whole[nodes]) / size[mine]
-    return share

@@ -1,0 +1,40 @@
+"""The topology scorer's domain-room term: the compiled pass equals its numpy reference bit for
+bit, on clusters with one and several fabric levels, empty, fragmented and full."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from phalanx.policies.scoring.domain_room import domain_room_share, domain_room_share_reference
+from phalanx.topology.clusterfile import load_cluster_file
+from phalanx.topology.presets import cluster_preset
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "clusters"
+CLUSTERS = ["dgx-h100:300", "gb200-nvl72:144", "hgx-pcie-l40s:8", "file:rail-fat-tree-32.yaml"]
+
+
+def _cluster(spec: str):
+    if spec.startswith("file:"):
+        return load_cluster_file(EXAMPLES / spec.removeprefix("file:"))
+    return cluster_preset(spec)
+
+
+@pytest.mark.parametrize("spec", CLUSTERS)
+@pytest.mark.parametrize("fill", [0.0, 0.5, 1.0])
+def test_kernel_equals_reference(spec: str, fill: float):
+    compiled = _cluster(spec).compile()
+    rng = np.random.default_rng(7)
+    for node in np.flatnonzero(rng.random(compiled.n_nodes) < fill).tolist():
+        count = int(compiled.gpu_count[node])
+        if count:
+            compiled.allocate(node, list(range(int(rng.integers(1, count + 1)))), 1000)
+    for nodes in (
+        np.arange(compiled.n_nodes),
+        rng.choice(compiled.n_nodes, size=max(1, compiled.n_nodes // 3), replace=False),
+        np.array([0], dtype=np.int64),
+    ):
+        got = domain_room_share(compiled, nodes)
+        want = domain_room_share_reference(compiled, nodes)
+        assert got.dtype == want.dtype and np.array_equal(got, want)
