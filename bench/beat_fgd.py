@@ -14,20 +14,17 @@ where the challenger's mean is worse than FGD's.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 from phalanx.bench.fgd_table import (
     EXIT_NO_DATA,
     _load_rows,
-    paper_means,
-    paper_table,
+    openb_parser,
+    paper_and_lists,
     run,
 )
-from phalanx.bench.shared_data import missing_reason
 from phalanx.simulator.sweep import parse_seeds
 
 BASELINE = "fgd"
@@ -98,25 +95,13 @@ def render(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lists", help="pod lists (short names; default: every list)")
+    parser = openb_parser(__doc__.splitlines()[0])
     parser.add_argument("--challenger", default=CHALLENGER, help="scorer to compare with fgd")
-    parser.add_argument("--seeds", default="42-51")
-    parser.add_argument("--workers", type=int, help="processes (default: all cores)")
-    parser.add_argument(
-        "--save",
-        type=Path,
-        help="JSON-lines file: finished runs are appended, and skipped when run again",
-    )
-    parser.add_argument("--load", type=Path, help="only print the table from a saved file")
     args = parser.parse_args(argv)
-    reason = missing_reason(paper_table())
-    if reason:
-        print(f"error: {reason}", file=sys.stderr)
+    chosen = paper_and_lists(args)
+    if chosen is None:
         return EXIT_NO_DATA
-    paper = paper_means()
-    all_lists = sorted({name for name, _ in paper})
-    lists = [x for x in (args.lists or ",".join(all_lists)).split(",") if x]
+    paper, lists = chosen
     if args.load:
         rows = _load_rows(args.load)
     else:

@@ -178,10 +178,10 @@ def render(
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def openb_parser(description: str) -> argparse.ArgumentParser:
+    """The options every openb pod-list report takes (lists, seeds, workers, save, load)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--lists", help="pod lists (short names; default: every list)")
-    parser.add_argument("--policies", default=",".join(POLICIES.values()))
     parser.add_argument("--seeds", default="42-51")
     parser.add_argument("--workers", type=int, help="processes (default: all cores)")
     parser.add_argument(
@@ -190,14 +190,29 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON-lines file: finished runs are appended, and skipped when run again",
     )
     parser.add_argument("--load", type=Path, help="only print the table from a saved file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def paper_and_lists(args: argparse.Namespace) -> tuple[dict, list[str]] | None:
+    """The paper's means and the pod lists ``--lists`` names (every list of the paper's table
+    by default); None, with the reason printed, when the table is absent."""
     reason = missing_reason(paper_table())
     if reason:
         print(f"error: {reason}", file=sys.stderr)
-        return EXIT_NO_DATA
+        return None
     paper = paper_means()
     all_lists = sorted({name for name, _ in paper})
-    lists = [x for x in (args.lists or ",".join(all_lists)).split(",") if x]
+    return paper, [x for x in (args.lists or ",".join(all_lists)).split(",") if x]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = openb_parser(__doc__.splitlines()[0])
+    parser.add_argument("--policies", default=",".join(POLICIES.values()))
+    args = parser.parse_args(argv)
+    chosen = paper_and_lists(args)
+    if chosen is None:
+        return EXIT_NO_DATA
+    paper, lists = chosen
     policies = [x for x in args.policies.split(",") if x]
     if args.load:
         rows = _load_rows(args.load)
