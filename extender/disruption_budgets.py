@@ -110,6 +110,12 @@ class DisruptionBudgets:
         self._by_namespace: dict[str, dict[str, Budget]] = {}
         self.changes = 0
         """Counts every change: a cycle's answer depends on the budgets."""
+        self._label_index: dict[str, dict[tuple[str, str] | None, list[Budget]]] = {}
+        """Namespace -> budgets by their first ``matchLabels`` item (None: no matchLabels),
+        built on first use after a change."""
+        self._selecting: dict[tuple[str, frozenset], tuple[Budget, ...]] = {}
+        """(namespace, label set) -> the budgets selecting such a pod, until a change: a gang's
+        pods share their labels, so a namespace with many budgets is matched once per gang."""
 
     def __len__(self) -> int:
         return sum(len(budgets) for budgets in self._by_namespace.values())
@@ -123,6 +129,8 @@ class DisruptionBudgets:
         with self._lock:
             self._by_namespace = fresh
             self.changes += 1
+            self._selecting.clear()
+            self._label_index.clear()
 
     def upsert(self, obj: Mapping[str, Any]) -> None:
         budget = Budget.of(obj)
@@ -132,6 +140,8 @@ class DisruptionBudgets:
         with self._lock:
             self._by_namespace.setdefault(budget.namespace, {})[budget.name] = budget
             self.changes += 1
+            self._selecting.clear()
+            self._label_index.clear()
 
     def delete(self, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}
@@ -139,6 +149,8 @@ class DisruptionBudgets:
             budgets = self._by_namespace.get(str(meta.get("namespace", "")), {})
             budgets.pop(str(meta.get("name", "")), None)
             self.changes += 1
+            self._selecting.clear()
+            self._label_index.clear()
 
     def refusal(self, pods: Iterable[Mapping[str, Any]]) -> str:
         """Why evicting every one of ``pods``, one after another, would be refused now ('' when
@@ -152,11 +164,16 @@ class DisruptionBudgets:
                     "deletionTimestamp"
                 ):
                     continue
-                budgets = self._by_namespace.get(meta.get("namespace", ""))
+                namespace = meta.get("namespace", "")
+                budgets = self._by_namespace.get(namespace)
                 if not budgets:
                     continue
                 labels = meta.get("labels") or {}
-                under = [b for b in budgets.values() if b.selects(labels)]
+                key = (namespace, frozenset(labels.items()))
+                under = self._selecting.get(key)
+                if under is None:
+                    under = self._select(namespace, budgets, labels)
+                    self._selecting[key] = under
                 if len(under) > 1:
                     names = ", ".join(sorted(b.name for b in under))
                     pod_name = meta.get("name")
@@ -171,6 +188,25 @@ class DisruptionBudgets:
                     f"{budget.allowed} eviction(s), the gang has {count} pod(s) under it"
                 )
         return ""
+
+    def _select(
+        self, namespace: str, budgets: dict[str, Budget], labels: Mapping[str, str]
+    ) -> tuple[Budget, ...]:
+        """The budgets of ``namespace`` selecting a pod with ``labels``, in name order. Only
+        budgets that name one of the pod's labels in ``matchLabels``, or name none, are
+        tested: most budgets select by a label of their own workload, so a namespace with
+        many of them is not read whole for every pod."""
+        index = self._label_index.get(namespace)
+        if index is None:
+            index = {}
+            for budget in budgets.values():
+                first = budget.match_labels[0] if budget.match_labels else None
+                index.setdefault(first, []).append(budget)
+            self._label_index[namespace] = index
+        candidates = list(index.get(None, ()))
+        for item in labels.items():
+            candidates.extend(index.get(item, ()))
+        return tuple(sorted((b for b in candidates if b.selects(labels)), key=lambda b: b.name))
 
 
 def _ready(status: Mapping[str, Any]) -> bool:

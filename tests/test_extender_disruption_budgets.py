@@ -182,3 +182,31 @@ def test_a_gang_its_budget_protects_is_not_evicted():
     assert p.filter(high, names).passing == []
     assert sorted(k for k, _ in p.actions.evictions) == ["ml/low-0", "ml/low-1"]
     assert "ml/pod/high" in p.state.holdings
+
+
+def test_the_label_index_selects_what_a_full_scan_selects():
+    """Budgets are looked up by their first matchLabels item; whatever the mix of selectors,
+    the budgets found for a pod are those a test of every budget finds."""
+    import random
+
+    rng = random.Random(3)
+    keys, values = ["app", "job", "team", "tier"], ["a", "b", "c"]
+    objs = []
+    for i in range(60):
+        labels = {k: rng.choice(values) for k in rng.sample(keys, rng.randint(0, 2))}
+        expressions = None
+        if rng.random() < 0.4:
+            op = rng.choice(["In", "NotIn", "Exists", "DoesNotExist"])
+            expr = {"key": rng.choice(keys), "operator": op}
+            if op in ("In", "NotIn"):
+                expr["values"] = rng.sample(values, 2)
+            expressions = [expr]
+        objs.append(pdb(f"b{i:02d}", labels=labels, expressions=expressions, allowed=99))
+    budgets = DisruptionBudgets()
+    budgets.replace(objs)
+    parsed = [b for b in (Budget.of(o) for o in objs) if b is not None]
+    for _ in range(300):
+        labels = {k: rng.choice(values) for k in rng.sample(keys, rng.randint(0, 4))}
+        want = sorted(b.name for b in parsed if b.selects(labels))
+        got = [b.name for b in budgets._select("ml", budgets._by_namespace["ml"], labels)]
+        assert got == want
