@@ -24,7 +24,8 @@ from phalanx.topology.model import MILLI_PER_GPU
 def without_nodes(state: ClusterState, nodes: np.ndarray) -> ClusterState:
     """A what-if snapshot of ``state`` in which ``nodes`` (indices) have no free GPU, cpu or
     memory: a cycle run on it plans around them while the live ledger stays untouched. What
-    the cycle decides is then taken on the live state (:func:`take_outcome`)."""
+    the cycle decides is then taken on the live state: its victims released
+    (:func:`take_victims`), its plans held as the planner holds any plan made outside it."""
     nodes = np.asarray(nodes, dtype=np.int64)
     what_if = state.snapshot()
     if nodes.size == 0:
