@@ -46,6 +46,9 @@ class RunningTable:
         """Slot -> the placement members its gang holds (a new placement is a new slot)."""
         self._queue_id: dict[str, int] = {}
         self._group_id: dict[tuple[str, str], int] = {}
+        self._kind_id: dict[tuple[str, str], int] = {}
+        self._kinds: list[tuple[str, str]] = []
+        """Kind -> (queue, job class): whose histories an overrunning gang's rule reads."""
         self._group_estimates = np.zeros(0)
         self._estimates_version = -1
         """The estimator's version when ``_group_estimates`` were read."""
@@ -58,6 +61,7 @@ class RunningTable:
         (for a gang in a ``group``, worked out on every plan)."""
         self.queue = np.zeros(0, dtype=np.int64)
         self.group = np.zeros(0, dtype=np.int64)
+        self.kind = np.zeros(0, dtype=np.int64)
         """The slot's (queue, job class) group when its end is start + its group's estimate
         (the gang gives no end and no estimate of its own), else -1: ``base_end`` is fixed."""
         self.span = np.zeros((0, 2), dtype=np.int64)
@@ -133,15 +137,18 @@ class RunningTable:
         )
         if stale.any():
             renew = over[stale]
-            rules = [
-                estimator.remaining_rule(self._running[slot].gang, elapsed_s)
-                for slot, elapsed_s in zip(renew.tolist(), elapsed[stale].tolist(), strict=True)
-            ]
-            medians, los, his = zip(*rules, strict=True)
+            elapsed_renew = elapsed[stale]
+            kinds = self.kind[renew]
+            for kind in np.unique(kinds).tolist():
+                mine = kinds == kind
+                slots = renew[mine]
+                queue, job_class = self._kinds[kind]
+                median, found, lo, hi = estimator.remaining_rules(
+                    queue, job_class, elapsed_renew[mine]
+                )
+                self.rule_median[slots], self.rule_by_median[slots] = median, found
+                self.rule_lo[slots], self.rule_hi[slots] = lo, hi
             self.rule_version[renew] = current[late][stale]
-            self.rule_by_median[renew] = [m is not None for m in medians]
-            self.rule_median[renew] = [0.0 if m is None else m for m in medians]
-            self.rule_lo[renew], self.rule_hi[renew] = los, his
         remaining = np.where(self.rule_by_median[over], self.rule_median[over] - elapsed, elapsed)
         ends[late] = now_s + np.maximum(remaining, MIN_REMAINING_S)
         return ends
@@ -169,6 +176,12 @@ class RunningTable:
         self._held.append(members)
         queue = self._queue_id.setdefault(r.gang.queue, len(self._queue_id))
         self.queue[slot] = queue
+        kind_key = (r.gang.queue, r.gang.job_class)
+        kind = self._kind_id.get(kind_key)
+        if kind is None:
+            kind = self._kind_id[kind_key] = len(self._kinds)
+            self._kinds.append(kind_key)
+        self.kind[slot] = kind
         self.start[slot] = r.start_s
         self.given_end[slot] = r.estimated_end_s
         self.group[slot] = -1
@@ -190,6 +203,7 @@ class RunningTable:
             "base_end",
             "queue",
             "group",
+            "kind",
             "span",
             "rule_version",
             "rule_median",
@@ -213,6 +227,7 @@ class RunningTable:
             "base_end",
             "queue",
             "group",
+            "kind",
             "rule_version",
             "rule_median",
             "rule_by_median",
