@@ -202,10 +202,10 @@ class RuntimeEstimator:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`remaining_rule` for many gangs of one queue and class at once, as arrays
         (median, whether there is one, lo, hi; median 0.0 where there is none): backfill
-        renews some 40 overrunning gangs' rules per plan, and one Python call each was a fifth
-        of its expected ends' time. The same comparisons and the same float operations, so the
-        same rules to the last bit (``tests/test_estimates_rules.py`` holds it to the scalar
-        one)."""
+        renews some 40 overrunning gangs' rules per plan, and one Python call each was about a
+        third of its expected ends' time under cProfile. The same comparisons and the same
+        float operations, so the same rules to the last bit (``tests/test_estimates_rules.py``
+        holds it to the scalar one)."""
         n = len(elapsed_s)
         median = np.zeros(n)
         found = np.zeros(n, dtype=bool)
