@@ -31,6 +31,20 @@ _ESTIMATED_END = attrgetter("estimated_end_s")
 _MEMBERS = attrgetter("placement.members")
 SLACK_SLOTS = 64
 """Slots of ended gangs tolerated beyond twice the running ones before they are dropped."""
+_SLOT_FIELDS = (
+    "start",
+    "given_end",
+    "base_end",
+    "queue",
+    "group",
+    "kind",
+    "rule_version",
+    "rule_median",
+    "rule_by_median",
+    "rule_lo",
+    "rule_hi",
+)
+"""Per-slot arrays of :class:`RunningTable` (``span`` is rebuilt apart when compacting)."""
 
 
 class RunningTable:
@@ -197,20 +211,7 @@ class RunningTable:
         return slot
 
     def _grow(self, size: int) -> None:
-        for name in (
-            "start",
-            "given_end",
-            "base_end",
-            "queue",
-            "group",
-            "kind",
-            "span",
-            "rule_version",
-            "rule_median",
-            "rule_by_median",
-            "rule_lo",
-            "rule_hi",
-        ):
+        for name in (*_SLOT_FIELDS, "span"):
             old = getattr(self, name)
             new = np.zeros((size, *old.shape[1:]), dtype=old.dtype)
             new[: len(old)] = old
@@ -221,19 +222,7 @@ class RunningTable:
         are appended as gangs start, so ended gangs' rows would pile up over a replay)."""
         running = [self._running[s] for s in slots.tolist()]
         held = [self._held[s] for s in slots.tolist()]
-        for name in (
-            "start",
-            "given_end",
-            "base_end",
-            "queue",
-            "group",
-            "kind",
-            "rule_version",
-            "rule_median",
-            "rule_by_median",
-            "rule_lo",
-            "rule_hi",
-        ):
+        for name in _SLOT_FIELDS:
             setattr(self, name, getattr(self, name)[slots])
         self.span = np.zeros((len(slots), 2), dtype=np.int64)
         self.members = MemberTable()
