@@ -1,10 +1,10 @@
 """Every policy by name, so the simulator, the extender and the CLI build them the same way.
 
 ``get_queue_policy("backfill")``, ``get_scorer("0.7*topology+0.3*fgd", workload=w)``,
-``get_preemption_policy("priority+reclaim", quotas=tree)``. Options are the policy's
-constructor arguments; for a combination each option goes to the parts that take it, and an
-option no part takes is an error, as is an unknown name (:class:`UnknownPolicyError` lists the
-known ones).
+``get_preemption_policy("priority+reclaim", quotas=tree)``, ``get_permit("link-hold")``.
+Options are the policy's constructor arguments; for a combination each option goes to the
+parts that take it, and an option no part takes is an error, as is an unknown name
+(:class:`UnknownPolicyError` lists the known ones).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from phalanx.policies.permit.link_hold import LinkHold
 from phalanx.policies.preemption.chain import ChainedPreemption, NoPreemption
 from phalanx.policies.preemption.guards import EvictionHistory
 from phalanx.policies.preemption.priority import PriorityPreemption
@@ -37,12 +38,18 @@ from phalanx.policies.scoring.fgd_baselines import (
 )
 from phalanx.policies.scoring.fgd_cpu import FgdCpuScorer
 from phalanx.policies.scoring.topology import TopologyScorer
-from phalanx.scheduler.interfaces import PlacementScorer, PreemptionPolicy, QueuePolicy
+from phalanx.scheduler.interfaces import (
+    PermitPlugin,
+    PlacementScorer,
+    PreemptionPolicy,
+    QueuePolicy,
+)
 
 QUEUE = "queue"
 SCORER = "scorer"
 PREEMPTION = "preemption"
-KINDS = (QUEUE, SCORER, PREEMPTION)
+PERMIT = "permit"
+KINDS = (QUEUE, SCORER, PREEMPTION, PERMIT)
 
 _TABLES: dict[str, dict[str, type]] = {
     QUEUE: {
@@ -78,6 +85,7 @@ _TABLES: dict[str, dict[str, type]] = {
         cls.name: cls
         for cls in (NoPreemption, PriorityPreemption, FairShareReclaim, TiresiasPreemption)
     },
+    PERMIT: {cls.name: cls for cls in (LinkHold,)},
 }
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0")
@@ -136,6 +144,11 @@ def get_preemption_policy(name: str, **options: Any) -> PreemptionPolicy:
             opts = {**opts, "history": history}
         built.append(_build(PREEMPTION, n, opts))
     return ChainedPreemption(built)
+
+
+def get_permit(name: str, **options: Any) -> PermitPlugin:
+    """A Permit plugin by name (``link-hold``)."""
+    return _build(PERMIT, name, options)
 
 
 # ---------------------------------------------------------------------- internals

@@ -79,6 +79,15 @@ def communication_cost(
     return float(sub.max())
 
 
+def bottleneck_comm_cost(compiled: CompiledCluster, members: Sequence[MemberPlacement]) -> float:
+    """Bottleneck link cost of a whole placement (0 for a single GPU): what a data-parallel
+    step waits on, the figure the slowdown model and the link hold compare."""
+    if len({(m.node_index, g) for m in members for g in m.gpus}) < 2:
+        return 0.0
+    level, _ = lowest_common_domain(compiled, [m.node_index for m in members])
+    return communication_cost(compiled, members, level)
+
+
 def _used_after(
     compiled: CompiledCluster, members: Sequence[MemberPlacement]
 ) -> dict[int, np.ndarray]:

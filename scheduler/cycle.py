@@ -6,8 +6,9 @@ queue policy's order:
 
 1. ``admit`` (quota, fairness): a refusal only makes this gang wait;
 2. place it against the live state (the engine never mutates it);
-3. ``accept`` with the placement in hand (backfill's reservation check), then take it in the
-   state: ``assign``, or ``reserve`` with a TTL while the extender binds the pods;
+3. ``permit`` (a Permit plugin, if configured: hold it for a better domain) and ``accept``
+   with the placement in hand (backfill's reservation check), then take it in the state:
+   ``assign``, or ``reserve`` with a TTL while the extender binds the pods;
 4. if it does not fit, ask the preemption policy for a set of whole gangs to evict. The plan is
    checked on a copy of the state before anything is released, so no gang is ever evicted
    unless the preemptor then fits; victims are released here and reported for requeueing;
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from phalanx.scheduler import engine
 from phalanx.scheduler.gang import Gang, GangSpecError
 from phalanx.scheduler.interfaces import (
+    PermitPlugin,
     PlaceFunction,
     PlacementScorer,
     PreemptionDecision,
@@ -65,6 +67,8 @@ class CycleConfig:
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
     scorer: PlacementScorer | None = None
     preemption: PreemptionPolicy | None = None
+    permit: PermitPlugin | None = None
+    """Asked before the queue policy's ``accept`` whether a gang that fits starts now."""
 
 
 @dataclass
@@ -101,6 +105,7 @@ class SchedulingCycle:
         place: PlaceFunction | None = None,
         time_limit_s: float = DEFAULT_TIME_LIMIT_S,
         unplaced: UnplacedCache | None = None,
+        permit: PermitPlugin | None = None,
     ) -> None:
         """``place`` replaces the placement engine (what-if tools and tests); by default the
         cycle calls :func:`scheduler.engine.place` with ``solver``, ``scorer`` and
@@ -114,6 +119,7 @@ class SchedulingCycle:
         self.time_limit_s = time_limit_s
         self._place = place if place is not None else self._engine_place
         self.unplaced = unplaced
+        self.permit = permit
 
     @classmethod
     def from_config(
@@ -135,6 +141,7 @@ class SchedulingCycle:
             place=place,
             time_limit_s=config.time_limit_s,
             unplaced=unplaced,
+            permit=config.permit,
         )
 
     def _engine_place(self, gang: Gang, state: ClusterState) -> PlacementResult:
@@ -235,6 +242,10 @@ class SchedulingCycle:
             wait(gang.name, Reason.INVALID_SPEC, f"invalid gang: {err}")
             return None
         if isinstance(result, Placement):
+            held = self.permit.permit(gang, result, ctx) if self.permit is not None else None
+            if held is not None:
+                wait(gang.name, Reason.LINK_HOLD, held)
+                return None
             refusal = self.queue.accept(gang, result, ctx)
             if refusal is None:
                 self._start(gang, result, ctx.now_s, live, outcome, ttl_s)

@@ -101,6 +101,19 @@ class QueuePolicy(Protocol):
 
 
 @runtime_checkable
+class PermitPlugin(Protocol):
+    """The framework's Permit stage: a gang that fits may still be told to wait (kube-scheduler's
+    Permit plugins; Slurm's ``--switches=N@max-time`` waits for a placement under fewer
+    switches). Called with the placement in hand, before the queue policy's ``accept``."""
+
+    name: str
+
+    def permit(self, gang: Gang, placement: Placement, ctx: QueueContext) -> str | None:
+        """None to let ``gang`` start on ``placement`` now, else why it waits."""
+        ...
+
+
+@runtime_checkable
 class RuntimeObserver(Protocol):
     """A policy that learns runtime estimates from finished gangs (backfill, SJF): the
     simulator and the extender report every completion to policies implementing this."""

@@ -40,6 +40,9 @@ class Reason(StrEnum):
     WAITING_BEHIND = "waiting_behind"
     """Its queue position: a gang ahead of it is blocked (strict order, backfill)."""
     ALREADY_PLACED = "already_placed"
+    LINK_HOLD = "link_hold"
+    """It fits now, but only on slower links than it would get on the empty cluster; a permit
+    plugin holds it for a better domain for a bounded time (:mod:`policies.permit.link_hold`)."""
     # -- the extender
     WAITING_FOR_MEMBERS = "waiting_for_members"
     """Fewer pods than its quorum exist (k/N present)."""

@@ -47,11 +47,17 @@ NEXT_SWEEP_DIR = "sweep/"
 )
 @click.option("--scorer", help="Placement scorer, e.g. fgd, topology, 0.7*topology+0.3*fgd.")
 @click.option("--preemption", help="Preemption policy, e.g. priority, reclaim, priority+reclaim.")
+@click.option(
+    "--permit",
+    help="Permit plugin: link-hold holds a gang that fits only on slower links, for at most "
+    "the run time they would cost it.",
+)
 @click.option("--policy-option", multiple=True, metavar="KEY=VALUE", help="Queue policy option.")
 @click.option("--scorer-option", multiple=True, metavar="KEY=VALUE", help="Scorer option.")
 @click.option(
     "--preemption-option", multiple=True, metavar="KEY=VALUE", help="Preemption policy option."
 )
+@click.option("--permit-option", multiple=True, metavar="KEY=VALUE", help="Permit plugin option.")
 @click.option(
     "--solver", type=click.Choice(["fast", "exact", "auto"]), default="fast", show_default=True
 )
@@ -113,9 +119,11 @@ def command(
     policy: str,
     scorer: str | None,
     preemption: str | None,
+    permit: str | None,
     policy_option: tuple[str, ...],
     scorer_option: tuple[str, ...],
     preemption_option: tuple[str, ...],
+    permit_option: tuple[str, ...],
     solver: str,
     seed: int,
     demand: float | None,
@@ -165,6 +173,8 @@ def command(
             scorer_options=parse_options(scorer_option, "--scorer-option"),
             preemption=preemption,
             preemption_options=parse_options(preemption_option, "--preemption-option"),
+            permit=permit,
+            permit_options=parse_options(permit_option, "--permit-option"),
             solver=solver,
             seed=seed,
             scheduling_interval_s=interval,

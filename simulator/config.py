@@ -25,6 +25,9 @@ class SimulationConfig:
     scorer_options: dict[str, object] = field(default_factory=dict)
     preemption: str | None = None
     preemption_options: dict[str, object] = field(default_factory=dict)
+    permit: str | None = None
+    """Permit plugin (``link-hold``): may hold a gang that fits (``policies.permit``)."""
+    permit_options: dict[str, object] = field(default_factory=dict)
     solver: str = "fast"
     seed: int = 0
     scheduling_interval_s: float | None = None

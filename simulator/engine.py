@@ -70,7 +70,7 @@ class Simulation:
         fill_demand: float | None = None,
         progress: ProgressHook | None = None,
     ) -> None:
-        from phalanx.policies.registry import get_preemption_policy, get_queue_policy
+        from phalanx.policies.registry import get_permit, get_preemption_policy, get_queue_policy
         from phalanx.scheduler.cycle import SchedulingCycle
 
         config.check()
@@ -114,6 +114,7 @@ class Simulation:
             else bool(getattr(self.queue, "resume_after_preemption", False))
         )
         self.memo = PlacementMemo(self.state, config.solver, self.scorer)
+        self.permit = get_permit(config.permit, **config.permit_options) if config.permit else None
         self.cycle = SchedulingCycle(
             self.state,
             self.queue,
@@ -121,8 +122,10 @@ class Simulation:
             scorer=self.scorer,
             solver=config.solver,
             place=self.memo.place,
+            permit=self.permit,
         )
-        self.observer = self.queue if isinstance(self.queue, RuntimeObserver) else None
+        self.observers = [p for p in (self.queue, self.permit) if isinstance(p, RuntimeObserver)]
+        """Policies that learn run times from completions."""
         self.by_name = {run.gang.name: run for run in self.runs}
         self.events = EventQueue()
         self.pending: dict[str, Gang] = {}
@@ -322,10 +325,12 @@ class Simulation:
 
     def _arm_wakeup(self, now: float) -> None:
         """Ask a time-driven queue policy (Tiresias) when its order next changes by itself,
-        and run a cycle then: a gang crossing a service threshold is demoted on time, not at
-        the next arrival or completion. On a scheduling interval the wake-up waits for the
-        next tick, as every other decision does."""
-        if not self.pending or not isinstance(self.queue, TimeDrivenQueuePolicy):
+        and a Permit plugin when its next hold ends, and run a cycle then: a gang crossing a
+        service threshold is demoted on time, not at the next arrival or completion. On a
+        scheduling interval the wake-up waits for the next tick, as every other decision
+        does."""
+        timed = [p for p in (self.queue, self.permit) if isinstance(p, TimeDrivenQueuePolicy)]
+        if not self.pending or not timed:
             return
         ctx = QueueContext(
             now_s=now,
@@ -334,9 +339,10 @@ class Simulation:
             attained_gpu_s=self._attained(now),
             pending=list(self.pending.values()),
         )
-        due = self.queue.next_change_s(ctx)
-        if due is None:
+        dues = [due for p in timed if (due := p.next_change_s(ctx)) is not None]
+        if not dues:
             return
+        due = min(dues)
         interval = self.config.scheduling_interval_s
         if interval is not None:
             due = _next_tick(due, interval, ticked=due <= now)
@@ -421,8 +427,8 @@ class Simulation:
         self.timeline.release(run.gang.tenant, run.gang.gpu_milli_total)
         run.attained_gpu_s += run.gpus * (now - run.start_s)
         run.remaining_s = 0.0
-        if self.observer is not None:
-            self.observer.record_completion(run.gang, now - run.first_start_s)
+        for observer in self.observers:
+            observer.record_completion(run.gang, now - run.first_start_s)
         self._retire(run, JobStatus.COMPLETED, "", now)
         self._dirty = True
 

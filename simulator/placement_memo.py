@@ -15,7 +15,7 @@ all, and where they would go there (the best placement the slowdown model compar
 
 from __future__ import annotations
 
-from phalanx.scheduler.cost import communication_cost, lowest_common_domain
+from phalanx.scheduler.cost import bottleneck_comm_cost
 from phalanx.scheduler.engine import place
 from phalanx.scheduler.gang import Gang, GangSpecError
 from phalanx.scheduler.interfaces import PlacementScorer
@@ -117,8 +117,4 @@ class PlacementMemo:
 
 def comm_cost(placement: Placement, compiled: CompiledCluster) -> float:
     """Bottleneck link cost of a placement (0 for a single GPU)."""
-    members = placement.members
-    if len({(m.node_index, g) for m in members for g in m.gpus}) < 2:
-        return 0.0
-    level, _ = lowest_common_domain(compiled, [m.node_index for m in members])
-    return communication_cost(compiled, members, level)
+    return bottleneck_comm_cost(compiled, placement.members)

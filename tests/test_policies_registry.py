@@ -41,6 +41,7 @@ SCORERS = {
     "fgd-cpu",
 }
 PREEMPTIONS = {"none", "priority", "reclaim", "tiresias"}
+PERMITS = {"link-hold"}
 TREE = {"queues": [{"name": "a", "guaranteed": {"gpu": 8}}, {"name": "b"}]}
 
 
@@ -50,7 +51,12 @@ def test_every_issue_policy_is_registered_with_a_description() -> None:
     for kind, name, description in rows:
         by_kind.setdefault(kind, set()).add(name)
         assert description and "\n" not in description
-    assert by_kind == {"queue": QUEUES, "scorer": SCORERS, "preemption": PREEMPTIONS}
+    assert by_kind == {
+        "queue": QUEUES,
+        "scorer": SCORERS,
+        "preemption": PREEMPTIONS,
+        "permit": PERMITS,
+    }
 
 
 @pytest.mark.parametrize("name", sorted(QUEUES - {"quota"}))

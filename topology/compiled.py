@@ -263,6 +263,23 @@ class CompiledCluster:
             setattr(clone, name, getattr(self, name).copy())
         return clone
 
+    def emptied(self) -> CompiledCluster:
+        """A copy with nothing allocated (static arrays shared): where a gang would go on
+        this cluster if nothing else ran, whatever the live ledger holds now."""
+        clone = self.copy()
+        clone.gpu_used_milli[...] = np.where(self.gpu_usable, 0, MILLI_PER_GPU)
+        clone.cpu_free_milli[...] = self.cpu_capacity_milli
+        clone.memory_free_mib[...] = self.memory_capacity_mib
+        ledger_kernels.refresh_all(
+            clone.gpu_used_milli,
+            clone.gpu_usable,
+            clone.node_domain,
+            clone.free_gpu_mask,
+            clone.free_gpu_count,
+            clone.domain_free_gpus,
+        )
+        return clone
+
     # ------------------------------------------------------------------ updates
     def allocate(
         self,

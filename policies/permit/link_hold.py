@@ -1,0 +1,180 @@
+"""Hold a gang for faster links, at most as long as the slower links would cost it.
+
+A multi-node gang that fits only across a slower fabric level (across scalable units, through
+an oversubscribed spine) runs longer for its whole life; a gang that waits for a unit to free
+up loses the wait. Slurm makes the user choose (``--switches=N@max-time``: wait up to
+max-time for N leaf switches); Kueue's ``podset-required-topology`` waits without bound. This
+plugin chooses per gang with the ski-rental rule: it holds a gang while it has waited less than
+what the slower placement would cost it,
+
+    hold while  waited_s < share * estimate_s * (link_stretch(intensity, r) - 1)
+
+with ``r`` the placement's bottleneck link cost over the cost on the empty cluster (where the
+gang would go if nothing else ran), ``intensity`` the gang's communication intensity, the
+stretch model of :mod:`scheduler.link_stretch`, and ``estimate_s`` its run time estimate
+(:mod:`policies.estimates`: its own, else its class's and queue's history). Waiting at most the
+loss never costs more than twice the better of "go now" and "wait for the unit", whatever
+the future brings (the break-even rule of rent-or-buy); ``share`` scales it and ``max_hold_s``
+caps it, as Slurm's ``max_switch_wait`` does. A gang whose placement is no slower than its
+best is never held, so single-GPU and single-node work is untouched.
+
+While it holds, other gangs go ahead (the hold is not a block: strict FIFO does not stop
+behind it), and the placement is not reserved: the gang takes whatever a later cycle finds.
+The simulator asks :meth:`LinkHold.next_change_s` when the earliest hold ends and runs a cycle
+then; the extender re-plans on kube-scheduler's next retry of a member.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from phalanx.policies.estimates import DEFAULT_RUNTIME_ESTIMATE_S, RuntimeEstimator
+from phalanx.scheduler import engine
+from phalanx.scheduler.cost import bottleneck_comm_cost, lowest_common_domain
+from phalanx.scheduler.gang import Gang
+from phalanx.scheduler.interfaces import QueueContext
+from phalanx.scheduler.link_stretch import link_stretch
+from phalanx.scheduler.placement import Placement
+from phalanx.scheduler.state import ClusterState
+from phalanx.scheduler.unplaced_cache import gang_shape
+from phalanx.topology.compiled import CompiledCluster
+
+DEFAULT_SHARE = 1.0
+"""Hold for at most the whole estimated loss: the break-even point of rent-or-buy."""
+DEFAULT_MAX_HOLD_S = 86_400.0
+"""No gang is held longer than a day, whatever its estimate says."""
+
+
+class LinkHold:
+    """``link-hold``: hold a gang whose placement now crosses slower links than its best,
+    for at most the run time those links would cost it (module docstring)."""
+
+    name = "link-hold"
+    description = (
+        "Hold a gang that fits only on slower links, for at most the run time they would "
+        "cost it (share, max_hold_s)."
+    )
+
+    def __init__(
+        self,
+        share: float = DEFAULT_SHARE,
+        max_hold_s: float = DEFAULT_MAX_HOLD_S,
+        default_runtime_s: float = DEFAULT_RUNTIME_ESTIMATE_S,
+        look_ahead: bool = True,
+    ) -> None:
+        self.share = _number("share", share)
+        self.max_hold_s = _number("max_hold_s", max_hold_s, allow_inf=True)
+        self.look_ahead = look_ahead
+        self.estimates = RuntimeEstimator(default_runtime_s)
+        self._static: object = None
+        self._empty: ClusterState | None = None
+        self._best: dict[tuple, tuple[float, int]] = {}
+        self._held_until: dict[str, float] = {}
+        """Gang name -> when its current hold ends (for :meth:`next_change_s`)."""
+
+    # ------------------------------------------------------------------ the plugin
+    def permit(self, gang: Gang, placement: Placement, ctx: QueueContext) -> str | None:
+        self._held_until.pop(gang.name, None)
+        compiled = ctx.state.compiled
+        now_cost = bottleneck_comm_cost(compiled, placement.members)
+        if now_cost <= 0:
+            return None
+        best, best_level = self.best_case(gang, compiled)
+        if best <= 0 or now_cost <= best:
+            return None
+        ratio = now_cost / best
+        estimate_s = self.estimates.estimate_s(gang)
+        loss_s = estimate_s * (link_stretch(gang.comm_intensity, ratio) - 1.0)
+        hold_s = min(self.share * loss_s, self.max_hold_s)
+        waited_s = ctx.now_s - gang.submit_time_s
+        if waited_s >= hold_s:
+            return None
+        until_s = gang.submit_time_s + hold_s
+        if self.look_ahead:
+            room_s = self.room_expected_s(gang, compiled, best_level, ctx)
+            if room_s > until_s:
+                return None
+        self._held_until[gang.name] = until_s
+        return (
+            f"held for faster links: its links now cost {ratio:.2f}x those it gets on an empty "
+            f"cluster, about {loss_s:.0f} s of its estimated {estimate_s:.0f} s run; it waits "
+            f"up to {hold_s:.0f} s for better ({waited_s:.0f} s so far)"
+        )
+
+    def record_completion(self, gang: Gang, runtime_s: float) -> None:
+        """Learn run times (:class:`scheduler.interfaces.RuntimeObserver`)."""
+        self.estimates.record_completion(gang, runtime_s)
+
+    def next_change_s(self, ctx: QueueContext) -> float | None:
+        """When the earliest hold of a gang still waiting ends (None: nothing held). Holds
+        that ended are dropped here, also those of gangs no later cycle asked about (they no
+        longer fit), so the answer is always in the future."""
+        waiting = {g.name for g in ctx.pending}
+        for name, until_s in list(self._held_until.items()):
+            if name not in waiting or until_s <= ctx.now_s:
+                del self._held_until[name]
+        return min(self._held_until.values(), default=None)
+
+    # ------------------------------------------------------------------ the best case
+    def best_case(self, gang: Gang, compiled: CompiledCluster) -> tuple[float, int]:
+        """Bottleneck link cost of ``gang`` placed on the empty cluster and the fabric level
+        that placement spans (0, 0 when it would not fit there), once per shape and cluster."""
+        if self._static is not compiled.node_domain:
+            self._static = compiled.node_domain
+            self._empty = ClusterState(compiled.emptied())
+            self._best.clear()
+        assert self._empty is not None
+        key = gang_shape(gang)
+        best = self._best.get(key)
+        if best is None:
+            result = engine.place(gang, self._empty)
+            if isinstance(result, Placement):
+                members = result.members
+                level, _ = lowest_common_domain(compiled, [m.node_index for m in members])
+                best = (bottleneck_comm_cost(self._empty.compiled, members), level)
+            else:
+                best = (0.0, 0)
+            self._best[key] = best
+        return best
+
+    def room_expected_s(
+        self, gang: Gang, compiled: CompiledCluster, level: int, ctx: QueueContext
+    ) -> float:
+        """When some domain of ``level`` is expected to have room for the gang's quorum, from
+        the running gangs' expected ends (:meth:`RuntimeEstimator.expected_end_s`); ``inf``
+        when not even all of them ending would make room. Room is counted in members of the
+        gang's largest whole-GPU size per node, so a multi-node gang waits for whole nodes."""
+        member_gpus = max(max(m.request.gpus for m in gang.members), 1)
+        free = compiled.free_gpu_count.astype(np.int64)
+        domain_of = compiled.node_domain[level]
+        domains = len(compiled.domain_gpu_capacity)
+        room = np.bincount(domain_of, weights=free // member_gpus, minlength=domains)
+        if room.max() >= gang.quorum:
+            return ctx.now_s
+        ends = []
+        for running in ctx.running:
+            end_s = self.estimates.expected_end_s(running, ctx.now_s)
+            for member in running.placement.members:
+                ends.append((end_s, member.node_index, len(member.gpus)))
+        ends.sort()
+        for end_s, node, gpus in ends:
+            before = free[node] // member_gpus
+            free[node] += gpus
+            gained = free[node] // member_gpus - before
+            if gained:
+                domain = domain_of[node]
+                room[domain] += gained
+                if room[domain] >= gang.quorum:
+                    return end_s
+        return math.inf
+
+def _number(option: str, value: object, allow_inf: bool = False) -> float:
+    """An option as a float >= 0; a clear error naming it otherwise."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (number >= 0 and (allow_inf or math.isfinite(number))):
+        raise ValueError(f"permit 'link-hold': {option} must be a number >= 0, got {value!r}")
+    return number
