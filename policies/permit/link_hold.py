@@ -4,29 +4,36 @@ A multi-node gang that fits only across a slower fabric level (across scalable u
 an oversubscribed spine) runs longer for its whole life; a gang that waits for a unit to free
 up loses the wait. Slurm makes the user choose (``--switches=N@max-time``: wait up to
 max-time for N leaf switches); Kueue's ``podset-required-topology`` waits without bound. This
-plugin chooses per gang with the ski-rental rule: it holds a gang while it has waited less than
-what the slower placement would cost it,
+plugin chooses per gang with the ski-rental rule: it holds a gang while it has been held less
+than what the slower placement would cost it,
 
-    hold while  waited_s < share * estimate_s * (link_stretch(intensity, r) - 1)
+    hold while  held_s < share * estimate_s * (link_stretch(intensity, r) - 1)
 
 with ``r`` the placement's bottleneck link cost over the cost on the empty cluster (where the
 gang would go if nothing else ran), ``intensity`` the gang's communication intensity, the
 stretch model of :mod:`scheduler.link_stretch`, and ``estimate_s`` its run time estimate
-(:mod:`policies.estimates`: its own, else its class's and queue's history). Waiting at most the
-loss never costs more than twice the better of "go now" and "wait for the unit", whatever
-the future brings (the break-even rule of rent-or-buy); ``share`` scales it and ``max_hold_s``
-caps it, as Slurm's ``max_switch_wait`` does. A gang whose placement is no slower than its
-best is never held, so single-GPU and single-node work is untouched.
+(:mod:`policies.estimates`: its own, else its class's and queue's history). ``held_s`` counts
+from the first cycle in which it fitted only on slower links (``since_fit``; with
+``since_fit=false`` from its submission, so time spent waiting for any room counts too).
+Waiting at most the loss never costs more than twice the better of "go now" and "wait for the
+unit", whatever the future brings (the break-even rule of rent-or-buy); ``share`` scales it and
+``max_hold_s`` caps it, as Slurm's ``max_switch_wait`` does. With ``look_ahead`` (the default)
+it holds only when the running gangs' expected ends free a domain of the gang's best level
+before the hold would end: no waiting for a unit nothing is expected to free. A gang whose
+placement is no slower than its best is never held, so single-GPU and single-node work is
+untouched.
 
 While it holds, other gangs go ahead (the hold is not a block: strict FIFO does not stop
 behind it), and the placement is not reserved: the gang takes whatever a later cycle finds.
 The simulator asks :meth:`LinkHold.next_change_s` when the earliest hold ends and runs a cycle
-then; the extender re-plans on kube-scheduler's next retry of a member.
+then; the extender re-plans on kube-scheduler's next retry of a member. The time a hold counts
+from is kept in memory: a restarted or newly leading extender starts it again.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import numpy as np
 from phalanx.policies.estimates import DEFAULT_RUNTIME_ESTIMATE_S, RuntimeEstimator
@@ -44,6 +51,8 @@ DEFAULT_SHARE = 1.0
 """Hold for at most the whole estimated loss: the break-even point of rent-or-buy."""
 DEFAULT_MAX_HOLD_S = 86_400.0
 """No gang is held longer than a day, whatever its estimate says."""
+MAX_TRACKED_GANGS = 65_536
+"""Gangs whose first slow fit is remembered (far more than wait at once)."""
 
 
 class LinkHold:
@@ -62,10 +71,14 @@ class LinkHold:
         max_hold_s: float = DEFAULT_MAX_HOLD_S,
         default_runtime_s: float = DEFAULT_RUNTIME_ESTIMATE_S,
         look_ahead: bool = True,
+        since_fit: bool = True,
     ) -> None:
         self.share = _number("share", share)
         self.max_hold_s = _number("max_hold_s", max_hold_s, allow_inf=True)
         self.look_ahead = look_ahead
+        self.since_fit = since_fit
+        self._first_slow_s: OrderedDict[str, float] = OrderedDict()
+        """Gang name -> when it first fitted only on slower links (the hold counts from it)."""
         self.estimates = RuntimeEstimator(default_runtime_s)
         self._static: object = None
         self._empty: ClusterState | None = None
@@ -82,15 +95,17 @@ class LinkHold:
             return None
         best, best_level = self.best_case(gang, compiled)
         if best <= 0 or now_cost <= best:
+            self._first_slow_s.pop(gang.name, None)
             return None
         ratio = now_cost / best
         estimate_s = self.estimates.estimate_s(gang)
         loss_s = estimate_s * (link_stretch(gang.comm_intensity, ratio) - 1.0)
         hold_s = min(self.share * loss_s, self.max_hold_s)
-        waited_s = ctx.now_s - gang.submit_time_s
+        since_s = self._first_slow(gang.name, ctx.now_s) if self.since_fit else gang.submit_time_s
+        waited_s = ctx.now_s - since_s
         if waited_s >= hold_s:
             return None
-        until_s = gang.submit_time_s + hold_s
+        until_s = since_s + hold_s
         if self.look_ahead:
             room_s = self.room_expected_s(gang, compiled, best_level, ctx)
             if room_s > until_s:
@@ -102,9 +117,18 @@ class LinkHold:
             f"up to {hold_s:.0f} s for better ({waited_s:.0f} s so far)"
         )
 
+    def _first_slow(self, gang: str, now_s: float) -> float:
+        """When ``gang`` first fitted only on slower links; the oldest of more than
+        :data:`MAX_TRACKED_GANGS` are forgotten (a gang the caller never reports again)."""
+        since_s = self._first_slow_s.setdefault(gang, now_s)
+        if len(self._first_slow_s) > MAX_TRACKED_GANGS:
+            self._first_slow_s.popitem(last=False)
+        return since_s
+
     def record_completion(self, gang: Gang, runtime_s: float) -> None:
         """Learn run times (:class:`scheduler.interfaces.RuntimeObserver`)."""
         self.estimates.record_completion(gang, runtime_s)
+        self._first_slow_s.pop(gang.name, None)
 
     def next_change_s(self, ctx: QueueContext) -> float | None:
         """When the earliest hold of a gang still waiting ends (None: nothing held). Holds
@@ -114,6 +138,8 @@ class LinkHold:
         for name, until_s in list(self._held_until.items()):
             if name not in waiting or until_s <= ctx.now_s:
                 del self._held_until[name]
+        for name in [n for n in self._first_slow_s if n not in waiting]:
+            del self._first_slow_s[name]
         return min(self._held_until.values(), default=None)
 
     # ------------------------------------------------------------------ the best case
@@ -168,6 +194,7 @@ class LinkHold:
                 if room[domain] >= gang.quorum:
                     return end_s
         return math.inf
+
 
 def _number(option: str, value: object, allow_inf: bool = False) -> float:
     """An option as a float >= 0; a clear error naming it otherwise."""
