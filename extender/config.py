@@ -16,7 +16,8 @@ field. Every key is optional; see docs/extender.md for the full example.
     solver: fast                        # fast | exact | auto
     solverTimeLimitSeconds: 2
     policies: {queue: fifo, queueOptions: {}, scorer: topology, scorerOptions: {},
-               preemption: priority, preemptionOptions: {}}
+               preemption: priority, preemptionOptions: {},
+               permit: null, permitOptions: {}}  # permit: link-hold (off by default)
     kube: {kubeconfig: null, context: null, topologyLabels: auto, watchTimeoutSeconds: 300,
            topologyRefreshSeconds: 1, requestTimeoutSeconds: 30, bindTimeoutSeconds: 20,
            statusAndEvents: true}       # PodGroup status and Events written back
@@ -39,8 +40,7 @@ from phalanx.extender.bind_barrier import DEFAULT_BIND_BARRIER_S
 from phalanx.extender.decision_log import LOG_FORMATS
 from phalanx.extender.planner import DEFAULT_RESERVATION_TTL_S
 from phalanx.policies.registry import (
-    PolicyOptionError,
-    UnknownPolicyError,
+    get_permit,
     get_preemption_policy,
     get_queue_policy,
     get_scorer,
@@ -90,6 +90,9 @@ class PolicyConfig:
     scorer_options: dict[str, Any] = field(default_factory=dict)
     preemption: str | None = "priority"
     preemption_options: dict[str, Any] = field(default_factory=dict)
+    permit: str | None = None
+    """A Permit plugin (``link-hold``) asked before a gang that fits starts; None: none."""
+    permit_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     """The scorer's seed (FGD's tie-breaking), as ``phalanx simulate --seed`` gives it."""
 
@@ -185,6 +188,8 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             "scorerOptions",
             "preemption",
             "preemptionOptions",
+            "permit",
+            "permitOptions",
             "seed",
         },
     )
@@ -272,6 +277,8 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             scorer_options=pol.mapping("scorerOptions"),
             preemption=pol.string("preemption", "priority"),
             preemption_options=pol.mapping("preemptionOptions"),
+            permit=pol.string("permit", None) or None,
+            permit_options=pol.mapping("permitOptions"),
             seed=pol.integer("seed", 0, 0),
         ),
         kube=KubeConfig(
@@ -322,10 +329,18 @@ def _check_policies(cfg: PolicyConfig, where: str, problems: list[str]) -> None:
         builds.append(
             ("preemption", lambda: get_preemption_policy(preemption, **cfg.preemption_options))
         )
+    if cfg.permit:
+        permit = cfg.permit
+        builds.append(("permit", lambda: get_permit(permit, **cfg.permit_options)))
+    elif cfg.permit_options:
+        problems.append(f"{where}: policies.permitOptions: given without policies.permit")
     for key, build in builds:
         try:
             build()
-        except (UnknownPolicyError, PolicyOptionError) as exc:
+        except ValueError as exc:
+            # UnknownPolicyError and PolicyOptionError, and a policy's own check of an
+            # option's value (link-hold's ``share: -1``), which would otherwise escape as a
+            # traceback instead of one line naming the field
             problems.append(f"{where}: policies.{key}: {exc}")
 
 

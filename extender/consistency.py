@@ -103,6 +103,7 @@ def rebuild(planner: Planner, pods: Iterable[dict[str, Any]] | None = None) -> P
             planner.queue,
             scorer=planner.scorer,
             preemption=planner.preemption,
+            permit=planner.permit,
             config=planner.config,
             clock=planner.clock,
         )

@@ -47,6 +47,7 @@ from phalanx.extender.why_not import (
 from phalanx.extender.wire import MAX_EXTENDER_PRIORITY
 from phalanx.scheduler.cycle import CycleConfig
 from phalanx.scheduler.interfaces import (
+    PermitPlugin,
     PlacementScorer,
     PreemptionPolicy,
     QueuePolicy,
@@ -117,6 +118,7 @@ class Planner(
         *,
         scorer: PlacementScorer | None = None,
         preemption: PreemptionPolicy | None = None,
+        permit: PermitPlugin | None = None,
         config: PlannerConfig | None = None,
         clock: Callable[[], float] = time.time,
         actions: PodActions | None = None,
@@ -135,6 +137,8 @@ class Planner(
         self.queue = queue
         self.scorer = scorer
         self.preemption = preemption
+        self.permit = permit
+        """Asked by every cycle whether a gang that fits starts now (``link-hold``)."""
         self.config = config or PlannerConfig()
         self.clock = clock
         self.state = ClusterState(cluster.compile())
@@ -158,7 +162,8 @@ class Planner(
         simulator's rules (:mod:`scheduler.reservations`)."""
         self._memo = CycleMemo()
         """The inputs of the last cycle that started and evicted nothing: a filter with the
-        same inputs (kube-scheduler retrying a waiting member) is answered from it."""
+        same inputs (kube-scheduler retrying a waiting member) is answered from it, never
+        after the earliest hold of the permit plugin in that cycle has ended."""
         self._unplaced = UnplacedCache()
         """Gangs that did not fit, until the free capacity changes (kube-scheduler retries
         every waiting member: the answers would be the same)."""
@@ -170,6 +175,7 @@ class Planner(
             time_limit_s=self.config.time_limit_s,
             scorer=scorer,
             preemption=preemption,
+            permit=permit,
         )
         """The one configuration of every decision: plans, late members, preemption."""
         self.served_gpu_s: dict[str, float] = {}

@@ -5,6 +5,7 @@ planner's one :class:`~scheduler.cycle.CycleConfig`, and the waiting reasons it 
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -21,7 +22,7 @@ from phalanx.extender.why_not import (
 )
 from phalanx.scheduler.cycle import CycleOutcome, SchedulingCycle
 from phalanx.scheduler.gang import Gang, GangSpecError, Member
-from phalanx.scheduler.interfaces import reads_attained_service
+from phalanx.scheduler.interfaces import QueueContext, reads_attained_service
 from phalanx.scheduler.placement import Placement, Unplaceable
 from phalanx.scheduler.reasons import Reason
 from phalanx.scheduler.state import ClusterState
@@ -33,16 +34,25 @@ clock (attained service, preemption's minimum runtime) are asked again at least 
 
 
 class CycleMemo:
+    """The inputs of the last cycle that left every gang waiting, for at most
+    :data:`CYCLE_MEMO_S` and never past ``until_s``: a gang held by the permit plugin waits
+    until a time, and a filter after it must run a cycle, not be told of the hold again."""
+
     def __init__(self) -> None:
         self._inputs: tuple[int, ...] | None = None
         self._at_s = 0.0
+        self._until_s = math.inf
         self.hits = 0
 
-    def remember(self, inputs: tuple[int, ...], now: float) -> None:
-        self._inputs, self._at_s = inputs, now
+    def remember(self, inputs: tuple[int, ...], now: float, until_s: float = math.inf) -> None:
+        self._inputs, self._at_s, self._until_s = inputs, now, until_s
 
     def same(self, inputs: tuple[int, ...], now: float) -> bool:
-        if inputs != self._inputs or not 0 <= now - self._at_s < CYCLE_MEMO_S:
+        if (
+            inputs != self._inputs
+            or not 0 <= now - self._at_s < CYCLE_MEMO_S
+            or now >= self._until_s
+        ):
             return False
         self.hits += 1
         return True
@@ -123,7 +133,9 @@ class FilterMixin:
         if memo is not None and not outcome.started and not outcome.preempted:
             # the inputs from before the cycle: a gang it found unresolvable changed them, so
             # the next filter runs a cycle without that gang
-            self._memo.remember(memo, now)
+            until_s = self._holds_end_s(outcome, pending, now)
+            if until_s > now:
+                self._memo.remember(memo, now, until_s)
         slot = self._slot(rec)
         if slot is not None:
             answer = self._planned_answer(gang, rec, slot[1].node, offer)
@@ -240,6 +252,21 @@ class FilterMixin:
         preempting = self._leaving_on(node) or self._recently_left(node)
         code = Reason.PREEMPTING if preempting else Reason.RESERVED
         return reject(offer.names, waiting_text(gang.key, code, why))
+
+    def _holds_end_s(self, outcome: CycleOutcome, pending: list[Gang], now: float) -> float:
+        """When the earliest hold of the permit plugin in ``outcome`` ends: the cycle's answer
+        stands until then at most (``inf`` when it held no gang; ``now``, nothing to keep,
+        when the plugin does not say when its holds end)."""
+        if Reason.LINK_HOLD not in outcome.codes.values():
+            return math.inf
+        next_change_s = getattr(self.permit, "next_change_s", None)
+        if next_change_s is None:
+            return now
+        ctx = QueueContext(
+            now_s=now, state=self.state, running=list(self._running.values()), pending=pending
+        )
+        due = next_change_s(ctx)
+        return now if due is None else float(due)
 
     def _cycle_inputs(self) -> tuple[int, ...]:
         """What a cycle's answer depends on besides time: the ledger (and its free

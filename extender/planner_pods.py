@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from phalanx.extender.gangs import GroupKind, resolve_gang
-from phalanx.extender.hints import gang_hints
+from phalanx.extender.hints import DEFAULT_QUEUE, gang_hints
 from phalanx.extender.planner_ledger import (
     SERVED_KEPT,
     SUCCEEDED,
@@ -131,12 +131,16 @@ class PodBookMixin:
             self._reindex(gang)
 
     def _gang_done(self, gang: GangRecord, last: PodRecord, finished: bool) -> None:
-        """A completed or deleted gang frees everything; completions teach runtime estimates."""
-        if finished and gang.started_s is not None and isinstance(self.queue, RuntimeObserver):
+        """A completed or deleted gang frees everything; completions teach runtime estimates
+        to every policy that learns them (the queue policy, the permit plugin), under the
+        gang's own queue: the estimates are kept per queue."""
+        observers = [p for p in (self.queue, self.permit) if isinstance(p, RuntimeObserver)]
+        if finished and gang.started_s is not None and observers and last.request is not None:
             runtime_s = max(0.0, self.clock() - gang.started_s)
-            if last.request is not None:
-                done = Gang(gang.key, (Member(last.name, last.request),))
-                self.queue.record_completion(done, runtime_s)
+            queue = gang.hints.queue if gang.hints is not None else DEFAULT_QUEUE
+            done = Gang(gang.key, (Member(last.name, last.request),), queue=queue)
+            for observer in observers:
+                observer.record_completion(done, runtime_s)
         for ledger_key in list(gang.plans):
             if ledger_key in self.state.holdings:
                 self._drop(ledger_key, None)

@@ -187,6 +187,11 @@ def remedy(view: GangView, free_gpus: int) -> str:
     if code == Reason.QUOTA:
         who = f" while {view.blocking} waits" if view.blocking else ""
         return f"its tenant or queue falling back within its share{who}"
+    if code == Reason.LINK_HOLD:
+        return (
+            "room for it under faster links (gangs finishing in one unit of its best level), "
+            "or its hold running out: it then takes the slower placement"
+        )
     if code == Reason.NEVER_FITS:
         return "nothing as it is: fewer or smaller members, another level, or a larger cluster"
     if code == Reason.INVALID_SPEC:

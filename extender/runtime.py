@@ -11,9 +11,14 @@ from phalanx.extender.binding import Binder, RecordingBinder
 from phalanx.extender.config import PolicyConfig, ServeConfig
 from phalanx.extender.planner import Planner, PlannerConfig
 from phalanx.extender.status_reporter import GangReporter, RecordingSink
-from phalanx.policies.registry import get_preemption_policy, get_queue_policy
+from phalanx.policies.registry import get_permit, get_preemption_policy, get_queue_policy
 from phalanx.policies.scoring.inputs import build_scorer
-from phalanx.scheduler.interfaces import PlacementScorer, PreemptionPolicy, QueuePolicy
+from phalanx.scheduler.interfaces import (
+    PermitPlugin,
+    PlacementScorer,
+    PreemptionPolicy,
+    QueuePolicy,
+)
 from phalanx.topology.model import Cluster
 
 RECENT_BINDS_SHOWN = 100
@@ -34,11 +39,18 @@ def build_policies(
     return queue, scorer, preemption
 
 
+def build_permit(cfg: PolicyConfig) -> PermitPlugin | None:
+    """The configured Permit plugin (``link-hold``), None when none is: one object for every
+    planner the factory makes, so the run times it learns outlive a topology rebuild."""
+    return get_permit(cfg.permit, **cfg.permit_options) if cfg.permit else None
+
+
 def planner_factory(
     config: ServeConfig, clock: Callable[[], float] = time.time
 ) -> Callable[[Cluster], Planner]:
     """Builds the policies once (so a bad name fails at start) and returns a factory."""
     queue, scorer, preemption = build_policies(config.policies)
+    permit = build_permit(config.policies)
     planner_config = PlannerConfig(
         reservation_ttl_s=config.reservation_ttl_s,
         solver=config.solver,
@@ -53,6 +65,7 @@ def planner_factory(
             queue,
             scorer=scorer,
             preemption=preemption,
+            permit=permit,
             config=planner_config,
             clock=clock,
         )

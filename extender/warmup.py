@@ -5,8 +5,8 @@ on disk after their first compile. On a machine where that cache is cold (a new 
 checkout) compiling them takes seconds (about 10 s on two cores), and whichever request first
 reaches a kernel would pay it: kube-scheduler's filter would time out, or a bind barrier would
 expire. So ``phalanx serve`` runs one small gang through a throwaway planner built with the
-configured policies (a filter of the full wire request, prioritize, bind, completion) before it
-listens.
+configured policies (a filter of the full wire request, prioritize, bind, the pods' deletion)
+before it listens.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ WARM_UP_MEMBERS = 2
 NAMESPACE = "phalanx-warm-up"
 
 
-def _pod(name: str, gpus: str, phase: str = "Pending", node: str = "") -> dict:
-    pod = {
+def _pod(name: str, gpus: str) -> dict:
+    return {
         "metadata": {
             "name": name,
             "namespace": NAMESPACE,
@@ -43,11 +43,8 @@ def _pod(name: str, gpus: str, phase: str = "Pending", node: str = "") -> dict:
             },
         },
         "spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": gpus}}}]},
-        "status": {"phase": phase},
+        "status": {"phase": "Pending"},
     }
-    if node:
-        pod["spec"]["nodeName"] = node
-    return pod
 
 
 def warm_up(make_planner: Callable[[Cluster], Planner]) -> float:
@@ -82,8 +79,10 @@ def _run(make_planner: Callable[[Cluster], Planner]) -> float:
             placed[name] = decision.passing[0]
     for name, node in placed.items():
         planner.bind(NAMESPACE, name, f"warm-up-{name}", node, binder)
-    for name, node in placed.items():
-        planner.observe_pod(_pod(name, "8", "Succeeded", node))
+    for name in placed:
+        # deleted rather than Succeeded: the policies are the server's own objects, and a
+        # completion would teach their run time estimates (SJF's, link-hold's) a 0 s run
+        planner.forget_pod(NAMESPACE, name, f"warm-up-{name}")
     lone = _pod("lone", "1")
     lone["metadata"]["annotations"] = {}
     planner.filter(lone, list(planner.compiled.node_names))

@@ -6,8 +6,9 @@ and ``PodScheduled`` condition ("0/64 nodes are available: 64 <message>."), and 
 for a cluster event instead of being retried for nothing. So every message starts with its
 code from the one vocabulary (:class:`scheduler.reasons.Reason`), ``gang ml/x [code]: ...``,
 and only a gang that can never fit this cluster (or is malformed) is answered unresolvable;
-"no capacity now", "fragmented", "quota", "waiting_for_members" and "waiting_behind" are
-answered as failures kube-scheduler retries.
+"no capacity now", "fragmented", "quota", "waiting_for_members", "waiting_behind" and
+"link_hold" (a permit plugin holds a gang that fits for faster links) are answered as failures
+kube-scheduler retries.
 """
 
 from __future__ import annotations
