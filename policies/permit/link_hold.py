@@ -111,10 +111,11 @@ class LinkHold:
             if room_s > until_s:
                 return None
         self._held_until[gang.name] = until_s
+        origin = "it first fitted only on them" if self.since_fit else "its submission"
         return (
             f"held for faster links: its links now cost {ratio:.2f}x those it gets on an empty "
             f"cluster, about {loss_s:.0f} s of its estimated {estimate_s:.0f} s run; it waits "
-            f"up to {hold_s:.0f} s for better ({waited_s:.0f} s so far)"
+            f"up to {hold_s:.0f} s for better, counted from {origin}"
         )
 
     def _first_slow(self, gang: str, now_s: float) -> float:
