@@ -6,7 +6,9 @@ past its TTL for as long as no other pod was filtered (``/debug/state`` showed a
 ``expires_in_s``), and the filter that finally expired it could re-reserve the same gang in
 the same breath. This thread calls ``expire`` at each deadline instead: it sleeps until the
 earliest one, and the planner wakes it when a new reservation (or a bind that restarts a
-clock) brings a deadline forward. One runs per server, for either backend.
+clock) brings a deadline forward. The same rounds send back to kube-scheduler the members of
+gangs whose link hold ended (:mod:`extender.hold_wakeup`). One runs per server, for either
+backend.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class ExpiryTimer:
         with self._cond:
             until, planner = self._asleep_until_s, self._attached
             if until is not None and planner is not None:
-                due = planner.book.next_deadline()
+                due = planner.next_expiry_s()
                 if due is None or due >= until:
                     return
             self._poked = True

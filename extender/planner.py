@@ -23,6 +23,7 @@ from phalanx.extender.binding import Binder, BindOutcome
 from phalanx.extender.decision_log import DecisionLog
 from phalanx.extender.disruption_budgets import DisruptionBudgets
 from phalanx.extender.gangs import GroupKind
+from phalanx.extender.hold_wakeup import HoldWakeup
 from phalanx.extender.masking import OfferedIndex
 from phalanx.extender.planner_bind import BindMixin
 from phalanx.extender.planner_evict import EvictionMixin, Leaving
@@ -36,7 +37,7 @@ from phalanx.extender.planner_ledger import (
 from phalanx.extender.planner_pods import PodBookMixin
 from phalanx.extender.planner_protocol import ProtocolMixin
 from phalanx.extender.planner_recovery import RecoveryMixin
-from phalanx.extender.pod_actions import PodActions, RecordingPodActions
+from phalanx.extender.pod_actions import PodActions, PodRef, RecordingPodActions
 from phalanx.extender.podspec import pod_key
 from phalanx.extender.records import GangRecord, PodRecord
 from phalanx.extender.why_not import (
@@ -160,6 +161,8 @@ class Planner(
         self.book = ReservationBook(self.state)
         """Reservations' deadlines and the queue time of gangs whose reservation expired: the
         simulator's rules (:mod:`scheduler.reservations`)."""
+        self.hold_wakeup = HoldWakeup()
+        """Gangs the permit plugin held, sent back to kube-scheduler when the holds end."""
         self._memo = CycleMemo()
         """The inputs of the last cycle that started and evicted nothing: a filter with the
         same inputs (kube-scheduler retrying a waiting member) is answered from it, never
@@ -294,14 +297,32 @@ class Planner(
             return {}
 
     def expire(self) -> int:
-        """Give back reservations whose TTL passed; returns how many."""
+        """Give back reservations whose TTL passed (returns how many), and send back to
+        kube-scheduler the members of gangs whose link hold ended (:mod:`extender.hold_wakeup`)."""
         with self.lock:
-            return self._expire(self.clock())
+            now = self.clock()
+            expired = self._expire(now)
+            self._requeue_held(now)
+            return expired
 
     def next_expiry_s(self) -> float | None:
-        """When the earliest reservation expires (by ``clock``), None when none is held."""
+        """When the timer has work next (by ``clock``): the earliest reservation's expiry or
+        the end of a link hold; None when there is neither."""
         with self.lock:
-            return self.book.next_deadline()
+            dues = (self.book.next_deadline(), self.hold_wakeup.next_s)
+            return min((d for d in dues if d is not None), default=None)
+
+    def _requeue_held(self, now: float) -> None:
+        for key in sorted(self.hold_wakeup.take_due(now)):
+            gang = self.gangs.get(key)
+            if gang is None or gang.plans:
+                continue  # gone, or planned since (its members are nominated)
+            for rec in gang.members.values():
+                if not rec.node:
+                    self.actions.requeue(
+                        PodRef(rec.namespace, rec.name, rec.uid),
+                        f"gang {key}: its link hold ended; planning it again",
+                    )
 
     def set_deadline_listener(self, listener: Callable[[], None] | None) -> None:
         """``listener`` is called (with the planner lock held) whenever a reservation gets a

@@ -130,12 +130,12 @@ class FilterMixin:
             self._adopt(self.gangs[started.name], started, placement, now, skip=rec.name)
         self._evict_victims(outcome)
         self._explain(outcome, {g.name: g for g in pending}, gang)
-        if memo is not None and not outcome.started and not outcome.preempted:
+        holds_end_s = self._holds_end_s(outcome, pending, now)
+        self._wake_when_holds_end(outcome, holds_end_s, now)
+        if memo is not None and not outcome.started and not outcome.preempted and holds_end_s > now:
             # the inputs from before the cycle: a gang it found unresolvable changed them, so
             # the next filter runs a cycle without that gang
-            until_s = self._holds_end_s(outcome, pending, now)
-            if until_s > now:
-                self._memo.remember(memo, now, until_s)
+            self._memo.remember(memo, now, holds_end_s)
         slot = self._slot(rec)
         if slot is not None:
             answer = self._planned_answer(gang, rec, slot[1].node, offer)
@@ -267,6 +267,16 @@ class FilterMixin:
         )
         due = next_change_s(ctx)
         return now if due is None else float(due)
+
+    def _wake_when_holds_end(self, outcome: CycleOutcome, holds_end_s: float, now: float) -> None:
+        """Note the gangs the cycle held, so that their members are sent back to kube-scheduler
+        when the earliest hold ends (:mod:`extender.hold_wakeup`); wake the timer if that is
+        sooner than its next wake-up."""
+        held = [name for name, code in outcome.codes.items() if code == Reason.LINK_HOLD]
+        if not held or not now < holds_end_s < math.inf:
+            return
+        if self.hold_wakeup.note(held, holds_end_s) and self.book.on_deadline is not None:
+            self.book.on_deadline()
 
     def _cycle_inputs(self) -> tuple[int, ...]:
         """What a cycle's answer depends on besides time: the ledger (and its free

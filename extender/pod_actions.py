@@ -1,5 +1,5 @@
-"""What the planner asks of pods besides binding them: nominate a planned member's node, and
-evict the members of a gang it preempts.
+"""What the planner asks of pods besides binding them: nominate a planned member's node, evict
+the members of a gang it preempts, and requeue the members of a gang whose link hold ended.
 
 **Nomination.** kube-scheduler tries a pod's ``status.nominatedNodeName`` first and offers the
 extender exactly that node (``schedule_one.go``, ``evaluateNominatedNode``); since 1.35
@@ -14,6 +14,14 @@ priority while it waits.
 honours PodDisruptionBudgets (a refusal is reported back so that the planner gives the victim its
 place again).
 
+**Requeue.** A member Phalanx rejected waits in kube-scheduler's unschedulable queue until a
+cluster event (a pod leaving, a node changing) or the periodic flush (5 minutes by default) sends
+it back. The end of a ``link-hold`` is no such event: in a quiet real cluster a held gang whose
+hold ran out was bound 322 s after it was created with a 5 s hold. Writing a condition of the
+pod's own status (``phalanx.io/LinkHold``, status False, reason ``HoldEnded``) is one: with it
+the gang was bound 0.1 s after the write (kube-scheduler 1.37.2, ``tests/cluster``). It needs
+the ``pods/status`` patch the nominations already use.
+
 The planner calls these under its lock, so implementations must not block: the Kubernetes one
 queues the calls for a small pool of workers, the recording one (dry-run, tests) just records.
 """
@@ -24,6 +32,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from kubernetes import client
@@ -65,9 +74,16 @@ class PodActions(Protocol):
         """Evict the pod (Eviction API), with ``grace_period_s`` (None: the pod's own)."""
         ...
 
+    def requeue(self, pod: PodRef, message: str) -> None:
+        """Make kube-scheduler try the pod again now: write the ``phalanx.io/LinkHold``
+        condition (False, ``HoldEnded``, ``message``) into its status."""
+        ...
+
 
 ACTIONS_KEPT = 10_000
-"""Dry-run nominations and evictions kept (the newest)."""
+"""Dry-run nominations, evictions and requeues kept (the newest)."""
+HOLD_CONDITION = "phalanx.io/LinkHold"
+HOLD_ENDED = "HoldEnded"
 
 
 @dataclass
@@ -82,8 +98,13 @@ class RecordingPodActions:
     def nominate(self, pod: PodRef, node: str) -> None:
         self.nominations.append((pod.key, node))
 
+    requeues: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=ACTIONS_KEPT))
+
     def evict(self, pod: PodRef, grace_period_s: int | None) -> None:
         self.evictions.append((pod.key, grace_period_s))
+
+    def requeue(self, pod: PodRef, message: str) -> None:
+        self.requeues.append((pod.key, message))
 
 
 @dataclass
@@ -92,6 +113,8 @@ class PodActionStats:
     nomination_failures: int = 0
     evictions: int = 0
     evictions_refused: int = 0
+    requeues: int = 0
+    requeue_failures: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -119,6 +142,9 @@ class KubePodActions:
     def evict(self, pod: PodRef, grace_period_s: int | None) -> None:
         self._workers.put("evict", (pod, grace_period_s))
 
+    def requeue(self, pod: PodRef, message: str) -> None:
+        self._workers.submit("requeue", pod.key, (pod, message))
+
     def stop(self) -> None:
         self._workers.stop()
 
@@ -126,6 +152,8 @@ class KubePodActions:
         pod, value = arg
         if kind == "nominate":
             self._nominate(pod, value if isinstance(value, str) else "")
+        elif kind == "requeue":
+            self._requeue(pod, str(value))
         else:
             self._evict(pod, value if isinstance(value, int) else None)
 
@@ -143,6 +171,28 @@ class KubePodActions:
             self.stats.nomination_failures += 1
             if exc.status != HTTP_NOT_FOUND:
                 log.warning("nominating %s for %r: %s %s", pod.key, node, exc.status, exc.reason)
+
+    def _requeue(self, pod: PodRef, message: str) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        condition = {
+            "type": HOLD_CONDITION,
+            "status": "False",
+            "reason": HOLD_ENDED,
+            "message": message,
+            "lastTransitionTime": now,
+        }
+        try:
+            self.core.patch_namespaced_pod_status(
+                pod.name,
+                pod.namespace,
+                {"status": {"conditions": [condition]}},
+                _request_timeout=(CONNECT_TIMEOUT_S, self.timeout_s),
+            )
+            self.stats.requeues += 1
+        except ApiException as exc:
+            self.stats.requeue_failures += 1
+            if exc.status != HTTP_NOT_FOUND:
+                log.warning("requeueing %s: %s %s", pod.key, exc.status, exc.reason)
 
     def _evict(self, pod: PodRef, grace_period_s: int | None) -> None:
         body = client.V1Eviction(

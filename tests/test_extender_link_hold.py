@@ -206,6 +206,43 @@ def test_the_hold_ends_on_time_and_no_cycle_memo_outlives_it() -> None:
     assert status is not None and status.code == Reason.RESERVED
 
 
+def test_the_members_are_sent_back_to_kube_scheduler_when_the_hold_ends() -> None:
+    """kube-scheduler has no event for the end of a hold: the expiry timer's round at the
+    hold's end writes the LinkHold condition into each unbound member's status (recorded
+    here), which makes kube-scheduler try them again; nothing is written before."""
+    rig = Rig({"permit": "link-hold", "permitOptions": {"look_ahead": False}}, free=(0, 4))
+    g0, _ = rig.gang()
+    assert_held(rig, g0)
+    until = rig.hold_ends_s()
+    assert rig.planner.next_expiry_s() == pytest.approx(until)
+    actions = rig.planner.actions
+    rig.clock.now = until - 1.0
+    rig.planner.expire()
+    assert list(actions.requeues) == []  # type: ignore[attr-defined]
+    rig.clock.now = until
+    rig.planner.expire()
+    requeued = sorted(key for key, _ in actions.requeues)  # type: ignore[attr-defined]
+    assert requeued == [f"{NS}/g-0", f"{NS}/g-1"]
+    assert all("link hold ended" in m for _, m in actions.requeues)  # type: ignore[attr-defined]
+    assert rig.planner.next_expiry_s() is None
+    rig.planner.expire()
+    assert len(actions.requeues) == 2  # type: ignore[attr-defined]
+
+
+def test_a_gang_bound_before_its_hold_ends_is_not_sent_back() -> None:
+    rig = Rig({"permit": "link-hold"}, free=(0, 4))
+    g0, g1 = rig.gang()
+    assert_held(rig, g0)
+    until = rig.hold_ends_s()
+    rig.finish("h100-0001")
+    for member, node in zip((g0, g1), placed(rig, (g0, g1)), strict=True):
+        meta = member["metadata"]
+        assert rig.planner.bind(NS, meta["name"], meta["uid"], node, RecordingBinder()) == ""
+    rig.clock.now = until
+    rig.planner.expire()
+    assert list(rig.planner.actions.requeues) == []  # type: ignore[attr-defined]
+
+
 def test_completions_teach_the_queue_policy_and_the_permit_under_the_gangs_queue() -> None:
     rig = Rig({"queue": "sjf", "permit": "link-hold"}, free=(2, 3))
     g0, g1 = pod("g", 0, 2, RUN_S, queue="a"), pod("g", 1, 2, RUN_S, queue="a")
