@@ -163,12 +163,18 @@ def replay(sim: SimSide, ext: ExtenderSide, clock: Clock, sequence: list, run_s:
     ext.backend.planner.state.check_invariants()
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+def replayed(examples: int) -> settings:
+    """Hypothesis settings of a parity test: fixed examples, no deadline (a replay plans
+    every gang on both sides)."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
+@replayed(25)
 @given(nodes=st.integers(1, 3), sequence=events)
 def test_simulator_and_extender_place_alike(nodes: int, sequence: list) -> None:
     clock = Clock()
@@ -183,12 +189,7 @@ whole_nodes = st.tuples(st.just("arrive"), st.integers(1, 3), st.sampled_from([4
 hold_events = st.lists(st.one_of(whole_nodes, whole_nodes, completion), min_size=1, max_size=12)
 
 
-@settings(
-    max_examples=20,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@replayed(20)
 @given(units=st.integers(2, 3), sequence=hold_events)
 def test_simulator_and_extender_hold_alike(units: int, sequence: list) -> None:
     """With the link-hold permit on small scalable units (4 nodes, 2:1 spine), gangs that fit
