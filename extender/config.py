@@ -20,7 +20,8 @@ field. Every key is optional; see docs/extender.md for the full example.
                permit: null, permitOptions: {}}  # permit: link-hold (off by default)
     kube: {kubeconfig: null, context: null, topologyLabels: auto, watchTimeoutSeconds: 300,
            topologyRefreshSeconds: 1, requestTimeoutSeconds: 30, bindTimeoutSeconds: 20,
-           statusAndEvents: true}       # PodGroup status and Events written back
+           statusAndEvents: true,       # PodGroup status and Events written back
+           levelCosts: {}}              # e.g. {spine: 22}: a 2:1 oversubscribed spine
     leaderElection: {enabled: false, leaseName: phalanx-extender, leaseNamespace: null,
                      identity: null, leaseDurationSeconds: 10, renewDeadlineSeconds: 7,
                      retryPeriodSeconds: 2}
@@ -45,6 +46,7 @@ from phalanx.policies.registry import (
     get_queue_policy,
     get_scorer,
 )
+from phalanx.topology.kube import known_level_names
 
 DEFAULT_PORT = 8888
 DEFAULT_WATCH_TIMEOUT_S = 300
@@ -109,6 +111,9 @@ class KubeConfig:
     bind_timeout_s: float = DEFAULT_BIND_TIMEOUT_S
     status_and_events: bool = True
     """Write gangs' PodGroup status and Events (``extender/status_reporter.py``)."""
+    level_costs: dict[str, float] = field(default_factory=dict)
+    """Fabric level -> link cost, replacing the label set's default (an oversubscribed spine
+    costs more than the default; Node labels cannot say so)."""
 
 
 DEFAULT_LEASE_NAME = "phalanx-extender"
@@ -204,6 +209,7 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             "requestTimeoutSeconds",
             "bindTimeoutSeconds",
             "statusAndEvents",
+            "levelCosts",
         },
     )
     election = r.section(
@@ -290,6 +296,7 @@ def parse_config(doc: Any, where: str = "config") -> ServeConfig:
             request_timeout_s=kube.number("requestTimeoutSeconds", DEFAULT_REQUEST_TIMEOUT_S),
             bind_timeout_s=kube.number("bindTimeoutSeconds", DEFAULT_BIND_TIMEOUT_S),
             status_and_events=kube.boolean("statusAndEvents", True),
+            level_costs=kube.level_costs("levelCosts"),
         ),
         leader_election=LeaderElectionConfig(
             enabled=election.boolean("enabled", False),
@@ -415,6 +422,19 @@ class _Reader:
         if self.doc.get(key) is None:
             return None
         return self.integer(key, low, low)
+
+    def level_costs(self, key: str) -> dict[str, float]:
+        """Fabric level name -> a non-negative cost; names no label set gives are refused."""
+        costs: dict[str, float] = {}
+        known = known_level_names()
+        for level, cost in self.mapping(key).items():
+            if level not in known:
+                self._bad(f"{key}.{level}", f"unknown level; known: {', '.join(sorted(known))}")
+            elif isinstance(cost, bool) or not isinstance(cost, int | float) or not cost >= 0:
+                self._bad(f"{key}.{level}", f"expected a non-negative number, got {cost!r}")
+            else:
+                costs[str(level)] = float(cost)
+        return costs
 
     def mapping(self, key: str) -> dict[str, Any]:
         value = self.doc.get(key) or {}

@@ -302,7 +302,12 @@ class KubeBackend:
         with self._nodes_lock:
             nodes = list(self._nodes.values())
         errors: list[MalformedNodeError] = []
-        cluster = cluster_from_nodes(nodes, self.settings.topology_labels, errors=errors)
+        cluster = cluster_from_nodes(
+            nodes,
+            self.settings.topology_labels,
+            errors=errors,
+            level_costs=self.settings.level_costs,
+        )
         self.node_errors = [str(e) for e in errors]
         return cluster
 

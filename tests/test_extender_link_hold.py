@@ -327,3 +327,15 @@ def test_the_chart_leaves_the_permit_off_and_passes_it_through() -> None:
     policies = serve_policies(on)
     assert policies.permit == "link-hold" and policies.permit_options == {"share": 0.5}
     assert policies.queue == "fifo"  # the chart's other policies are kept
+
+
+def test_level_costs_in_the_settings_name_bad_entries_in_one_line() -> None:
+    assert parse_config({"kube": {"levelCosts": {"spine": 22}}}).kube.level_costs == {"spine": 22.0}
+    with pytest.raises(ConfigError) as err:
+        parse_config({"kube": {"levelCosts": {"spne": 22, "su": -1, "rack": True}}}, "s")
+    problems = err.value.problems
+    assert problems[0].startswith("s: kube.levelCosts.spne: unknown level; known: ")
+    assert problems[1:] == [
+        "s: kube.levelCosts.su: expected a non-negative number, got -1",
+        "s: kube.levelCosts.rack: expected a non-negative number, got True",
+    ]

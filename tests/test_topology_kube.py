@@ -350,3 +350,25 @@ def test_malformed_nodes_can_be_collected_instead_of_raised():
 def test_objects_that_are_not_nodes_are_refused():
     with pytest.raises(TypeError, match="expected a Node"):
         node_from_kube(Node("x", (), 0, 0))
+
+
+def test_level_costs_replace_the_label_sets_defaults() -> None:
+    """Node labels say which unit and spine a node is under, not how fast the spine is: a 2:1
+    oversubscribed spine loads back at the default cost unless ``level_costs`` says otherwise
+    (the extender's ``kube.levelCosts``); names the cluster has no level for change nothing,
+    and a coarser level still never costs less than a finer one."""
+    from phalanx.topology.kube import known_level_names
+    from phalanx.topology.kube_export import node_list
+    from phalanx.topology.sources import load_cluster
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "clusters" / "rail-fat-tree-32.yaml"
+    items = node_list(load_cluster(str(path)))["items"]
+    default = cluster_from_nodes(items).compile()
+    assert list(default.level_cost[1:]) == [10.0, 11.0]
+    tuned = cluster_from_nodes(items, level_costs={"spine": 22.0, "rack": 5.0}).compile()
+    assert list(tuned.level_cost[1:]) == [10.0, 22.0]
+    assert list(cluster_from_nodes(items, level_costs={"spine": 1.0}).compile().level_cost[1:]) == [
+        10.0,
+        10.0,
+    ]
+    assert {"su", "spine", "cluster", "block"} <= known_level_names()

@@ -441,8 +441,14 @@ def cluster_from_nodes(
     name: str = "kubernetes",
     costs: LinkCosts | None = None,
     errors: list[MalformedNodeError] | None = None,
+    level_costs: Mapping[str, float] | None = None,
 ) -> Cluster:
     """The cluster that a list of Node objects describes.
+
+    ``level_costs`` replaces the label set's cost of the named levels (Node labels say which
+    domain a node is in, not how fast the links above it are: an oversubscribed spine is
+    dearer than the default); names no level of the cluster has are ignored
+    (:func:`known_level_names` lists every name a label set can give).
 
     ``label_keys`` is a :class:`LevelLabelSet`, the name of a built-in one, or ``auto`` (the
     built-in set whose labels the nodes carry most). A malformed node raises
@@ -466,7 +472,7 @@ def cluster_from_nodes(
             errors.append(exc)
     if not built:
         raise ValueError("no usable Node objects to build a cluster from")
-    return Cluster(name, built, _levels(label_set, built))
+    return Cluster(name, built, _levels(label_set, built, level_costs or {}))
 
 
 def _choose_label_set(objects: list[Mapping[str, Any]]) -> LevelLabelSet:
@@ -481,7 +487,15 @@ def _choose_label_set(objects: list[Mapping[str, Any]]) -> LevelLabelSet:
     return best if score(best) else LevelLabelSet("gfd", "only GFD cliques", (CLIQUE,))
 
 
-def _levels(label_set: LevelLabelSet, nodes: list[Node]) -> list[FabricLevel]:
+def known_level_names() -> set[str]:
+    """Every fabric level name a built-in label set can give a cluster built from Nodes."""
+    names = {lvl.level for label_set in LEVEL_LABEL_SETS.values() for lvl in label_set.levels}
+    return names | {CLUSTER_LEVEL}
+
+
+def _levels(
+    label_set: LevelLabelSet, nodes: list[Node], level_costs: Mapping[str, float]
+) -> list[FabricLevel]:
     """The label set's levels that some node carries; nodes without one are alone at it. A
     coarser level never costs less than a finer one."""
     levels: list[FabricLevel] = []
@@ -490,12 +504,13 @@ def _levels(label_set: LevelLabelSet, nodes: list[Node]) -> list[FabricLevel]:
         if not carriers:
             continue
         cost = _nvlink_cost(lvl.cost, carriers) if lvl.nvlink else lvl.cost
+        cost = float(level_costs.get(lvl.level, cost))
         floor = levels[-1].cost if levels else cost
         levels.append(FabricLevel(lvl.level, max(cost, floor), nvlink=lvl.nvlink, label=lvl.label))
         for n in nodes:
             n.domains.setdefault(lvl.level, f"{ALONE_PREFIX}{n.name}")
     if not any(not lvl.nvlink for lvl in levels) and len(nodes) > 1:
-        levels.append(FabricLevel(CLUSTER_LEVEL, COST_SAME_SPINE))
+        levels.append(FabricLevel(CLUSTER_LEVEL, level_costs.get(CLUSTER_LEVEL, COST_SAME_SPINE)))
         for n in nodes:
             n.domains[CLUSTER_LEVEL] = CLUSTER_LEVEL
     return levels

@@ -4,8 +4,9 @@
 exported to Nodes; the extender reads the units back from their labels). Every node is filled
 with a one-node gang that declares a 10-minute run; then one node frees in each of two units,
 so a 2 x 8-GPU gang that declares a 10-hour run fits only across units. With
-``policies.permit: link-hold`` Phalanx holds it (the hold is worth about 18 minutes of its
-run, and the fillers are expected to end before that), kube-scheduler reports the hold's reason
+``policies.permit: link-hold`` and the spine's cost given in ``kube.levelCosts`` (22 against 10
+inside a unit) Phalanx holds it (its links would cost 2.2x, worth about 3.6 hours of its run,
+and the fillers are expected to end long before that), kube-scheduler reports the hold's reason
 and binds nothing; when a second node of one unit frees, kube-scheduler tries the members again
 and the gang is bound inside that unit. A hold that runs out with nothing else happening is
 noticed at once: the extender writes a condition into the held members' status, which
@@ -40,7 +41,9 @@ from tests.cluster.test_cluster_gangs import (
 pytestmark = pytest.mark.cluster
 
 CLUSTER = Path(__file__).resolve().parents[2] / "examples" / "clusters" / "rail-fat-tree-32.yaml"
-HOLD_SETTINGS = {"policies": {"permit": "link-hold"}}
+SPINE = {"kube": {"levelCosts": {"spine": 22}}}
+"""The file's 2:1 spine: Node labels carry the units, not the spine's oversubscription."""
+HOLD_SETTINGS = {"policies": {"permit": "link-hold"}, **SPINE}
 ESTIMATE = "phalanx.io/runtime-estimate-seconds"
 FILLER_RUN_S = "600"
 GANG_RUN_S = "36000"
@@ -84,7 +87,7 @@ def test_a_gang_that_fits_only_across_units_is_held_until_a_unit_frees(kube_clus
         lambda: [n for n in failed_scheduling_notes(scenario, "held-0") if "[link_hold]" in n],
         BIND_TIMEOUT_S,
     )
-    assert "held for faster links" in notes[0], notes
+    assert "held for faster links: its links now cost 2.20x" in notes[0], notes
     time.sleep(WAIT_WHOLE_S)
     assert bound(pods_of(api, namespace, gang.name)) == {}
 
@@ -109,7 +112,8 @@ def test_a_hold_that_runs_out_in_a_quiet_cluster_is_retried_at_once(kube_cluster
         "policies": {
             "permit": "link-hold",
             "permitOptions": {"max_hold_s": QUIET_HOLD_S, "look_ahead": False},
-        }
+        },
+        **SPINE,
     }
     scenario = kube_cluster(str(CLUSTER), serve=settings)
     api, namespace = scenario.api, scenario.namespace
