@@ -484,7 +484,12 @@ class Simulation:
         if self.cycle.preemption is not None:
             for running in self.running.items:
                 run = self.by_name[running.gang.name]
-                attained[run.gang.name] = run.attained_gpu_s + run.gpus * (now - run.start_s)
+                # only a gang that runs receives service; a reserved one waits for its bind
+                # (its start was NaN on a first reservation, which ranked it below every
+                # queue: three reserved gangs then evicted each other in turn forever within
+                # one instant; on a later one it was the start of its evicted run)
+                running_s = now - run.start_s if run.status is JobStatus.RUNNING else 0.0
+                attained[run.gang.name] = run.attained_gpu_s + run.gpus * running_s
         return attained
 
     def _book_placement(self, run: JobRun, placement: Placement) -> None:

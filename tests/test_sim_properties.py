@@ -133,3 +133,52 @@ def test_fill_protocol_never_overcommits(trace, demand, scorer, seed):
         assert run.status in (JobStatus.RUNNING, JobStatus.UNPLACED, JobStatus.REJECTED)
         assert run.status is JobStatus.RUNNING or run.reason
         assert math.isinf(run.job.duration_s)
+
+
+def test_reserved_gangs_waiting_for_their_bind_are_not_ranked_below_every_queue():
+    """Found by the property above: under ``las`` (its own priority preemption ranked by
+    attained service) with reservations before binding, a reserved gang's attained service was
+    NaN (no start yet), which ranked it below every queue, so three gangs evicted each other in
+    turn within one instant and the run never ended. A reserved gang has received no service:
+    equal ranks, nobody is evicted, and the run ends with every job completed."""
+    spec = [
+        ("j2", 0, 9, 4, 0, None, 4000, "a", 2, 30.0),
+        ("j6", 5, 11, 0, 299, None, 0, "b", 0, None),
+        ("j9", 13, 84, 1, 0, None, 1000, "a", 1, None),
+        ("j0", 20, 90, 0, 198, None, 0, "b", 1, None),
+        ("j7", 20, 71, 6, 0, 3, 1000, "a", 0, 30.0),
+        ("j10", 22, 18, 4, 0, 2, 4000, "a", 0, 30.0),
+        ("j5", 24, 22, 4, 0, 2, 1000, "b", 2, None),
+        ("j1", 36, 16, 4, 0, 2, 4000, "b", 2, None),
+        ("j8", 41, 1, 0, 0, None, 4000, "b", 1, 30.0),
+        ("j3", 47, 50, 0, 0, None, 4000, "a", 0, 30.0),
+        ("j11", 52, 58, 0, 449, None, 0, "a", 0, None),
+        ("j4", 56, 48, 0, 294, None, 4000, "a", 0, 30.0),
+    ]
+    trace = [
+        Job(
+            name=n,
+            submit_time_s=float(s),
+            duration_s=float(d),
+            gpus=g,
+            gpu_milli=m,
+            pods=p,
+            cpu_milli=c,
+            tenant=t,
+            priority=pr,
+            runtime_estimate_s=r,
+        )
+        for n, s, d, g, m, p, c, t, pr, r in spec
+    ]
+    cluster = flat_cluster("prop", [pcie_node(f"n{i}", "T4", 4, 8_000, 65_536) for i in range(2)])
+    config = SimulationConfig(
+        policy="las",
+        scorer="topology",
+        reserve_ttl_s=RESERVE_TTL_S,
+        bind_delay_distribution="fixed",
+        bind_delay_s=3.0,
+        check_invariants=True,
+    )
+    result = simulate(TraceWorkload("prop", trace, source="regression"), cluster, config)
+    assert all(run.status is JobStatus.COMPLETED for run in result.runs)
+    assert result.cycles < 100
