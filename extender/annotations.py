@@ -31,6 +31,9 @@ QUEUE = PREFIX + "queue"
 TENANT = PREFIX + "tenant"
 """Fair-share tenant; defaults to the namespace."""
 RUNTIME_ESTIMATE_SECONDS = PREFIX + "runtime-estimate-seconds"
+JOB_CLASS = PREFIX + "job-class"
+"""What kind of job it is (the application, a recurring job's name): run-time estimates learn
+from finished gangs of the same class in the queue before the whole queue's."""
 
 # -- written on bind ----------------------------------------------------------------------------
 GPU_IDS = PREFIX + "gpu-ids"

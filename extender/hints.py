@@ -37,6 +37,7 @@ class GangHints:
     tenant: str = ""
     submit_time_s: float = 0.0
     runtime_estimate_s: float | None = None
+    job_class: str = ""
 
 
 def gang_hints(ref: GangRef, pods: Sequence[PodRecord], compiled: CompiledCluster) -> GangHints:
@@ -73,6 +74,7 @@ def gang_hints(ref: GangRef, pods: Sequence[PodRecord], compiled: CompiledCluste
         runtime_estimate_s=_optional_float(
             first(keys.RUNTIME_ESTIMATE_SECONDS), keys.RUNTIME_ESTIMATE_SECONDS, where
         ),
+        job_class=first(keys.JOB_CLASS) or "",
     )
 
 
@@ -144,4 +146,5 @@ def hints_of(gang: Gang) -> GangHints:
         tenant=gang.tenant,
         submit_time_s=gang.submit_time_s,
         runtime_estimate_s=gang.runtime_estimate_s,
+        job_class=gang.job_class,
     )

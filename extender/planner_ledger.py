@@ -152,6 +152,7 @@ class LedgerMixin:
             comm_intensity=hints.comm_intensity,
             submit_time_s=hints.submit_time_s,
             runtime_estimate_s=hints.runtime_estimate_s,
+            job_class=hints.job_class,
         )
 
     def _ttl(self, gang: GangRecord) -> float:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from phalanx.extender.gangs import GroupKind, resolve_gang
-from phalanx.extender.hints import DEFAULT_QUEUE, gang_hints
+from phalanx.extender.hints import DEFAULT_QUEUE, GangHints, gang_hints
 from phalanx.extender.planner_ledger import (
     SERVED_KEPT,
     SUCCEEDED,
@@ -137,8 +137,13 @@ class PodBookMixin:
         observers = [p for p in (self.queue, self.permit) if isinstance(p, RuntimeObserver)]
         if finished and gang.started_s is not None and observers and last.request is not None:
             runtime_s = max(0.0, self.clock() - gang.started_s)
-            queue = gang.hints.queue if gang.hints is not None else DEFAULT_QUEUE
-            done = Gang(gang.key, (Member(last.name, last.request),), queue=queue)
+            hints = gang.hints if gang.hints is not None else GangHints(queue=DEFAULT_QUEUE)
+            done = Gang(
+                gang.key,
+                (Member(last.name, last.request),),
+                queue=hints.queue,
+                job_class=hints.job_class,
+            )
             for observer in observers:
                 observer.record_completion(done, runtime_s)
         for ledger_key in list(gang.plans):
@@ -211,6 +216,7 @@ class PodBookMixin:
                 comm_intensity=hints.comm_intensity,
                 submit_time_s=self.book.queue_time(gang.key, hints.submit_time_s),
                 runtime_estimate_s=hints.runtime_estimate_s,
+                job_class=hints.job_class,
             )
             obj.validate()
             try:
