@@ -171,7 +171,9 @@ class LinkHold:
         """When some domain of ``level`` is expected to have room for the gang's quorum, from
         the running gangs' expected ends (:meth:`RuntimeEstimator.expected_end_s`); ``inf``
         when not even all of them ending would make room. Room is counted in members of the
-        gang's largest whole-GPU size per node, so a multi-node gang waits for whole nodes."""
+        gang's largest whole-GPU size per node, so a multi-node gang waits for whole nodes; a
+        GPU that shares of several gangs use is counted free when the first of them ends (an
+        estimate: the look-ahead only decides whether holding is worth it)."""
         member_gpus = max(max(m.request.gpus for m in gang.members), 1)
         free = compiled.free_gpu_count.astype(np.int64)
         domain_of = compiled.node_domain[level]
@@ -185,9 +187,10 @@ class LinkHold:
             for member in running.placement.members:
                 ends.append((end_s, member.node_index, len(member.gpus)))
         ends.sort()
+        gpu_count = compiled.gpu_count
         for end_s, node, gpus in ends:
             before = free[node] // member_gpus
-            free[node] += gpus
+            free[node] = min(free[node] + gpus, gpu_count[node])  # shares of one GPU free it once
             gained = free[node] // member_gpus - before
             if gained:
                 domain = domain_of[node]
