@@ -69,7 +69,7 @@ class ExpiryTimer:
         with self._cond:
             until, planner = self._asleep_until_s, self._attached
             if until is not None and planner is not None:
-                due = planner.next_expiry_s()
+                due = planner.next_wake_s()
                 if due is None or due >= until:
                     return
             self._poked = True
@@ -86,7 +86,7 @@ class ExpiryTimer:
             planner.set_deadline_listener(self.poke)
             self._attached = planner
         planner.expire()
-        due = planner.next_expiry_s()
+        due = planner.next_wake_s()
         if due is None:
             return None
         return max(0.0, due - planner.clock())

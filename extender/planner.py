@@ -305,7 +305,7 @@ class Planner(
             self._requeue_held(now)
             return expired
 
-    def next_expiry_s(self) -> float | None:
+    def next_wake_s(self) -> float | None:
         """When the timer has work next (by ``clock``): the earliest reservation's expiry or
         the end of a link hold; None when there is neither."""
         with self.lock:

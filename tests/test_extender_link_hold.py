@@ -214,7 +214,7 @@ def test_the_members_are_sent_back_to_kube_scheduler_when_the_hold_ends() -> Non
     g0, _ = rig.gang()
     assert_held(rig, g0)
     until = rig.hold_ends_s()
-    assert rig.planner.next_expiry_s() == pytest.approx(until)
+    assert rig.planner.next_wake_s() == pytest.approx(until)
     actions = rig.planner.actions
     rig.clock.now = until - 1.0
     rig.planner.expire()
@@ -224,7 +224,7 @@ def test_the_members_are_sent_back_to_kube_scheduler_when_the_hold_ends() -> Non
     requeued = sorted(key for key, _ in actions.requeues)  # type: ignore[attr-defined]
     assert requeued == [f"{NS}/g-0", f"{NS}/g-1"]
     assert all("link hold ended" in m for _, m in actions.requeues)  # type: ignore[attr-defined]
-    assert rig.planner.next_expiry_s() is None
+    assert rig.planner.next_wake_s() is None
     rig.planner.expire()
     assert len(actions.requeues) == 2  # type: ignore[attr-defined]
 
