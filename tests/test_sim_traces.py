@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,7 +17,7 @@ from phalanx.simulator.traces import TraceOptions, load_trace
 from phalanx.simulator.traces.generic import load_generic, write_generic
 from phalanx.simulator.traces.openb import load_openb
 from phalanx.simulator.traces.philly import load_philly
-from phalanx.simulator.traces.synthetic import generate, parse_spec
+from phalanx.simulator.traces.synthetic import TIME_LIMIT_STEPS_S, generate, parse_spec
 
 NODES = "sn,cpu_milli,memory_mib,gpu,model\nn0,32000,65536,2,T4\nn1,64000,131072,8,V100M32\n"
 PODS_HEADER = (
@@ -185,6 +186,20 @@ def test_synthetic_is_seeded_and_follows_the_spec():
     assert 1.5 < span_h < 3.5
     with pytest.raises(TraceError, match="unknown setting"):
         parse_spec("jobz=3")
+
+
+def test_synthetic_time_limits_round_up_overestimates_of_the_same_jobs():
+    plain = generate(parse_spec("jobs=200,seed=5"))
+    limited = generate(parse_spec("jobs=200,seed=5,time_limit_max_factor=4"))
+    assert [replace(j, runtime_estimate_s=None) for j in limited.jobs] == plain.jobs
+    assert all(j.runtime_estimate_s is None for j in plain.jobs)
+    for job in limited.jobs:
+        limit = job.runtime_estimate_s
+        assert limit >= job.duration_s
+        assert limit in TIME_LIMIT_STEPS_S or limit % TIME_LIMIT_STEPS_S[-1] == 0
+        assert limit <= 2.4 * max(4 * job.duration_s, TIME_LIMIT_STEPS_S[0])  # widest step 2.33x
+    with pytest.raises(TraceError, match="time_limit_max_factor"):
+        parse_spec("time_limit_max_factor=0.5")
 
 
 def test_unknown_format_is_explained():

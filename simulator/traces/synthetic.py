@@ -7,6 +7,15 @@ are ``value:weight`` entries joined by ``/``::
     jobs=500,rate_per_h=60,gpus=1:60/2:10/4:10/8:15/16:5,duration_median_s=1800,
     duration_sigma=1.5,tenants=a:2/b:1,classes=LM:1/ResNet-50:1,seed=7
 
+``time_limit_max_factor=F`` (F >= 1) makes every job state a time limit, as a Slurm user's
+``--time`` or the ``phalanx.io/runtime-estimate-seconds`` annotation would, read by the
+policies as the job's own run-time estimate: its run time times a factor drawn log-uniformly
+between 1 and F, rounded up to the next of the round values users pick
+(:data:`TIME_LIMIT_STEPS_S`). Users overestimate, and by whole hours: Tsafrir, Etsion and
+Feitelson (2005) find a few round values covering most requests and most jobs using a
+fraction of what they asked for. The limit is drawn after everything else, so a spec without
+it yields the same jobs with or without the key.
+
 A path to a JSON or YAML file holding the same keys works too.
 """
 
@@ -27,6 +36,10 @@ DEFAULT_DURATION_MEDIAN_S = 1800.0
 DEFAULT_DURATION_SIGMA = 1.5
 """Log-normal spread; Philly's run times span four orders of magnitude."""
 MIN_DURATION_S = 1.0
+TIME_LIMIT_STEPS_S = tuple(
+    60.0 * m for m in (15, 30, 60, 120, 240, 480, 720, 1440, 2880, 4320, 10080)
+)
+"""The round time limits users pick (15 min to one week); a longer limit is whole weeks."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,8 @@ class SyntheticSpec:
     tenants: dict[str, float] = field(default_factory=lambda: {"default": 1.0})
     classes: dict[str, float] = field(default_factory=lambda: {"": 1.0})
     seed: int | None = None
+    time_limit_max_factor: float = 0.0
+    """0: jobs state no time limit; else F >= 1 (see the module's docstring)."""
 
     def check(self, where: str) -> None:
         problems = []
@@ -52,6 +67,8 @@ class SyntheticSpec:
             weights = getattr(self, name)
             if not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
                 problems.append(f"{name} needs non-negative weights with a positive sum")
+        if self.time_limit_max_factor and not self.time_limit_max_factor >= 1:
+            problems.append("time_limit_max_factor must be 0 (no limits) or at least 1")
         if any(g < 1 for g in self.gpus):
             problems.append("gpus values must be at least 1")
         if problems:
@@ -125,6 +142,11 @@ def generate(spec: SyntheticSpec, seed: int = 0) -> TraceWorkload:
     gpus = _draw(rng, spec.gpus, spec.jobs)
     tenants = _draw(rng, spec.tenants, spec.jobs)
     classes = _draw(rng, spec.classes, spec.jobs)
+    limits_s = (
+        time_limits_s(rng, durations, spec.time_limit_max_factor)
+        if spec.time_limit_max_factor
+        else None
+    )
     width = len(str(spec.jobs))
     jobs = [
         Job(
@@ -134,6 +156,7 @@ def generate(spec: SyntheticSpec, seed: int = 0) -> TraceWorkload:
             gpus=int(gpus[i]),
             tenant=str(tenants[i]),
             job_class=str(classes[i]),
+            runtime_estimate_s=None if limits_s is None else float(limits_s[i]),
             source=f"synthetic job {i}",
         )
         for i in range(spec.jobs)
@@ -144,6 +167,20 @@ def generate(spec: SyntheticSpec, seed: int = 0) -> TraceWorkload:
         source="synthetic",
         notes=[f"synthetic: {spec}"],
     )
+
+
+def time_limits_s(
+    rng: np.random.Generator, durations_s: np.ndarray, max_factor: float
+) -> np.ndarray:
+    """Each run time times a log-uniform factor in [1, ``max_factor``], rounded up to the next
+    of :data:`TIME_LIMIT_STEPS_S` (past the last, to whole multiples of it)."""
+    factors = np.exp(rng.uniform(0.0, np.log(max_factor), size=durations_s.size))
+    wanted_s = durations_s * factors
+    steps_s = np.asarray(TIME_LIMIT_STEPS_S)
+    at = np.searchsorted(steps_s, wanted_s, side="left")
+    longest_s = steps_s[-1]
+    beyond_s = np.ceil(wanted_s / longest_s) * longest_s
+    return np.where(at < steps_s.size, steps_s[np.minimum(at, steps_s.size - 1)], beyond_s)
 
 
 def _draw(rng: np.random.Generator, weights: dict, size: int) -> np.ndarray:
