@@ -18,27 +18,15 @@ from phalanx.extender.node_table import UNKNOWN, NodeNameTable
 from phalanx.scheduler.cycle import CycleOutcome
 from phalanx.scheduler.state import ClusterState
 from phalanx.topology.compiled import CompiledCluster
-from phalanx.topology.model import MILLI_PER_GPU
 
 
 def without_nodes(state: ClusterState, nodes: np.ndarray) -> ClusterState:
-    """A what-if snapshot of ``state`` in which ``nodes`` (indices) have no free GPU, cpu or
-    memory: a cycle run on it plans around them while the live ledger stays untouched. What
-    the cycle decides is then taken on the live state: its victims released
-    (:func:`take_victims`), its plans held as the planner holds any plan made outside it."""
-    nodes = np.asarray(nodes, dtype=np.int64)
-    what_if = state.snapshot()
-    if nodes.size == 0:
-        return what_if
-    c = what_if.compiled
-    counts = np.tile(c.free_gpu_count[nodes].astype(np.int64), c.n_levels)
-    np.subtract.at(c.domain_free_gpus, c.node_domain[:, nodes].ravel(), counts)
-    c.gpu_used_milli[nodes] = MILLI_PER_GPU
-    c.cpu_free_milli[nodes] = 0
-    c.memory_free_mib[nodes] = 0
-    c.free_gpu_mask[nodes] = 0
-    c.free_gpu_count[nodes] = 0
-    return what_if
+    """A what-if snapshot of ``state`` in which ``nodes`` (indices) have nothing free
+    (:meth:`ClusterState.without_nodes`): a cycle run on it plans around them while the live
+    ledger stays untouched. What the cycle decides is then taken on the live state: its
+    victims released (:func:`take_victims`), its plans held as the planner holds any plan
+    made outside it."""
+    return state.without_nodes(nodes)
 
 
 def take_victims(live: ClusterState, outcome: CycleOutcome) -> None:

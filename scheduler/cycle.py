@@ -5,7 +5,9 @@ policy meet, and it is the same code for the simulator and the extender. Per gan
 queue policy's order:
 
 1. ``admit`` (quota, fairness): a refusal only makes this gang wait;
-2. place it against the live state (the engine never mutates it);
+2. place it against the live state (the engine never mutates it); where the Permit plugin keeps
+   nodes for gangs it holds, around those nodes first (on a snapshot without them), and on
+   them only when it fits nowhere else;
 3. ``permit`` (a Permit plugin, if configured: hold it for a better domain) and ``accept``
    with the placement in hand (backfill's reservation check), then take it in the state:
    ``assign``, or ``reserve`` with a TTL while the extender binds the pods;
@@ -120,6 +122,9 @@ class SchedulingCycle:
         self._place = place if place is not None else self._engine_place
         self.unplaced = unplaced
         self.permit = permit
+        self._around: tuple[tuple[int, bytes], ClusterState] | None = None
+        """The live state without the nodes the permit keeps, for its change count and
+        those nodes (rebuilt when either changes)."""
 
     @classmethod
     def from_config(
@@ -237,7 +242,7 @@ class SchedulingCycle:
             wait(gang.name, Reason.QUOTA, refusal)
             return None
         try:
-            result = self.place(gang, self.state)
+            result = self._place_live(gang, ctx.now_s)
         except GangSpecError as err:
             wait(gang.name, Reason.INVALID_SPEC, f"invalid gang: {err}")
             return None
@@ -276,6 +281,20 @@ class SchedulingCycle:
         outcome.preempted.append(decision)
         self._start(gang, decision.placement, ctx.now_s, live, outcome, ttl_s)
         return None
+
+    def _place_live(self, gang: Gang, now_s: float) -> PlacementResult:
+        """Where ``gang`` goes on the live state: around the nodes the Permit plugin keeps for
+        the gangs it holds when it fits there, else wherever it fits (keeping them idle while
+        work waits would cost more than the hold is worth)."""
+        kept = self.permit.kept_nodes(gang, now_s) if self.permit is not None else None
+        if kept is not None and kept.size:
+            key = (self.state.changes, kept.tobytes())
+            if self._around is None or self._around[0] != key:
+                self._around = (key, self.state.without_nodes(kept))
+            around = self.place(gang, self._around[1])
+            if isinstance(around, Placement):
+                return around
+        return self.place(gang, self.state)
 
     def _check_plan(
         self, gang: Gang, decision: PreemptionDecision, ctx: QueueContext

@@ -112,6 +112,12 @@ class PermitPlugin(Protocol):
         """None to let ``gang`` start on ``placement`` now, else why it waits."""
         ...
 
+    def kept_nodes(self, gang: Gang, now_s: float) -> np.ndarray | None:
+        """Node indices kept for the other gangs this plugin holds (what each waits to get),
+        which ``gang`` is placed around when it fits elsewhere (as kube-scheduler counts a
+        nominated pod's resources as taken on its node); None when nothing is kept."""
+        ...
+
 
 @runtime_checkable
 class RuntimeObserver(Protocol):

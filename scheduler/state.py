@@ -65,6 +65,25 @@ class ClusterState:
         clone.holdings = dict(self.holdings)
         return clone
 
+    def without_nodes(self, nodes: np.ndarray) -> ClusterState:
+        """A what-if :meth:`snapshot` in which ``nodes`` (indices) have no free GPU, cpu or
+        memory: a cycle run on it plans around them while this ledger stays untouched (the
+        extender keeping off nodes kube-scheduler did not offer, other gangs keeping off the
+        nodes a held gang waits for). A placement found there fits here as well."""
+        nodes = np.asarray(nodes, dtype=np.int64)
+        what_if = self.snapshot()
+        if nodes.size == 0:
+            return what_if
+        c = what_if.compiled
+        counts = np.tile(c.free_gpu_count[nodes].astype(np.int64), c.n_levels)
+        np.subtract.at(c.domain_free_gpus, c.node_domain[:, nodes].ravel(), counts)
+        c.gpu_used_milli[nodes] = MILLI_PER_GPU
+        c.cpu_free_milli[nodes] = 0
+        c.memory_free_mib[nodes] = 0
+        c.free_gpu_mask[nodes] = 0
+        c.free_gpu_count[nodes] = 0
+        return what_if
+
     # ------------------------------------------------------------------ operations
     def reserve(self, placement: Placement, now_s: float, ttl_s: float = math.inf) -> Holding:
         """Take every member's resources, or none of them."""

@@ -193,3 +193,33 @@ def test_the_topology_report_runs_every_variant_on_a_small_workload(capsys) -> N
     for variant in report.VARIANTS:
         assert f"| {variant.label} |" in out
     assert f"{report.GOAL_VARIANT.label}: slowdown binpack / it" in out
+
+
+def test_the_nodes_a_held_gang_waits_for_are_kept_from_gangs_that_fit_elsewhere() -> None:
+    """The gang is held for unit 0 (node 0 free, node 1 freeing at 100 s): a one-node gang
+    arriving meanwhile goes to node 4 instead of node 0, the next one, which fits nowhere
+    else, takes node 0 after all, and nothing is kept once the hold is over."""
+    state, running = split_cluster()
+    gang = two_node_gang()
+    permit = LinkHold()
+    cycle = SchedulingCycle(state, FifoPolicy(), permit=permit)
+    first = Gang.uniform("first", 1, NODE, submit_time_s=1.0)
+    outcome = cycle.run([gang, first], running, now_s=1.0)
+    assert outcome.codes == {"g": Reason.LINK_HOLD}
+    assert permit.kept_nodes(gang, 1.0) is None  # nothing is kept from the held gang itself
+    assert permit.kept_nodes(first, 1.0).tolist() == [0, 1]
+    assert [m.node_index for _, p in outcome.started for m in p.members] == [4]
+    second = Gang.uniform("second", 1, NODE, submit_time_s=2.0)
+    outcome = cycle.run([gang, second], running, now_s=2.0)
+    assert [m.node_index for _, p in outcome.started for m in p.members] == [0]
+    hold_end_s = permit.next_change_s(ctx(state, running, 2.0, gang))
+    assert permit.kept_nodes(second, hold_end_s) is None
+
+
+def test_without_keeping_nodes_a_one_node_gang_takes_the_first_free_node() -> None:
+    state, running = split_cluster()
+    cycle = SchedulingCycle(state, FifoPolicy(), permit=LinkHold(keep_nodes=False))
+    first = Gang.uniform("first", 1, NODE, submit_time_s=1.0)
+    outcome = cycle.run([two_node_gang(), first], running, now_s=1.0)
+    assert outcome.codes == {"g": Reason.LINK_HOLD}
+    assert [m.node_index for _, p in outcome.started for m in p.members] == [0]

@@ -19,7 +19,12 @@ Waiting at most the loss never costs more than twice the better of "go now" and 
 unit", whatever the future brings (the break-even rule of rent-or-buy); ``share`` scales it and
 ``max_hold_s`` caps it, as Slurm's ``max_switch_wait`` does. With ``look_ahead`` (the default)
 it holds only when the running gangs' expected ends free a domain of the gang's best level
-before the hold would end: no waiting for a unit nothing is expected to free. A gang whose
+before the hold would end: no waiting for a unit nothing is expected to free. The nodes that
+look-ahead counts on (free now in that domain, or freed by the ends it waited for) are kept
+for the held gang (``keep_nodes``, on by default): other gangs are placed around them while
+they fit elsewhere, and on them only when they fit nowhere else, so single-GPU work arriving
+meanwhile does not take the unit back one GPU at a time (kube-scheduler counts a nominated
+pod's resources as taken on its node in the same way). A gang whose
 placement is no slower than its best is never held, so single-GPU and single-node work is
 untouched.
 
@@ -51,6 +56,8 @@ DEFAULT_SHARE = 1.0
 """Hold for at most the whole estimated loss: the break-even point of rent-or-buy."""
 DEFAULT_MAX_HOLD_S = 86_400.0
 """No gang is held longer than a day, whatever its estimate says."""
+KEPT_NAMES_SHOWN = 8
+"""Kept nodes named in a hold's reason; the rest are counted."""
 MAX_TRACKED_GANGS = 65_536
 """Gangs whose first slow fit is remembered (far more than wait at once)."""
 
@@ -72,11 +79,13 @@ class LinkHold:
         default_runtime_s: float = DEFAULT_RUNTIME_ESTIMATE_S,
         look_ahead: bool = True,
         since_fit: bool = True,
+        keep_nodes: bool = True,
     ) -> None:
         self.share = _number("share", share)
         self.max_hold_s = _number("max_hold_s", max_hold_s, allow_inf=True)
         self.look_ahead = look_ahead
         self.since_fit = since_fit
+        self.keep_nodes = keep_nodes
         self._first_slow_s: OrderedDict[str, float] = OrderedDict()
         """Gang name -> when it first fitted only on slower links (the hold counts from it)."""
         self.estimates = RuntimeEstimator(default_runtime_s)
@@ -85,10 +94,17 @@ class LinkHold:
         self._best: dict[tuple, tuple[float, int]] = {}
         self._held_until: dict[str, float] = {}
         """Gang name -> when its current hold ends (for :meth:`next_change_s`)."""
+        self._kept: dict[str, np.ndarray] = {}
+        """Gang name -> the nodes kept for it while it is held (look-ahead's)."""
+        self._kept_union: dict[str, np.ndarray] = {}
+        """Gang name -> the nodes kept for every other held gang, made when first asked for
+        and dropped whenever a hold starts or ends, or the earliest kept hold's end passes."""
+        self._kept_union_until_s = math.inf
 
     # ------------------------------------------------------------------ the plugin
     def permit(self, gang: Gang, placement: Placement, ctx: QueueContext) -> str | None:
         self._held_until.pop(gang.name, None)
+        self._unkeep(gang.name)
         compiled = ctx.state.compiled
         now_cost = bottleneck_comm_cost(compiled, placement.members)
         if now_cost <= 0:
@@ -107,16 +123,46 @@ class LinkHold:
             return None
         until_s = since_s + hold_s
         if self.look_ahead:
-            room_s = self.room_expected_s(gang, compiled, best_level, ctx)
+            room_s, nodes = self.room_expected(gang, compiled, best_level, ctx)
             if room_s > until_s:
                 return None
+            if self.keep_nodes:
+                self._kept[gang.name] = nodes
+                self._kept_union.clear()
         self._held_until[gang.name] = until_s
         origin = "it first fitted only on them" if self.since_fit else "its submission"
+        kept = self._kept.get(gang.name)
         return (
             f"held for faster links: its links now cost {ratio:.2f}x those it gets on an empty "
             f"cluster, about {loss_s:.0f} s of its estimated {estimate_s:.0f} s run; it waits "
             f"up to {hold_s:.0f} s for better, counted from {origin}"
+            + ("" if kept is None or not kept.size else _kept_text(compiled, kept))
         )
+
+    def kept_nodes(self, gang: Gang, now_s: float) -> np.ndarray | None:
+        """The nodes kept for the gangs held now other than ``gang`` (the Permit plugin's
+        :meth:`scheduler.interfaces.PermitPlugin.kept_nodes`); None when there are none."""
+        if not self._kept:
+            return None
+        if now_s >= self._kept_union_until_s:
+            self._kept_union.clear()
+        if not self._kept_union:
+            ends = (self._held_until.get(name, -math.inf) for name in self._kept)
+            self._kept_union_until_s = min((e for e in ends if e > now_s), default=math.inf)
+        union = self._kept_union.get(gang.name)
+        if union is None:
+            parts = [
+                nodes
+                for name, nodes in self._kept.items()
+                if name != gang.name and self._held_until.get(name, -math.inf) > now_s
+            ]
+            union = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+            self._kept_union[gang.name] = union
+        return union if union.size else None
+
+    def _unkeep(self, gang: str) -> None:
+        if self._kept.pop(gang, None) is not None:
+            self._kept_union.clear()
 
     def _first_slow(self, gang: str, now_s: float) -> float:
         """When ``gang`` first fitted only on slower links; the oldest of more than
@@ -139,6 +185,7 @@ class LinkHold:
         for name, until_s in list(self._held_until.items()):
             if name not in waiting or until_s <= ctx.now_s:
                 del self._held_until[name]
+                self._unkeep(name)
         for name in [n for n in self._first_slow_s if n not in waiting]:
             del self._first_slow_s[name]
         return min(self._held_until.values(), default=None)
@@ -165,22 +212,23 @@ class LinkHold:
             self._best[key] = best
         return best
 
-    def room_expected_s(
+    def room_expected(
         self, gang: Gang, compiled: CompiledCluster, level: int, ctx: QueueContext
-    ) -> float:
+    ) -> tuple[float, np.ndarray]:
         """When some domain of ``level`` is expected to have room for the gang's quorum, from
-        the running gangs' expected ends (:meth:`RuntimeEstimator.expected_end_s`); ``inf``
-        when not even all of them ending would make room. Room is counted in members of the
-        gang's largest whole-GPU size per node, so a multi-node gang waits for whole nodes; a
-        GPU that shares of several gangs use is counted free when the first of them ends (an
-        estimate: the look-ahead only decides whether holding is worth it)."""
+        the running gangs' expected ends (:meth:`RuntimeEstimator.expected_end_s`), and the
+        nodes of that domain counted for it (free by then); ``inf`` and no nodes when not even
+        all of them ending would make room. Room is counted in members of the gang's largest
+        whole-GPU size per node, so a multi-node gang waits for whole nodes; a GPU that shares
+        of several gangs use is counted free when the first of them ends (an estimate: the
+        look-ahead only decides whether holding is worth it)."""
         member_gpus = max(max(m.request.gpus for m in gang.members), 1)
         free = compiled.free_gpu_count.astype(np.int64)
         domain_of = compiled.node_domain[level]
         domains = len(compiled.domain_gpu_capacity)
         room = np.bincount(domain_of, weights=free // member_gpus, minlength=domains)
         if room.max() >= gang.quorum:
-            return ctx.now_s
+            return ctx.now_s, self._counted(free, member_gpus, domain_of, int(room.argmax()))
         ends = []
         for running in ctx.running:
             end_s = self.estimates.expected_end_s(running, ctx.now_s)
@@ -196,8 +244,22 @@ class LinkHold:
                 domain = domain_of[node]
                 room[domain] += gained
                 if room[domain] >= gang.quorum:
-                    return end_s
-        return math.inf
+                    return end_s, self._counted(free, member_gpus, domain_of, int(domain))
+        return math.inf, np.empty(0, dtype=np.int64)
+
+    @staticmethod
+    def _counted(
+        free: np.ndarray, member_gpus: int, domain_of: np.ndarray, domain: int
+    ) -> np.ndarray:
+        """The nodes of ``domain`` with room for at least one member in ``free``."""
+        return np.flatnonzero((domain_of == domain) & (free >= member_gpus))
+
+
+def _kept_text(compiled: CompiledCluster, nodes: np.ndarray) -> str:
+    """The kept nodes by name for the hold's reason (the first :data:`KEPT_NAMES_SHOWN`)."""
+    names = [compiled.node_names[n] for n in nodes[:KEPT_NAMES_SHOWN].tolist()]
+    more = nodes.size - len(names)
+    return f"; nodes kept for it: {', '.join(names)}" + (f" and {more} more" if more else "")
 
 
 def _number(option: str, value: object, allow_inf: bool = False) -> float:

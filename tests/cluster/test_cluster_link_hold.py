@@ -15,8 +15,10 @@ kube-scheduler answers by trying them again.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -135,3 +137,56 @@ def test_a_hold_that_runs_out_in_a_quiet_cluster_is_retried_at_once(kube_cluster
         c.type: c for p in pods_of(api, namespace, gang.name) for c in (p.status.conditions or [])
     }
     assert conditions["phalanx.io/LinkHold"].reason == "HoldEnded"
+
+
+def kept_in(note: str, nodes: Iterable[str]) -> list[str]:
+    """The node names a hold's reason says are kept for the held gang (kube-scheduler joins
+    the reasons of a FailedScheduling event with commas, so the list ends at the first entry
+    that is not one of ``nodes``)."""
+    _, sep, rest = note.partition("nodes kept for it: ")
+    assert sep, note
+    known = set(nodes)
+    kept = list(itertools.takewhile(known.__contains__, (n.strip() for n in rest.split(","))))
+    return kept
+
+
+def test_the_nodes_a_held_gang_waits_for_go_to_it_not_to_a_gang_that_fits_elsewhere(
+    kube_cluster,
+):
+    """The held gang waits for the unit whose filler is expected to end first: that unit's
+    free node and the filler's are kept for it. A one-node gang created meanwhile is bound in
+    the other unit's free node (before nodes were kept it could take either), and when the
+    kept filler ends the held gang is bound inside the kept unit."""
+    scenario = kube_cluster(str(CLUSTER), serve=HOLD_SETTINGS)
+    api, namespace = scenario.api, scenario.namespace
+    unit_of, _ = split_units(scenario)
+    gang = GangSpec("held", 2, 8, extra_annotations=((ESTIMATE, GANG_RUN_S),))
+    create_gang(api, gang, namespace)
+    notes = wait_for(
+        "a FailedScheduling event naming the kept nodes",
+        lambda: [
+            n for n in failed_scheduling_notes(scenario, "held-0") if "nodes kept for it" in n
+        ],
+        BIND_TIMEOUT_S,
+    )
+    kept = kept_in(notes[0], unit_of)
+    assert len(kept) == 2 and len({unit_of[n] for n in kept}) == 1, notes[0]
+    kept_unit = unit_of[kept[0]]
+
+    other = GangSpec("other", 1, 8, extra_annotations=((ESTIMATE, FILLER_RUN_S),))
+    create_gang(api, other, namespace)
+    node = wait_gang_bound(api, namespace, other, BIND_TIMEOUT_S)["other-0"]
+    print(f"kept for the held gang: {kept}; the one-node gang was bound on {node}")
+    assert node not in kept and unit_of[node] != kept_unit
+    assert bound(pods_of(api, namespace, gang.name)) == {}
+
+    fillers_on_kept = [
+        p.metadata.labels["phalanx-test/gang"]
+        for p in pods_of(api, namespace)
+        if p.spec.node_name in kept and p.metadata.name.startswith("fill-")
+    ]
+    assert len(fillers_on_kept) == 1, fillers_on_kept
+    delete_pods(api, namespace, fillers_on_kept[0])
+    placed = wait_gang_bound(api, namespace, gang, BIND_TIMEOUT_S)
+    assert set(placed.values()) == set(kept)
+    assert_no_gpu_twice(pods_of(api, namespace))
