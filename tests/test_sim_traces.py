@@ -198,8 +198,9 @@ def test_synthetic_time_limits_round_up_overestimates_of_the_same_jobs():
         assert limit >= job.duration_s
         assert limit in TIME_LIMIT_STEPS_S or limit % TIME_LIMIT_STEPS_S[-1] == 0
         assert limit <= 2.4 * max(4 * job.duration_s, TIME_LIMIT_STEPS_S[0])  # widest step 2.33x
-    with pytest.raises(TraceError, match="time_limit_max_factor"):
-        parse_spec("time_limit_max_factor=0.5")
+    for bad in ("0.5", "inf", "nan", "-2"):
+        with pytest.raises(TraceError, match="time_limit_max_factor"):
+            parse_spec(f"time_limit_max_factor={bad}")
 
 
 def test_unknown_format_is_explained():

@@ -22,6 +22,7 @@ A path to a JSON or YAML file holding the same keys works too.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -67,8 +68,9 @@ class SyntheticSpec:
             weights = getattr(self, name)
             if not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
                 problems.append(f"{name} needs non-negative weights with a positive sum")
-        if self.time_limit_max_factor and not self.time_limit_max_factor >= 1:
-            problems.append("time_limit_max_factor must be 0 (no limits) or at least 1")
+        factor = self.time_limit_max_factor
+        if factor and not (factor >= 1 and math.isfinite(factor)):
+            problems.append("time_limit_max_factor must be 0 (no limits) or a number >= 1")
         if any(g < 1 for g in self.gpus):
             problems.append("gpus values must be at least 1")
         if problems:
