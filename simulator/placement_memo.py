@@ -16,6 +16,7 @@ all, and where they would go there (the best placement the slowdown model compar
 from __future__ import annotations
 
 from phalanx.scheduler.cost import bottleneck_comm_cost
+from phalanx.scheduler.empty_cluster import EmptyCluster
 from phalanx.scheduler.engine import place
 from phalanx.scheduler.gang import Gang, GangSpecError
 from phalanx.scheduler.interfaces import PlacementScorer
@@ -30,7 +31,7 @@ class PlacementMemo:
 
     def __init__(self, live: ClusterState, solver: str, scorer: PlacementScorer | None) -> None:
         self.live = live
-        self.pristine = ClusterState(live.compiled.copy())
+        self.empty = EmptyCluster()
         self.solver = solver
         self.scorer = scorer
         self._no_room = UnplacedCache()
@@ -38,7 +39,6 @@ class PlacementMemo:
         """(shape, communication intensity) -> where the fast search put it, for one state."""
         self._fitted_changes = -1
         self._verdicts: dict[tuple, str | None] = {}
-        self._best_comm: dict[tuple, float] = {}
 
     def shape(self, gang: Gang) -> tuple:
         return self._no_room.shape(gang)
@@ -93,7 +93,7 @@ class PlacementMemo:
         key = self.shape(gang)
         if key not in self._verdicts:
             try:
-                result = place(gang, self.pristine)
+                result = self.empty.place(gang, self.live.compiled, key)
             except GangSpecError as err:
                 self._verdicts[key] = f"invalid on this cluster: {err}"
             else:
@@ -106,13 +106,7 @@ class PlacementMemo:
 
     def best_comm_cost(self, gang: Gang) -> float:
         """Bottleneck link cost of ``gang`` placed on the empty cluster."""
-        key = self.shape(gang)
-        if key not in self._best_comm:
-            result = place(gang, self.pristine)
-            self._best_comm[key] = (
-                comm_cost(result, self.pristine.compiled) if isinstance(result, Placement) else 0.0
-            )
-        return self._best_comm[key]
+        return self.empty.best_case(gang, self.live.compiled, self.shape(gang))[0]
 
 
 def comm_cost(placement: Placement, compiled: CompiledCluster) -> float:

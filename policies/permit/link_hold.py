@@ -42,14 +42,12 @@ from collections import OrderedDict
 
 import numpy as np
 from phalanx.policies.estimates import DEFAULT_RUNTIME_ESTIMATE_S, RuntimeEstimator
-from phalanx.scheduler import engine
-from phalanx.scheduler.cost import bottleneck_comm_cost, lowest_common_domain
+from phalanx.scheduler.cost import bottleneck_comm_cost
+from phalanx.scheduler.empty_cluster import EmptyCluster
 from phalanx.scheduler.gang import Gang
 from phalanx.scheduler.interfaces import QueueContext
 from phalanx.scheduler.link_stretch import link_stretch
 from phalanx.scheduler.placement import Placement
-from phalanx.scheduler.state import ClusterState
-from phalanx.scheduler.unplaced_cache import gang_shape
 from phalanx.topology.compiled import CompiledCluster
 
 DEFAULT_SHARE = 1.0
@@ -89,9 +87,7 @@ class LinkHold:
         self._first_slow_s: OrderedDict[str, float] = OrderedDict()
         """Gang name -> when it first fitted only on slower links (the hold counts from it)."""
         self.estimates = RuntimeEstimator(default_runtime_s)
-        self._static: object = None
-        self._empty: ClusterState | None = None
-        self._best: dict[tuple, tuple[float, int]] = {}
+        self._empty = EmptyCluster()
         self._held_until: dict[str, float] = {}
         """Gang name -> when its current hold ends (for :meth:`next_change_s`)."""
         self._kept: dict[str, np.ndarray] = {}
@@ -194,23 +190,7 @@ class LinkHold:
     def best_case(self, gang: Gang, compiled: CompiledCluster) -> tuple[float, int]:
         """Bottleneck link cost of ``gang`` placed on the empty cluster and the fabric level
         that placement spans (0, 0 when it would not fit there), once per shape and cluster."""
-        if self._static is not compiled.node_domain:
-            self._static = compiled.node_domain
-            self._empty = ClusterState(compiled.emptied())
-            self._best.clear()
-        assert self._empty is not None
-        key = gang_shape(gang)
-        best = self._best.get(key)
-        if best is None:
-            result = engine.place(gang, self._empty)
-            if isinstance(result, Placement):
-                members = result.members
-                level, _ = lowest_common_domain(compiled, [m.node_index for m in members])
-                best = (bottleneck_comm_cost(self._empty.compiled, members), level)
-            else:
-                best = (0.0, 0)
-            self._best[key] = best
-        return best
+        return self._empty.best_case(gang, compiled)
 
     def room_expected(
         self, gang: Gang, compiled: CompiledCluster, level: int, ctx: QueueContext
