@@ -92,9 +92,10 @@ class LinkHold:
         """Gang name -> when its current hold ends (for :meth:`next_change_s`)."""
         self._kept: dict[str, np.ndarray] = {}
         """Gang name -> the nodes kept for it while it is held (look-ahead's)."""
-        self._kept_union: dict[str, np.ndarray] = {}
-        """Gang name -> the nodes kept for every other held gang, made when first asked for
-        and dropped whenever a hold starts or ends, or the earliest kept hold's end passes."""
+        self._kept_union: dict[str | None, np.ndarray] = {}
+        """Held gang's name -> the nodes kept for every other held gang (None: for all of
+        them, what every gang not held is kept from), made when first asked for and dropped
+        whenever a hold starts or ends, or the earliest kept hold's end passes."""
         self._kept_union_until_s = math.inf
 
     # ------------------------------------------------------------------ the plugin
@@ -145,15 +146,16 @@ class LinkHold:
         if not self._kept_union:
             ends = (self._held_until.get(name, -math.inf) for name in self._kept)
             self._kept_union_until_s = min((e for e in ends if e > now_s), default=math.inf)
-        union = self._kept_union.get(gang.name)
+        key = gang.name if gang.name in self._kept else None  # a held gang: the others' only
+        union = self._kept_union.get(key)
         if union is None:
             parts = [
                 nodes
                 for name, nodes in self._kept.items()
-                if name != gang.name and self._held_until.get(name, -math.inf) > now_s
+                if name != key and self._held_until.get(name, -math.inf) > now_s
             ]
             union = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
-            self._kept_union[gang.name] = union
+            self._kept_union[key] = union
         return union if union.size else None
 
     def _unkeep(self, gang: str) -> None:
