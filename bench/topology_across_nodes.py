@@ -161,11 +161,11 @@ VARIANTS = (
     Variant("topology + link-hold, run times from history", "topology", "link-hold"),
     Variant("topology + link-hold, declared run times", "topology", "link-hold", True),
     Variant(
-        "topology + link-hold (share 2), declared run times",
+        "topology + link-hold (share 1, the break-even hold), declared run times",
         "topology",
         "link-hold",
         True,
-        permit_options=(("share", 2.0),),
+        permit_options=(("share", 1.0),),
     ),
     Variant(
         "topology + link-hold (nodes not kept), declared run times",

@@ -9,7 +9,7 @@ import math
 import pytest
 from click.testing import CliRunner
 from phalanx.bench.topology_across_nodes import rail_fat_tree_cluster
-from phalanx.policies.permit.link_hold import LinkHold
+from phalanx.policies.permit.link_hold import DEFAULT_SHARE, LinkHold
 from phalanx.policies.queue.simple import FifoPolicy
 from phalanx.policies.registry import PolicyOptionError, get_permit, get_scorer
 from phalanx.scheduler.cost import bottleneck_comm_cost
@@ -73,7 +73,7 @@ def expected_hold_s(state: ClusterState, placement: Placement, gang: Gang) -> fl
     best, _ = hold.best_case(gang, state.compiled)
     ratio = bottleneck_comm_cost(state.compiled, placement.members) / best
     assert ratio > 1.0
-    return RUN_S * (link_stretch(gang.comm_intensity, ratio) - 1.0)
+    return DEFAULT_SHARE * RUN_S * (link_stretch(gang.comm_intensity, ratio) - 1.0)
 
 
 def test_a_gang_that_crosses_units_is_held_until_its_loss_is_spent() -> None:
