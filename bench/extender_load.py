@@ -126,13 +126,12 @@ class Connection:
         self.sock.close()
 
 
-def pod_bytes(i: int) -> bytes:
+def pod_bytes(i: int, gpus: int = 1) -> bytes:
+    limits = {"nvidia.com/gpu": str(gpus)}
     return orjson.dumps(
         {
             "metadata": {"name": f"load-{i}", "namespace": "bench", "uid": f"uid-{i}"},
-            "spec": {
-                "containers": [{"name": "w", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]
-            },
+            "spec": {"containers": [{"name": "w", "resources": {"limits": limits}}]},
             "status": {"phase": "Pending"},
         }
     )
@@ -143,10 +142,10 @@ def args_body(pod: bytes, names_json: bytes) -> bytes:
 
 
 def scheduling_sequence(
-    conn: Connection, i: int, all_names: list[bytes], stats: dict[str, Samples]
+    conn: Connection, i: int, all_names: list[bytes], stats: dict[str, Samples], gpus: int = 1
 ) -> None:
     """filter -> prioritize (the filter's survivors) for one member, as kube-scheduler does."""
-    pod = pod_bytes(i)
+    pod = pod_bytes(i, gpus)
     start = time.perf_counter()
     status, body, filter_ms = conn.post("/filter", args_body(pod, all_names[i % len(all_names)]))
     _record(stats["filter"], start, filter_ms, status)
@@ -169,7 +168,7 @@ def _record(samples: Samples, start: float, server_ms: float, status: int) -> No
 
 
 def latency_phase(
-    port: int, members: int, all_names: list[bytes], warmup: int
+    port: int, members: int, all_names: list[bytes], warmup: int, gpus: int = 1
 ) -> dict[str, Samples]:
     """``warmup`` members first, not recorded: the server's first requests build its lazy
     per-cluster tables."""
@@ -177,13 +176,13 @@ def latency_phase(
     stats = {k: Samples() for k in keys}
     conn = Connection(port)
     for i in range(WARMUP_FIRST, WARMUP_FIRST + warmup):
-        scheduling_sequence(conn, i, all_names, {k: Samples() for k in keys})
+        scheduling_sequence(conn, i, all_names, {k: Samples() for k in keys}, gpus)
     for i in range(members):
-        scheduling_sequence(conn, i, all_names, stats)
+        scheduling_sequence(conn, i, all_names, stats, gpus)
     for path, key in (("/prioritize", "prioritize_all"), ("/echo", "echo")):
         for i in range(members):
             start = time.perf_counter()
-            body = args_body(pod_bytes(i), all_names[i % len(all_names)])
+            body = args_body(pod_bytes(i, gpus), all_names[i % len(all_names)])
             status, _, server_ms = conn.post(path, body)
             _record(stats[key], start, server_ms, status)
     conn.close()
@@ -208,6 +207,7 @@ def throughput_phase(
     connections: int,
     all_names: list[bytes],
     max_seconds: float,
+    gpus: int = 1,
 ) -> Throughput:
     """HTTP requests of filter+prioritize(survivors) pairs (or echo) with ``connections`` in
     flight (one client thread each), the wall time and the server's CPU time they took."""
@@ -223,7 +223,7 @@ def throughput_phase(
                 i = next(counter, None)
             if i is None:
                 break
-            pod = pod_bytes(i)
+            pod = pod_bytes(i, gpus)
             names_json = all_names[i % len(all_names)]
             if path == "/echo":
                 conn.post("/echo", args_body(pod, names_json))
@@ -302,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=4000, help="throughput phase requests")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--max-seconds", type=float, default=60.0)
+    parser.add_argument("--gpus", type=int, default=1, help="whole GPUs each member asks for")
     parser.add_argument(
         "--shuffle",
         action="store_true",
@@ -320,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     proc = start_server(opts.nodes, port)
     try:
         wait_ready(port, proc)
-        stats = latency_phase(port, opts.members, all_names, opts.warmup)
+        stats = latency_phase(port, opts.members, all_names, opts.warmup, opts.gpus)
         phalanx = throughput_phase(
             port,
             proc.pid,
@@ -330,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             opts.connections,
             all_names,
             opts.max_seconds,
+            opts.gpus,
         )
         echo = throughput_phase(
             port, proc.pid, "/echo", 0, opts.requests, opts.connections, all_names, opts.max_seconds
@@ -339,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         proc.wait(timeout=30)
     report = {
         "nodes": opts.nodes,
+        "gpus_per_member": opts.gpus,
         "shuffled": opts.shuffle,
         "server_core": SERVER_CORE,
         "latency": {k: s.summary() for k, s in stats.items()},

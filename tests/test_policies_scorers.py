@@ -430,3 +430,35 @@ def test_weighted_scores_normalise_each_part() -> None:
     tilted = get_scorer("3*binpack+1*spread").score(c, req, nodes)
     assert tilted.tolist() == pytest.approx([3.0, 3 * 0.5 + 0.5, 1.0])
     assert get_scorer("topology+spread").pick_gpu(c, MemberRequest(gpu_milli=100), 0) == 6
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    preset=st.sampled_from(["hgx-pcie-l40s:6", "dgx-h100:6", "gb200-nvl72:1", "philly:6"]),
+    seed=st.integers(0, 2**16),
+    gpus=st.integers(2, 8),
+)
+def test_topology_link_table_equals_pricing_each_node(preset: str, seed: int, gpus: int) -> None:
+    """The table of links by (node shape, free-GPU mask) gives each node exactly what
+    :func:`best_leftover_link` of its free GPUs gives, also after the masks change."""
+    from phalanx.scheduler.cost import best_leftover_link
+
+    c = cluster_preset(preset).compile()
+    rng = np.random.default_rng(seed)
+    topo = get_scorer("topology")
+    for _ in range(3):
+        for node in range(c.n_nodes):
+            free = [g for g in range(int(c.gpu_count[node])) if c.free_gpu_mask[node] >> g & 1]
+            take = rng.choice(free, size=rng.integers(0, len(free) + 1), replace=False)
+            if take.size:
+                c.allocate(node, sorted(take.tolist()), MILLI_PER_GPU)
+        nodes = np.arange(c.n_nodes)
+        got = topo._bottleneck(c, gpus, nodes)
+        for node in nodes.tolist():
+            free = [g for g in range(c.max_gpus) if c.free_gpu_mask[node] >> g & 1]
+            pair = c.shape_pair_cost[c.node_shape[node]]
+            assert got[node] == best_leftover_link(pair[np.ix_(free, free)], gpus)
+        for node in range(c.n_nodes):  # free everything for the next round
+            used = [g for g in range(int(c.gpu_count[node])) if not c.free_gpu_mask[node] >> g & 1]
+            if used:
+                c.release(node, used, MILLI_PER_GPU)

@@ -40,6 +40,11 @@ level, so with the three levels of a multi-pod fabric still below the smallest s
 link costs (0.5), which keeps deciding first."""
 
 
+TABLE_MAX_GPUS = 16
+"""Nodes of at most this many GPUs have their links looked up in a table of every free-GPU
+mask (65,536 entries a node shape at 16); larger nodes are priced one by one."""
+
+
 class TopologyScorer(BestFitGpuPick):
     name = "topology"
     description = (
@@ -48,7 +53,8 @@ class TopologyScorer(BestFitGpuPick):
     )
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[int, int, int], float] = {}
+        self._tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        """GPUs wanted -> (known, link) tables by [node shape, free-GPU mask]."""
         self._cache_shapes: np.ndarray | None = None
 
     def score(
@@ -76,19 +82,39 @@ class TopologyScorer(BestFitGpuPick):
         return -(room.astype(np.float64) + 0.5 * free_share)
 
     def _bottleneck(self, compiled: CompiledCluster, count: int, nodes: np.ndarray) -> np.ndarray:
+        """:func:`best_leftover_link` of each node's free GPUs for ``count`` of them, looked up
+        in a table by (node shape, free-GPU mask) that fills as masks are first seen: the
+        extender's default scorer asks this for every fitting node of every multi-GPU member,
+        and a Python pass over 10,000 nodes took 0.6-1.6 ms per placement."""
         if self._cache_shapes is not compiled.shape_pair_cost:
-            self._cache.clear()
+            self._tables.clear()
             self._cache_shapes = compiled.shape_pair_cost
         shapes = compiled.node_shape[nodes].astype(np.int64)
-        masks = compiled.free_gpu_mask[nodes]
-        links = np.empty(len(nodes))
-        for i, (shape, mask) in enumerate(zip(shapes.tolist(), masks.tolist(), strict=True)):
-            key = (shape, mask, count)
-            link = self._cache.get(key)
-            if link is None:
-                free = [g for g in range(compiled.max_gpus) if mask >> g & 1]
-                pair = compiled.shape_pair_cost[shape]
-                link = best_leftover_link(pair[np.ix_(free, free)], count)
-                self._cache[key] = link
-            links[i] = link
-        return links
+        masks = compiled.free_gpu_mask[nodes].astype(np.int64)
+        if compiled.max_gpus > TABLE_MAX_GPUS:
+            return np.array(
+                [
+                    self._link(compiled, s, m, count)
+                    for s, m in zip(shapes.tolist(), masks.tolist(), strict=True)
+                ]
+            )
+        known, links = self._tables.get(count) or self._new_table(compiled, count)
+        missing = ~known[shapes, masks]
+        if missing.any():
+            pairs = zip(shapes[missing].tolist(), masks[missing].tolist(), strict=True)
+            for shape, mask in set(pairs):
+                links[shape, mask] = self._link(compiled, shape, mask, count)
+                known[shape, mask] = True
+        return links[shapes, masks]
+
+    def _new_table(self, compiled: CompiledCluster, count: int) -> tuple[np.ndarray, np.ndarray]:
+        size = (compiled.shape_pair_cost.shape[0], 1 << compiled.max_gpus)
+        table = (np.zeros(size, dtype=bool), np.zeros(size))
+        self._tables[count] = table
+        return table
+
+    @staticmethod
+    def _link(compiled: CompiledCluster, shape: int, mask: int, count: int) -> float:
+        free = [g for g in range(compiled.max_gpus) if mask >> g & 1]
+        pair = compiled.shape_pair_cost[shape]
+        return best_leftover_link(pair[np.ix_(free, free)], count)
