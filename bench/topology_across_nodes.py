@@ -59,7 +59,7 @@ GOAL_RATIO = 1.5
 S_PER_H = 3600.0
 TIME_LIMIT_MAX_FACTOR = 4.0
 """Stated time limits overestimate run times by up to 4x before rounding up to a round value
-(15 min, 30 min, 1, 2, 4, 8, 12, 24 h...): over the 20 seeds' jobs the stated limit is 3.0x
+(15 min, 30 min, 1, 2, 4, 8, 12, 24 h...): over seeds 0-19's jobs the stated limit is 3.0x
 the run time at the median, 1.4-6.9x for 90 % of jobs (more for jobs much shorter than 15
 minutes)."""
 ON_ARRIVAL = "slower_on_arrival"
