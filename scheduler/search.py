@@ -237,7 +237,22 @@ class Search:
         """The best ``CANDIDATES_TRIED`` fitting nodes, best first: by the scorer's score when
         there is one, else by the single-node proxy cost, then by node index."""
         c = self.compiled
-        proxy = single_node_costs(
+        if self.scorer is None:
+            key = self._proxy(nodes)
+            keep = smallest(key, CANDIDATES_TRIED)
+            proxy = key[keep]
+        else:
+            score = self.scorer.score(c, self.classes[0].request, nodes)
+            key = -np.asarray(score, dtype=np.float64)
+            keep = smallest(key, CANDIDATES_TRIED)
+            proxy = self._proxy(nodes[keep])  # only the kept nodes' ties need it
+        order = np.lexsort((nodes[keep], proxy, key[keep]))
+        return nodes[keep[order]]
+
+    def _proxy(self, nodes: np.ndarray) -> np.ndarray:
+        """The single-node proxy cost of each of ``nodes`` (:func:`single_node_costs`)."""
+        c = self.compiled
+        return single_node_costs(
             nodes,
             self._gang_milli(),
             c.gpu_used_milli,
@@ -248,14 +263,6 @@ class Search:
             *self._whole_gang_tables(),
             self.gang.comm_intensity,
         )
-        if self.scorer is None:
-            key = proxy
-        else:
-            score = self.scorer.score(c, self.classes[0].request, nodes)
-            key = -np.asarray(score, dtype=np.float64)
-        keep = smallest(key, CANDIDATES_TRIED)
-        order = np.lexsort((nodes[keep], proxy[keep], key[keep]))
-        return nodes[keep[order]]
 
     def _whole_gang_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """GPU-choice tables for the whole gang on one node, when one class asks for GPUs
