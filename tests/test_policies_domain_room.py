@@ -7,7 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from phalanx.policies.scoring.domain_room import domain_room_share, domain_room_share_reference
+from phalanx.policies.scoring.domain_room import (
+    domain_room_share,
+    domain_room_share_reference,
+    packed_room_scores,
+)
+from phalanx.policies.scoring.topology import DOMAIN_ROOM_WEIGHT, PACKING_WEIGHT
 from phalanx.topology.clusterfile import load_cluster_file
 from phalanx.topology.presets import cluster_preset
 
@@ -38,3 +43,15 @@ def test_kernel_equals_reference(spec: str, fill: float):
         got = domain_room_share(compiled, nodes)
         want = domain_room_share_reference(compiled, nodes)
         assert got.dtype == want.dtype and np.array_equal(got, want)
+        for gpus in (0, 1, 4):
+            scores = packed_room_scores(compiled, nodes, gpus, PACKING_WEIGHT, DOMAIN_ROOM_WEIGHT)
+            assert np.array_equal(scores, numpy_packed_room_scores(compiled, nodes, gpus))
+
+
+def numpy_packed_room_scores(compiled, nodes: np.ndarray, gpus: int) -> np.ndarray:
+    """The topology scorer's first two terms as it computed them in numpy."""
+    gpu_count = np.maximum(compiled.gpu_count[nodes], 1)
+    left_free = (compiled.free_gpu_count[nodes] - gpus) / gpu_count
+    scores = -PACKING_WEIGHT * left_free.astype(np.float64)
+    scores -= DOMAIN_ROOM_WEIGHT * domain_room_share_reference(compiled, nodes)
+    return scores

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 from phalanx.policies.scoring.common import BestFitGpuPick
-from phalanx.policies.scoring.domain_room import domain_room_share
+from phalanx.policies.scoring.domain_room import packed_room_scores
 from phalanx.scheduler.cost import best_leftover_link
 from phalanx.scheduler.gang import MemberRequest
 from phalanx.topology.compiled import CompiledCluster
@@ -60,10 +60,9 @@ class TopologyScorer(BestFitGpuPick):
     def score(
         self, compiled: CompiledCluster, request: MemberRequest, nodes: np.ndarray
     ) -> np.ndarray:
-        gpu_count = np.maximum(compiled.gpu_count[nodes], 1)
-        left_free = (compiled.free_gpu_count[nodes] - request.gpus) / gpu_count
-        scores = -PACKING_WEIGHT * left_free.astype(np.float64)
-        scores -= DOMAIN_ROOM_WEIGHT * domain_room_share(compiled, nodes)
+        scores = packed_room_scores(
+            compiled, nodes, request.gpus, PACKING_WEIGHT, DOMAIN_ROOM_WEIGHT
+        )
         if request.gpus < 2:
             return scores
         return scores - self._bottleneck(compiled, request.gpus, nodes)
