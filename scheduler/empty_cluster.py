@@ -56,7 +56,7 @@ class EmptyCluster:
         """Bottleneck link cost of ``gang`` on the empty cluster and the fabric level that
         placement spans (0, 0 when it would not fit there)."""
         key = gang_shape(gang) if shape is None else shape
-        self._empty(compiled)
+        empty = self._empty(compiled)  # a new topology drops the remembered best cases
         best = self._best.get(key)
         if best is None:
             result = self.place(gang, compiled, key)
@@ -64,6 +64,6 @@ class EmptyCluster:
             if isinstance(result, Placement):
                 members = result.members
                 level, _ = lowest_common_domain(compiled, [m.node_index for m in members])
-                best = (bottleneck_comm_cost(self._empty(compiled).compiled, members), level)
+                best = (bottleneck_comm_cost(empty.compiled, members), level)
             self._best[key] = best
         return best

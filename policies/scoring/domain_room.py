@@ -21,7 +21,12 @@ def domain_room_share(compiled: CompiledCluster, nodes: np.ndarray) -> np.ndarra
     """For each of ``nodes``, summed over the fabric levels above the node that have more than
     one domain: the share of the node's domain that is whole free nodes other than itself
     (what a multi-node gang could still start on inside that domain)."""
-    return _domain_room(
+    return _domain_room(*_room_inputs(compiled, nodes))
+
+
+def _room_inputs(compiled: CompiledCluster, nodes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The arrays :func:`_domain_room` reads, in its argument order."""
+    return (
         compiled.free_gpu_count,
         compiled.gpu_count,
         compiled.node_domain,
@@ -42,17 +47,7 @@ def packed_room_scores(
     ``-packing_weight * (free GPUs left after taking gpus) / GPUs - room_weight * domain room
     share`` (:func:`domain_room_share`), with numpy's arithmetic in numpy's order, so equal to
     computing them apart to the bit (tested); the numpy glue cost as much as the share."""
-    return _packed_room_scores(
-        compiled.free_gpu_count,
-        compiled.gpu_count,
-        compiled.node_domain,
-        _split_levels(compiled),
-        cluster_index(compiled).domain_nodes,
-        np.asarray(nodes, dtype=np.int64),
-        gpus,
-        packing_weight,
-        room_weight,
-    )
+    return _packed_room_scores(*_room_inputs(compiled, nodes), gpus, packing_weight, room_weight)
 
 
 def _split_levels(compiled: CompiledCluster) -> np.ndarray:
