@@ -31,8 +31,6 @@ HALF_SHIFT = np.uint64(32)
 """A slot holds the top half of its name's hash (the tag) above where the name's record
 starts; a record is one word (length above node index) followed by the name's words. One read
 settles almost every probe, and a matching tag leads to one record, usually one cache line."""
-SORT_BUCKET_BITS = 12
-"""Probes are made in the order of the table region (of 2**12) where they start."""
 
 
 @njit(cache=True)
@@ -67,35 +65,12 @@ def _build(
 
 
 @njit(cache=True)
-def _in_slot_order(hashes: np.ndarray, size: int, shift: int) -> np.ndarray:
-    """The names' positions ordered by the region of the table their probes start in (a
-    counting sort), so that the probes sweep the table and its records from start to end:
-    the memory prefetcher then streams them in, where probes in list order would each wait on
-    a cache miss whenever the table is not in cache."""
-    mask = np.uint64(size - 1)
-    to_bucket = np.uint64(shift)
-    buckets = ((size - 1) >> shift) + 2
-    starts = np.zeros(buckets, dtype=np.int32)
-    for k in range(hashes.shape[0]):
-        starts[((hashes[k] & mask) >> to_bucket) + np.uint64(1)] += 1
-    for b in range(1, buckets):
-        starts[b] += starts[b - 1]
-    order = np.empty(hashes.shape[0], dtype=np.int32)
-    for k in range(hashes.shape[0]):
-        b = (hashes[k] & mask) >> to_bucket
-        order[starts[b]] = k
-        starts[b] += 1
-    return order
-
-
-@njit(cache=True)
 def _resolve(
     buf: np.ndarray,
     spans: np.ndarray,
     hashes: np.ndarray,
     records: np.ndarray,
     slots: np.ndarray,
-    sort_shift: int,
     n_nodes: int,
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """``(found, offered, unknown, distinct)``: node index per listed name (``UNKNOWN`` when
@@ -105,10 +80,9 @@ def _resolve(
     found = np.empty(count, dtype=np.int64)
     offered = np.zeros(n_nodes, dtype=np.bool_)
     mask = np.uint64(slots.shape[0] - 1)
-    order = _in_slot_order(hashes, slots.shape[0], sort_shift)
     unknown = 0
     distinct = 0
-    for k in order:
+    for k in range(count):
         h = hashes[k]
         tag = h >> HALF_SHIFT
         start = spans[k, 0]
@@ -180,7 +154,6 @@ class NodeNameTable:
             np.asarray(plain, dtype=np.int64),
             size,
         )
-        self._sort_shift = max(0, size.bit_length() - 1 - SORT_BUCKET_BITS)
 
     def resolve(self, names: NodeNameList) -> ResolvedNames:
         """Every listed name as a node index, and which nodes the list offers."""
@@ -190,7 +163,6 @@ class NodeNameTable:
             names.hashes,
             self._records,
             self._slots,
-            self._sort_shift,
             self.n_nodes,
         )
         return ResolvedNames(found, offered, unknown, distinct)
