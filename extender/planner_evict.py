@@ -12,6 +12,7 @@ members are told to retry until the evicted pods have left their nodes, and bind
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from phalanx.extender.planner_ledger import _gang_key_of
@@ -20,6 +21,7 @@ from phalanx.extender.why_not import waiting_text
 from phalanx.scheduler.cycle import CycleOutcome
 from phalanx.scheduler.interfaces import RunningGang
 from phalanx.scheduler.reasons import Reason
+from phalanx.scheduler.running_view import ValuesInPlace
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +77,11 @@ class EvictionMixin:
             if running is not None:
                 self.decisions.preempted(running.gang, decision.victims, pods)
 
-    def _preemption_view(self) -> list[RunningGang]:
+    def _preemption_view(self) -> Sequence[RunningGang]:
         """The running plans as a preempting cycle sees them: a plan whose bound pods a
         PodDisruptionBudget would not let Phalanx evict all at once is not evictable (evicted
         part way, the victim would be left partly running)."""
-        running = list(self._running.values())
+        running = ValuesInPlace(self._running)
         if not self.budgets:
             return running
         view = []

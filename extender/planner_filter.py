@@ -25,6 +25,7 @@ from phalanx.scheduler.gang import Gang, GangSpecError, Member
 from phalanx.scheduler.interfaces import QueueContext, reads_attained_service
 from phalanx.scheduler.placement import Placement, Unplaceable
 from phalanx.scheduler.reasons import Reason
+from phalanx.scheduler.running_view import ValuesInPlace
 from phalanx.scheduler.state import ClusterState
 from phalanx.scheduler.validation import validate_gang_for_cluster
 
@@ -221,7 +222,7 @@ class FilterMixin:
         state = without_nodes(self.state, mask) if mask.size else self.state
         outcome = self._cycle(state).run(
             [single],
-            list(self._running.values()),
+            ValuesInPlace(self._running),
             now,
             self.policy_attained(now),
             reserve_ttl_s=self.config.reservation_ttl_s,
@@ -263,7 +264,7 @@ class FilterMixin:
         if next_change_s is None:
             return now
         ctx = QueueContext(
-            now_s=now, state=self.state, running=list(self._running.values()), pending=pending
+            now_s=now, state=self.state, running=ValuesInPlace(self._running), pending=pending
         )
         due = next_change_s(ctx)
         return now if due is None else float(due)

@@ -51,6 +51,7 @@ from phalanx.scheduler.interfaces import (
 )
 from phalanx.scheduler.placement import Placement, PlacementResult, Unplaceable
 from phalanx.scheduler.reasons import Reason, code_of
+from phalanx.scheduler.running_view import CycleRunning
 from phalanx.scheduler.state import ClusterState, LedgerError
 from phalanx.scheduler.unplaced_cache import UnplacedCache
 from phalanx.topology.compiled import CapacityError
@@ -180,7 +181,7 @@ class SchedulingCycle:
         """Try ``pending`` in the queue policy's order. ``also_waiting`` are gangs that wait
         as well but are not tried now (the extender placing one late member): admission sees
         them in ``ctx.pending``, as it would in a full cycle."""
-        live = list(running)
+        live = CycleRunning(running)
         ctx = self.context([*pending, *also_waiting], live, now_s, attained_gpu_s)
         outcome = CycleOutcome()
         ordered = self.queue.order(pending, ctx)
@@ -200,7 +201,7 @@ class SchedulingCycle:
     def context(
         self,
         pending: Sequence[Gang],
-        running: list[RunningGang],
+        running: Sequence[RunningGang],
         now_s: float,
         attained_gpu_s: dict[str, float] | None = None,
     ) -> QueueContext:
@@ -227,7 +228,7 @@ class SchedulingCycle:
         self,
         gang: Gang,
         ctx: QueueContext,
-        live: list[RunningGang],
+        live: CycleRunning,
         outcome: CycleOutcome,
         ttl_s: float | None,
     ) -> PlacementResult | None:
@@ -277,7 +278,7 @@ class SchedulingCycle:
             return result
         for victim in decision.victims:
             self.state.release(victim)
-        live[:] = [r for r in live if r.gang.name not in decision.victims]
+        live.keep(lambda r: r.gang.name not in decision.victims)
         outcome.preempted.append(decision)
         self._start(gang, decision.placement, ctx.now_s, live, outcome, ttl_s)
         return None
@@ -321,7 +322,7 @@ class SchedulingCycle:
         gang: Gang,
         placement: Placement,
         now_s: float,
-        live: list[RunningGang],
+        live: CycleRunning,
         outcome: CycleOutcome,
         ttl_s: float | None,
     ) -> None:
