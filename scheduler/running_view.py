@@ -21,6 +21,14 @@ TAIL_READ = 8
 gangs started does), the others from a list made on the first such read."""
 
 
+def _position(index: int, size: int) -> int:
+    """``index`` (negative from the end) as a position in ``range(size)``, as a list reads it."""
+    at = index + size if index < 0 else index
+    if not 0 <= at < size:
+        raise IndexError("index out of range")
+    return at
+
+
 class CycleRunning(Sequence[RunningGang]):
     """``base`` (read, never written: the caller must not change it during the cycle)
     followed by the gangs the cycle started; a preemption rewrites it (:meth:`keep`)."""
@@ -49,10 +57,7 @@ class CycleRunning(Sequence[RunningGang]):
     def __getitem__(self, index: int | slice) -> RunningGang | list[RunningGang]:
         if isinstance(index, slice):
             return list(self)[index]
-        size = len(self)
-        at = index + size if index < 0 else index
-        if not 0 <= at < size:
-            raise IndexError("running gang index out of range")
+        at = _position(index, len(self))
         first = len(self._base)
         return self._base[at] if at < first else self._started[at - first]
 
@@ -95,9 +100,7 @@ class ValuesInPlace(Sequence[V]):
         if isinstance(index, slice):
             return list(self)[index]
         size = len(self._by_key)
-        at = index + size if index < 0 else index
-        if not 0 <= at < size:
-            raise IndexError("index out of range")
+        at = _position(index, size)
         back = size - 1 - at
         if back < TAIL_READ and self._listed is None:
             return next(islice(reversed(self._by_key.values()), back, None))
