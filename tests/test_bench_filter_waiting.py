@@ -14,3 +14,11 @@ def test_report_fields(capsys):
     report = json.loads(capsys.readouterr().out)
     assert [r["waiting_gangs"] for r in report["rows"]] == [0, 5]
     assert all(r["p99_ms"] >= r["median_ms"] > 0 for r in report["rows"])
+
+
+def test_churn_keeps_the_cluster_full_while_pods_turn_over(capsys):
+    argv = "--nodes 4 --waiting 0,3 --repeats 5 --rate 1000 --churn --json"
+    filter_waiting.main(argv.split())
+    report = json.loads(capsys.readouterr().out)
+    assert report["churn"] is True
+    assert [r["running_plans"] for r in report["rows"]] == [4 * 8 - 4, 4 * 8 - 4]

@@ -267,3 +267,40 @@ def test_preemption_never_evicts_without_placing_the_preemptor(
     for victim in decision.victims:
         assert by_name[victim].gang.priority < priority
         assert NOW - by_name[victim].start_s >= 300
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    priorities=st.lists(st.integers(min_value=-3, max_value=3), min_size=0, max_size=12),
+    preemptor_priority=st.integers(min_value=-4, max_value=4),
+    started=st.integers(min_value=0, max_value=2),
+)
+def test_lower_ranked_gangs_are_those_a_pass_finds(priorities, preemptor_priority, started):
+    """The running gangs grouped by priority once per state of ``ctx.running`` give the same
+    candidates as a pass over them, also after the cycle appended the gangs it started."""
+    state = fresh_state(16)
+    running = [run_on(state, job(f"r{i}", 1, 1, priority=p)) for i, p in enumerate(priorities)]
+    policy = PriorityPreemption()
+    ctx = QueueContext(NOW, state, running, pending=[])
+    for step in range(started + 1):
+        if step:
+            running.append(run_on(state, job(f"s{step}", 1, 1, priority=step - 2)))
+        for mine in (float(preemptor_priority), math.nan):
+            found = {r.gang.name for r in policy._lower_ranked(mine, ctx)}
+            scanned = {r.gang.name for r in running if float(r.gang.priority) < mine}
+            assert found == scanned
+
+
+def test_waiting_gangs_do_not_each_scan_the_running_ones():
+    """With every gang at one priority no waiting gang has a candidate, and asking again for
+    the same running gangs reads the groups made the first time."""
+    state = fresh_state(4)
+    running = [run_on(state, job(f"r{i}", 1, 8)) for i in range(4)]
+    policy = PriorityPreemption()
+    ctx = QueueContext(NOW, state, running, pending=[])
+    waiting = [job(f"w{i}", 1, 8) for i in range(3)]
+    assert all(policy.select_victims(w, ctx, place) is None for w in waiting)
+    groups = policy._groups
+    assert groups is not None
+    assert policy.select_victims(job("w9", 1, 8), ctx, place) is None
+    assert policy._groups is groups

@@ -11,7 +11,8 @@ given), then least work lost.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 from phalanx.policies.preemption.guards import (
@@ -75,6 +76,10 @@ class PriorityPreemption:
         self.reads_attained_service = self.rank is not by_priority
         """Ranked by a queue policy's rank (LAS, Tiresias), which reads attained service."""
         self.history = history or EvictionHistory()
+        self._groups: tuple[Sequence[RunningGang], int, RunningGang | None, PriorityGroups] | None
+        self._groups = None
+        """The running gangs by priority, for the ``ctx.running`` (length, last item) they were
+        made from (:meth:`_lower_ranked`)."""
 
     def select_victims(
         self, preemptor: Gang, ctx: QueueContext, place: PlaceFunction
@@ -83,9 +88,8 @@ class PriorityPreemption:
         borrowing = self._borrowing_queues(ctx)
         candidates = [
             r
-            for r in ctx.running
+            for r in self._lower_ranked(mine, ctx)
             if r.gang.name != preemptor.name
-            and self.rank(r.gang, ctx) < mine
             and not protected(r, ctx.now_s, self.min_runtime_s)
             and not self.history.forbids(preemptor.name, r.gang.name)
         ]
@@ -108,6 +112,26 @@ class PriorityPreemption:
         )
         return PreemptionDecision(preemptor.name, names, placement, reason)
 
+    def _lower_ranked(self, mine: float, ctx: QueueContext) -> Iterable[RunningGang]:
+        """The running gangs ranked strictly below ``mine`` (in no particular order: the caller
+        sorts them by a total order).
+
+        Every gang a cycle cannot place asks this, and a busy cluster has hundreds waiting and
+        thousands running: a pass over every running gang for each waiting one was nearly all of
+        a cycle's time (200 waiting, 1,600 running: 37 ms a filter). Ranked by priority, the
+        running gangs are grouped by it once per state of ``ctx.running`` (a cycle only appends
+        the gangs it starts and rewrites it on preemption, so its length and last item tell a
+        change), and a gang ranked at or below every group gets nothing without a pass. A rank
+        from a queue policy (LAS, Tiresias) reads attained service and keeps the pass."""
+        running = ctx.running
+        if self.rank is not by_priority:
+            return [r for r in running if self.rank(r.gang, ctx) < mine]
+        last = running[-1] if running else None
+        memo = self._groups
+        if memo is None or memo[0] is not running or memo[1] != len(running) or memo[2] is not last:
+            memo = self._groups = (running, len(running), last, PriorityGroups(running))
+        return memo[3].below(mine)
+
     def _borrowing_queues(self, ctx: QueueContext) -> set[str]:
         if self.tree is None:
             return set()
@@ -117,3 +141,22 @@ class PriorityPreemption:
             for q, used in usage.items()
             if self.tree.is_leaf(q) and not used.fits_within(self.tree.queues[q].guaranteed)
         }
+
+
+class PriorityGroups:
+    """Running gangs grouped by priority, the priorities in ascending order."""
+
+    def __init__(self, running: Iterable[RunningGang]) -> None:
+        groups: dict[int, list[RunningGang]] = {}
+        for r in running:
+            groups.setdefault(r.gang.priority, []).append(r)
+        self.priorities = sorted(groups)
+        self.groups = [groups[p] for p in self.priorities]
+
+    def below(self, rank: float) -> Iterable[RunningGang]:
+        """The gangs of priority strictly below ``rank`` (none for a NaN rank, as comparing
+        with NaN gives)."""
+        cut = 0
+        while cut < len(self.priorities) and self.priorities[cut] < rank:
+            cut += 1
+        return chain.from_iterable(self.groups[:cut])
