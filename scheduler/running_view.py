@@ -5,13 +5,17 @@ a later gang of the same cycle sees them. It used to copy the caller's sequence 
 service that has placed thousands of gangs copied thousands of entries on every request (the
 extender's filter), although most cycles start one gang and no policy reads the rest. This view
 reads the caller's sequence in place and keeps the started gangs beside it.
+
+Policies also derive figures from the running gangs (usage per queue, their priorities) for
+every waiting gang they are asked about; :func:`derived` computes such a figure once per state
+of a view and forgets it when the view changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from itertools import chain, islice
-from typing import TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from phalanx.scheduler.interfaces import RunningGang
 
@@ -19,6 +23,21 @@ V = TypeVar("V")
 TAIL_READ = 8
 """Items this close to the end are read by walking back (what a policy that checks the last
 gangs started does), the others from a list made on the first such read."""
+
+
+T = TypeVar("T")
+
+
+def derived(running: Sequence[RunningGang], key: Hashable, compute: Callable[[Any], T]) -> T:
+    """``compute(running)``, remembered under ``key`` while ``running`` is a view of this module
+    that has not changed since (a plain sequence, which may change unseen, is computed every
+    time). The result is shared: read it, do not change it."""
+    memo: dict[Hashable, Any] | None = getattr(running, "_derived", None)
+    if memo is None:
+        return compute(running)
+    if key not in memo:
+        memo[key] = compute(running)
+    return memo[key]
 
 
 def _position(index: int, size: int) -> int:
@@ -36,14 +55,17 @@ class CycleRunning(Sequence[RunningGang]):
     def __init__(self, base: Sequence[RunningGang]) -> None:
         self._base = base
         self._started: list[RunningGang] = []
+        self._derived: dict[Hashable, Any] = {}
 
     def append(self, running: RunningGang) -> None:
         self._started.append(running)
+        self._derived.clear()
 
     def keep(self, wanted: Callable[[RunningGang], bool]) -> None:
         """Only the gangs ``wanted`` accepts, in order (the caller's sequence stays as it is)."""
         self._base = [r for r in self if wanted(r)]
         self._started = []
+        self._derived.clear()
 
     def __len__(self) -> int:
         return len(self._base) + len(self._started)
@@ -80,6 +102,7 @@ class ValuesInPlace(Sequence[V]):
     def __init__(self, by_key: Mapping[object, V]) -> None:
         self._by_key = by_key
         self._listed: list[V] | None = None
+        self._derived: dict[Hashable, Any] = {}
 
     def __len__(self) -> int:
         return len(self._by_key)

@@ -293,14 +293,16 @@ def test_lower_ranked_gangs_are_those_a_pass_finds(priorities, preemptor_priorit
 
 def test_waiting_gangs_do_not_each_scan_the_running_ones():
     """With every gang at one priority no waiting gang has a candidate, and asking again for
-    the same running gangs reads the groups made the first time."""
+    the same running gangs reads the priorities found the first time."""
+    from phalanx.policies.preemption.priority import PriorityGroups
+    from phalanx.scheduler.running_view import CycleRunning
+
     state = fresh_state(4)
-    running = [run_on(state, job(f"r{i}", 1, 8)) for i in range(4)]
+    running = CycleRunning([run_on(state, job(f"r{i}", 1, 8)) for i in range(4)])
     policy = PriorityPreemption()
     ctx = QueueContext(NOW, state, running, pending=[])
     waiting = [job(f"w{i}", 1, 8) for i in range(3)]
     assert all(policy.select_victims(w, ctx, place) is None for w in waiting)
-    groups = policy._groups
-    assert groups is not None
+    groups = running._derived[PriorityGroups]
     assert policy.select_victims(job("w9", 1, 8), ctx, place) is None
-    assert policy._groups is groups
+    assert running._derived[PriorityGroups] is groups

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from phalanx.scheduler.running_view import TAIL_READ, CycleRunning, ValuesInPlace
+from phalanx.scheduler.running_view import TAIL_READ, CycleRunning, ValuesInPlace, derived
 
 SEEN_INDICES = st.integers(min_value=-40, max_value=40)
 
@@ -64,3 +64,27 @@ def test_values_in_place_refuses_a_change_while_iterated():
     with pytest.raises(RuntimeError):
         for _ in view:
             by_key[3] = "c"
+
+
+def test_derived_figures_are_made_once_per_state_of_a_view():
+    calls = []
+
+    def total(running) -> int:
+        calls.append(1)
+        return sum(running)
+
+    view = CycleRunning([1, 2])
+    assert derived(view, "total", total) == 3 and derived(view, "total", total) == 3
+    assert len(calls) == 1
+    view.append(4)
+    assert derived(view, "total", total) == 7
+    view.keep(lambda r: r != 2)
+    assert derived(view, "total", total) == 5
+    assert len(calls) == 3
+    in_place = ValuesInPlace({"a": 1, "b": 2})
+    assert derived(in_place, "total", total) == derived(in_place, "total", total) == 3
+    assert len(calls) == 4
+    plain = [1, 2]
+    assert derived(plain, "total", total) == 3
+    plain.append(3)
+    assert derived(plain, "total", total) == 6, "a plain sequence is computed every time"

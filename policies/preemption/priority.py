@@ -31,6 +31,7 @@ from phalanx.scheduler.interfaces import (
     QueueContext,
     RunningGang,
 )
+from phalanx.scheduler.running_view import derived
 
 Rank = Callable[[Gang, QueueContext], float]
 _PRIORITY = attrgetter("gang.priority")
@@ -78,10 +79,6 @@ class PriorityPreemption:
         self.reads_attained_service = self.rank is not by_priority
         """Ranked by a queue policy's rank (LAS, Tiresias), which reads attained service."""
         self.history = history or EvictionHistory()
-        self._groups: tuple[Sequence[RunningGang], int, RunningGang | None, PriorityGroups] | None
-        self._groups = None
-        """The running gangs by priority, with the ``ctx.running`` (and its length and last
-        item) they were read from (:meth:`_lower_ranked`)."""
 
     def select_victims(
         self, preemptor: Gang, ctx: QueueContext, place: PlaceFunction
@@ -121,19 +118,14 @@ class PriorityPreemption:
         Every gang a cycle cannot place asks this, and a busy cluster has hundreds waiting and
         thousands running: a pass over every running gang for each waiting one was nearly all of
         a cycle's time (200 waiting, 1,600 running: 37 ms a filter). Ranked by priority, the
-        running gangs' lowest priority is found once per state of ``ctx.running`` (a cycle only
-        appends the gangs it starts and rewrites it on preemption, so its length and last item
-        tell a change), and a gang ranked at or below it gets nothing without a pass; the gangs
-        are sorted by priority only for a gang that outranks some. A rank from a queue policy
-        (LAS, Tiresias) reads attained service and keeps the pass."""
+        running gangs' lowest priority is found once per state of the cycle's running gangs
+        (:func:`scheduler.running_view.derived`), and a gang ranked at or below it gets nothing
+        without a pass; the gangs are sorted by priority only for a gang that outranks some. A
+        rank from a queue policy (LAS, Tiresias) reads attained service and keeps the pass."""
         running = ctx.running
         if self.rank is not by_priority:
             return [r for r in running if self.rank(r.gang, ctx) < mine]
-        last = running[-1] if running else None
-        memo = self._groups
-        if memo is None or memo[0] is not running or memo[1] != len(running) or memo[2] is not last:
-            memo = self._groups = (running, len(running), last, PriorityGroups(running))
-        return memo[3].below(mine)
+        return derived(running, PriorityGroups, PriorityGroups).below(mine)
 
     def _borrowing_queues(self, ctx: QueueContext) -> set[str]:
         if self.tree is None:

@@ -31,7 +31,8 @@ from phalanx.policies.resources import (
     usage_by,
 )
 from phalanx.scheduler.gang import Gang
-from phalanx.scheduler.interfaces import QueueContext
+from phalanx.scheduler.interfaces import QueueContext, RunningGang
+from phalanx.scheduler.running_view import derived
 
 DEFAULT_HALF_LIFE_S = 7 * 24 * 3600.0
 """Slurm's default ``PriorityDecayHalfLife`` (7 days)."""
@@ -49,9 +50,21 @@ def as_tree(tree: QuotaTree | Any) -> QuotaTree:
 
 
 def tree_usage(tree: QuotaTree, ctx: QueueContext) -> dict[str, Resources]:
-    """Usage of every queue, inner queues summing their subtree."""
+    """Usage of every queue, inner queues summing their subtree; made once per state of the
+    cycle's running gangs (admission and preemption ask for every waiting gang), shared: read
+    it, do not change it."""
+    return derived(ctx.running, (tree_usage, id(tree)), lambda running: _tree_usage(tree, running))
+
+
+def queue_usage(running: Sequence[RunningGang]) -> dict[str, Resources]:
+    """Usage of every leaf queue that has running gangs, made once per state of the cycle's
+    running gangs (:func:`scheduler.running_view.derived`); shared: read it, do not change it."""
+    return derived(running, (usage_by, queue_of), lambda gangs: usage_by(gangs, queue_of))
+
+
+def _tree_usage(tree: QuotaTree, running: Sequence[RunningGang]) -> dict[str, Resources]:
     usage: dict[str, Resources] = {}
-    for leaf, used in usage_by(ctx.running, queue_of).items():
+    for leaf, used in queue_usage(running).items():
         if leaf not in tree.queues:
             continue
         for q in tree.path(leaf):
@@ -153,7 +166,7 @@ class QuotaPolicy(OrderedQueuePolicy):
                 self.decayed_gpu_s[q] = self.decayed_gpu_s.get(q, 0.0) * kept + added
         if self._last_s is None or ctx.now_s >= self._last_s:
             self._last_s = ctx.now_s
-            self._rate_gpus = {q: u.gpus for q, u in usage_by(ctx.running, queue_of).items()}
+            self._rate_gpus = {q: u.gpus for q, u in queue_usage(ctx.running).items()}
 
     def _check_capacity(self, ctx: QueueContext) -> None:
         cluster = ctx.state.compiled.cluster
