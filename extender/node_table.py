@@ -5,9 +5,9 @@ over the request (no Python string per name, no dict lookup per name).
 The list's scan has hashed every name already (:mod:`extender.name_bytes`); the table is
 built by the same scan over the cluster's names, so both sides hash alike. A slot whose tag
 matches leads to the name's record, whose bytes confirm the hit, so the answer is exact
-whatever the hash does. Names are probed in slot order (see :func:`_in_slot_order`), and the
-same pass marks the offered nodes. Built once per cluster view (a few milliseconds for 10,000
-nodes).
+whatever the hash does. Names are probed in list order (sorting them into slot order first
+cost more than it saved), and the same pass marks the offered nodes. Built once per cluster
+view (a few milliseconds for 10,000 nodes).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ settles almost every probe, and a matching tag leads to one record, usually one 
 def _build(
     blob: np.ndarray, spans: np.ndarray, hashes: np.ndarray, nodes: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(slots, records)``; the records lie in the order of their slots, so that probes made
-    in slot order read both arrays from start to end."""
+    """``(slots, records)``; the records lie in the order of their slots, so that a slot and
+    its record are near each other in memory."""
     mask = np.uint64(size - 1)
     entry_at = np.full(size, VACANT, dtype=np.int64)
     total = 0

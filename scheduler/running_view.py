@@ -40,15 +40,30 @@ def derived(running: Sequence[RunningGang], key: Hashable, compute: Callable[[An
     return memo[key]
 
 
-def _position(index: int, size: int) -> int:
-    """``index`` (negative from the end) as a position in ``range(size)``, as a list reads it."""
-    at = index + size if index < 0 else index
-    if not 0 <= at < size:
-        raise IndexError("index out of range")
-    return at
+class _ReadOnlySequence(Sequence[V]):
+    """Indexing as a list reads it (negative from the end, slices as lists); a subclass gives
+    the item at a position in ``range(len(self))``."""
+
+    def _at(self, at: int) -> V:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> V: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[V]: ...
+
+    def __getitem__(self, index: int | slice) -> V | list[V]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        size = len(self)
+        at = index + size if index < 0 else index
+        if not 0 <= at < size:
+            raise IndexError("index out of range")
+        return self._at(at)
 
 
-class CycleRunning(Sequence[RunningGang]):
+class CycleRunning(_ReadOnlySequence[RunningGang]):
     """``base`` (read, never written: the caller must not change it during the cycle)
     followed by the gangs the cycle started; a preemption rewrites it (:meth:`keep`)."""
 
@@ -70,16 +85,7 @@ class CycleRunning(Sequence[RunningGang]):
     def __len__(self) -> int:
         return len(self._base) + len(self._started)
 
-    @overload
-    def __getitem__(self, index: int) -> RunningGang: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[RunningGang]: ...
-
-    def __getitem__(self, index: int | slice) -> RunningGang | list[RunningGang]:
-        if isinstance(index, slice):
-            return list(self)[index]
-        at = _position(index, len(self))
+    def _at(self, at: int) -> RunningGang:
         first = len(self._base)
         return self._base[at] if at < first else self._started[at - first]
 
@@ -93,7 +99,7 @@ class CycleRunning(Sequence[RunningGang]):
         return f"CycleRunning({len(self._base)} running, {len(self._started)} started)"
 
 
-class ValuesInPlace(Sequence[V]):
+class ValuesInPlace(_ReadOnlySequence[V]):
     """The values of ``by_key`` as a read-only sequence, in its order, without copying them
     (the extender keeps its plans by ledger key; a cycle reads them all, or only the last
     ones, and a copy per request grew with the plans). The mapping must not change while the
@@ -113,18 +119,8 @@ class ValuesInPlace(Sequence[V]):
     def __bool__(self) -> bool:
         return bool(self._by_key)
 
-    @overload
-    def __getitem__(self, index: int) -> V: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[V]: ...
-
-    def __getitem__(self, index: int | slice) -> V | list[V]:
-        if isinstance(index, slice):
-            return list(self)[index]
-        size = len(self._by_key)
-        at = _position(index, size)
-        back = size - 1 - at
+    def _at(self, at: int) -> V:
+        back = len(self._by_key) - 1 - at
         if back < TAIL_READ and self._listed is None:
             return next(islice(reversed(self._by_key.values()), back, None))
         if self._listed is None:
