@@ -13,6 +13,7 @@ of a view and forgets it when the view changes.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from itertools import chain, islice
 from typing import Any, TypeVar, overload
@@ -44,8 +45,9 @@ class _ReadOnlySequence(Sequence[V]):
     """Indexing as a list reads it (negative from the end, slices as lists); a subclass gives
     the item at a position in ``range(len(self))``."""
 
+    @abstractmethod
     def _at(self, at: int) -> V:
-        raise NotImplementedError
+        """The item at ``at``, already checked to lie in ``range(len(self))``."""
 
     @overload
     def __getitem__(self, index: int) -> V: ...
