@@ -274,3 +274,6 @@ def warm_up() -> None:
     units = np.ones((1, 1), dtype=np.int64)
     best_fitting_nodes(units, ones, 1, 1, used, usable, 1.0, count, masks, table, table, flags, 1.0)
     cost_kernels.warm_up()
+    from phalanx.scheduler import free_state_buckets  # imports this module
+
+    free_state_buckets.warm_up()

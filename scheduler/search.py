@@ -27,6 +27,10 @@
    told apart by what their GPU sets would cost; :mod:`scheduler.spread`); recursively down
    to nodes, where :mod:`scheduler.gpu_choice` picks the GPUs.
 
+One member of whole GPUs without a scorer skips all of this: the node ranked first in step 5
+is read from the nodes grouped by free state (:mod:`scheduler.free_state_buckets`), with no
+pass over every node.
+
 Unit classes and their capacities live in :mod:`scheduler.unit_classes`, the gang's scratch
 state in :mod:`scheduler.scratch` and the reasons for a failure in
 :mod:`scheduler.why_unplaced`; pricing is compiled (:mod:`scheduler.cost_kernels`).
@@ -51,6 +55,7 @@ from phalanx.scheduler.cost import (
     priced_domain,
 )
 from phalanx.scheduler.eligibility import FreeArrays, static_mask
+from phalanx.scheduler.free_state_buckets import best_single_node
 from phalanx.scheduler.gang import Gang, Member, MemberRequest
 from phalanx.scheduler.gpu_choice import (
     TABLE_MAX_GPUS,
@@ -102,6 +107,9 @@ class Search:
     scorer: PlacementScorer | None
 
     def run(self) -> PlacementResult:
+        single = self._single_member_by_groups()
+        if single is not None:
+            return single
         c = self.compiled
         caps = self._capacities(None)
         top = c.n_levels - 1
@@ -121,6 +129,32 @@ class Search:
             for tier in self._tiers(caps):
                 best = self._climb(tier, max(first, 1), ceiling, stop, best)
         return best if best is not None else self._explain(caps, stop)
+
+    def _single_member_by_groups(self) -> Placement | None:
+        """One member of whole GPUs without a scorer, on the node :meth:`_ranked_nodes` would
+        rank first, found from the nodes grouped by free state
+        (:mod:`scheduler.free_state_buckets`) without reading every node; None when that does
+        not apply or finds nothing (the full search then runs, and explains a failure)."""
+        if len(self.members) != 1 or self.scorer is not None:
+            return None
+        (cls,) = self.classes
+        request = cls.request
+        if cls.nvlink or request.gpu_milli or not request.gpus:
+            return None
+        c = self.compiled
+        node = best_single_node(
+            c,
+            self.index,
+            request,
+            static_mask(c, self.index, request),
+            self._whole_gang_tables(),
+            self.gang.comm_intensity,
+        )
+        if node is None:
+            return None
+        slots: dict[int, MemberPlacement] = {}
+        self._place_parts([(node, 1)], cls, False, Scratch(c), slots, multi_node=False)
+        return self._placement([slots[0]])
 
     def _capacities(self, allowed: np.ndarray | None) -> list[ClassCapacity]:
         free = FreeArrays.of(self.compiled)
@@ -340,7 +374,7 @@ class Search:
             if cap.units_in(domain) < cls.units:
                 return None
             parts = self._parts(domain, level, cls, cap, scratch)
-            self._place_parts(parts, cls, cap, scratch, slots, multi_node)
+            self._place_parts(parts, cls, cap.member_total is not None, scratch, slots, multi_node)
         return [slots[pos] for pos in range(len(self.members))]
 
     def _parts(
@@ -366,7 +400,7 @@ class Search:
         self,
         parts: list[tuple[int, int]],
         cls: UnitClass,
-        cap: ClassCapacity,
+        clique_spanning: bool,
         scratch: Scratch,
         slots: dict[int, MemberPlacement],
         multi_node: bool,
@@ -374,8 +408,8 @@ class Search:
         """Give the members of each part their GPUs. Members sharing a node draw from one
         pool chosen for all of them together (the gang's links on that node are the pool's),
         or, for NVLink units inside nodes, one pool per unit inside one NVLink domain."""
-        per_part = cls.unit_members if cap.member_total is None else 1
-        unit_pools = cls.nvlink and cap.member_total is None
+        per_part = 1 if clique_spanning else cls.unit_members
+        unit_pools = cls.nvlink and not clique_spanning
         positions = iter(cls.members)
         rail_penalty = RAIL_MISALIGN_PENALTY / len(self.members) if multi_node else 0.0
         target = 0

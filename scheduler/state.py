@@ -82,6 +82,7 @@ class ClusterState:
         c.memory_free_mib[nodes] = 0
         c.free_gpu_mask[nodes] = 0
         c.free_gpu_count[nodes] = 0
+        c.note_changed(*nodes.tolist())
         return what_if
 
     # ------------------------------------------------------------------ operations

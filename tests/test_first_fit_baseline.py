@@ -31,3 +31,15 @@ def test_first_fit_matches_numpy(
     want_nodes, want_taken = reference_first_fit(*args)
     assert nodes.tolist() == want_nodes.tolist()
     assert taken.tolist() == want_taken.tolist()
+
+
+def test_placement_scaling_smoke(capsys):
+    """The scaling benchmark's small version: every column filled, the written-ledger column
+    included (one member's groups catch up inside the timed call)."""
+    from phalanx.bench.placement_scaling import main
+
+    assert main(["--nodes", "64", "--members", "1,4", "--repeats", "3"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 |")]
+    assert len(rows) == 1
+    cells = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    assert len(cells) == 7 and all(cells), cells

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -25,6 +25,9 @@ NO_PRODUCT = -1
 NO_RAIL = -1
 NO_NVLINK_GROUP = -1
 """``gpu_nvlink_group`` of a GPU in no NVLink group (and of absent GPUs)."""
+CHANGE_LOG_MIN = 4096
+"""Entries :attr:`CompiledCluster.changed_nodes` holds before starting over (or one per node on
+larger clusters): past that, a reader regroups from the arrays."""
 
 
 class CapacityError(ValueError):
@@ -66,6 +69,10 @@ class CompiledCluster:
     cpu_free_milli: np.ndarray  # int64 [nodes]
     memory_free_mib: np.ndarray  # int64 [nodes]
     domain_free_gpus: np.ndarray  # int64 [domains], wholly free GPUs
+    changed_nodes: list[int] = field(default_factory=list, repr=False, compare=False)
+    """Nodes whose free state changed, in order (repeats allowed): a reader of derived state
+    (``scheduler.free_state_buckets``) catches up from where it last read. Replaced by a new
+    list when it grows past its bound, which tells readers to start over."""
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -261,6 +268,7 @@ class CompiledCluster:
         clone = copy.copy(self)
         for name in self.MUTABLE_FIELDS:
             setattr(clone, name, getattr(self, name).copy())
+        clone.changed_nodes = []
         return clone
 
     def emptied(self) -> CompiledCluster:
@@ -312,6 +320,8 @@ class CompiledCluster:
             outcome = ledger_kernels.REFUSED
         if outcome != ledger_kernels.DONE:
             self.reference_allocate(node, gpus, gpu_milli, cpu_milli, memory_mib)
+        else:
+            self.note_changed(node)
 
     def release(
         self,
@@ -345,6 +355,8 @@ class CompiledCluster:
             outcome = ledger_kernels.REFUSED
         if outcome != ledger_kernels.DONE:
             self.reference_release(node, gpus, gpu_milli, cpu_milli, memory_mib)
+        else:
+            self.note_changed(node)
 
     def reference_allocate(
         self,
@@ -372,6 +384,7 @@ class CompiledCluster:
         self.cpu_free_milli[node] -= cpu_milli
         self.memory_free_mib[node] -= memory_mib
         self._refresh_node_mask(node)
+        self.note_changed(node)
 
     def reference_release(
         self,
@@ -400,6 +413,15 @@ class CompiledCluster:
         self.cpu_free_milli[node] += cpu_milli
         self.memory_free_mib[node] += memory_mib
         self._refresh_node_mask(node)
+        self.note_changed(node)
+
+    def note_changed(self, *nodes: int) -> None:
+        """Log that the free state of ``nodes`` may have changed (every allocate and release
+        does; a direct write to the mutable arrays must too)."""
+        log = self.changed_nodes
+        if len(log) >= max(CHANGE_LOG_MIN, len(self.node_names)):
+            self.changed_nodes = log = []
+        log.extend(nodes)
 
     def _check_gpus(self, node: int, gpus: Sequence[int], gpu_milli: int) -> np.ndarray:
         if not 0 <= node < self.n_nodes:
