@@ -32,7 +32,7 @@ from phalanx.extender.expiry_timer import ExpiryTimer
 from phalanx.extender.metrics import ExtenderMetrics
 from phalanx.extender.planner import Planner
 from phalanx.extender.pod_fields import shown
-from phalanx.extender.rejection import rejection_body
+from phalanx.extender.rejection import listed_rejection_body, one_entry_rejection
 from phalanx.extender.ui_routes import ui_view
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -253,16 +253,17 @@ class ExtenderApp:
         except Exception as exc:  # a fault must reach kube-scheduler as an error, not a hang
             log.exception("filter failed")
             return 200, wire.filter_reply([], error=f"filter failed: {exc}")
-        if args.node_objects is None and not decision.passing and not decision.error:
-            body = rejection_body(decision.failed, decision.unresolvable, decision.names_distinct)
-            if body is not None:
-                return 200, body
+        failed, unresolvable = decision.failed, decision.unresolvable
+        if not decision.passing and not decision.error:
+            one_entry = one_entry_rejection(failed, unresolvable)
+            if one_entry is not None:
+                failed, unresolvable = one_entry
+            elif args.node_objects is None:
+                body = listed_rejection_body(failed, unresolvable, decision.names_distinct)
+                if body is not None:
+                    return 200, body
         return 200, wire.filter_reply(
-            decision.passing,
-            decision.failed,
-            decision.unresolvable,
-            decision.error,
-            args.node_objects,
+            decision.passing, failed, unresolvable, decision.error, args.node_objects
         )
 
     def _prioritize(self, body: bytes) -> tuple[int, Any]:

@@ -48,37 +48,67 @@ remembering them would push the long lists out."""
 @dataclass(frozen=True, eq=False)
 class Offer:
     """An offered node list resolved against the cluster, so that the planner's questions
-    (is this node offered, which nodes to withhold) cost no pass over the names. Positions of
-    the known names and the unknown names themselves are worked out only when asked for (a
-    list that offers every node once, the common case, needs neither)."""
+    (is this node offered, which nodes to withhold) cost no pass over the names. The names are
+    resolved on the first question (a filter that rejects every offered node for one reason,
+    a gang waiting for its members, asks none); positions of the known names and the unknown
+    names themselves only when asked for (a list that offers every node once, the common case,
+    needs neither)."""
 
     compiled: CompiledCluster
     names: Sequence[str]
-    found: np.ndarray
-    """Node index of each listed name, ``UNKNOWN`` for names Phalanx does not know."""
-    offered: np.ndarray
-    """Per cluster node: is it offered."""
-    unknown_count: int
-    offered_count: int
-    """How many cluster nodes are offered (each counted once)."""
+    table: NodeNameTable | None = None
+    """Resolves a :class:`NodeNameList` in one compiled pass; other lists (and lists without a
+    table) are looked up name by name."""
 
     @classmethod
     def resolve(
         cls, compiled: CompiledCluster, names: Sequence[str], table: NodeNameTable | None = None
     ) -> Offer:
-        """``table`` resolves a :class:`NodeNameList` in one compiled pass; other lists (and
-        lists without a table) are looked up name by name."""
-        if isinstance(names, NodeNameList) and table is not None:
-            r = table.resolve(names)
-            return cls(compiled, names, r.found, r.offered, r.unknown, r.distinct)
-        names = list(names)
+        """The offer of ``names``, kept as they are now (a list is copied: the caller may
+        change it later)."""
+        return cls(compiled, names if isinstance(names, NodeNameList) else list(names), table)
+
+    @cached_property
+    def _resolved(self) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """``(found, offered, unknown_count, offered_count)``."""
+        compiled, names = self.compiled, self.names
+        if isinstance(names, NodeNameList) and self.table is not None:
+            r = self.table.resolve(names)
+            return r.found, r.offered, r.unknown, r.distinct
         index = compiled.node_index
         found = np.fromiter((index.get(n, UNKNOWN) for n in names), np.int64, len(names))
         known = found[found != UNKNOWN]
         offered = np.zeros(compiled.n_nodes, dtype=bool)
         offered[known] = True
-        distinct = int(np.count_nonzero(offered))
-        return cls(compiled, names, found, offered, len(names) - known.size, distinct)
+        return found, offered, len(names) - known.size, int(np.count_nonzero(offered))
+
+    @property
+    def resolved(self) -> bool:
+        """Whether a question has resolved the names yet."""
+        return "_resolved" in self.__dict__
+
+    @property
+    def found(self) -> np.ndarray:
+        """Node index of each listed name, ``UNKNOWN`` for names Phalanx does not know."""
+        return self._resolved[0]
+
+    @property
+    def offered(self) -> np.ndarray:
+        """Per cluster node: is it offered."""
+        return self._resolved[1]
+
+    @property
+    def unknown_count(self) -> int:
+        return self._resolved[2]
+
+    @property
+    def offered_count(self) -> int:
+        """How many cluster nodes are offered (each counted once)."""
+        return self._resolved[3]
+
+    def distinct_known(self) -> bool:
+        """Is every listed name a node of the cluster, none listed twice."""
+        return not self.unknown_count and self.offered_count == len(self.found)
 
     @cached_property
     def known_at(self) -> np.ndarray:
@@ -98,10 +128,6 @@ class Offer:
         if not self.unknown_count:
             return []
         return [self.names[i] for i in np.flatnonzero(self.found == UNKNOWN).tolist()]
-
-    def distinct_known(self) -> bool:
-        """Is every listed name a node of the cluster, none listed twice."""
-        return not self.unknown_count and self.offered_count == len(self.found)
 
     def includes(self, node: str) -> bool:
         """Is ``node`` in the list (without a pass over it)."""

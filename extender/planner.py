@@ -40,6 +40,7 @@ from phalanx.extender.planner_recovery import RecoveryMixin
 from phalanx.extender.pod_actions import PodActions, PodRef, RecordingPodActions
 from phalanx.extender.podspec import pod_key
 from phalanx.extender.records import GangRecord, PodRecord
+from phalanx.extender.rejection import one_entry_rejection
 from phalanx.extender.why_not import (
     FilterDecision,
     Verdicts,
@@ -229,8 +230,11 @@ class Planner(
                 return reject(offered, f"pod {pod_key(pod)} has finished", unresolvable=True)
             offer = self._offered(offered)
             decision = self._filter(rec, offer, now)
-            decision.names_distinct = offer.distinct_known()
-            if offer.unknown:
+            if one_entry_rejection(decision.failed, decision.unresolvable) is None:
+                decision.names_distinct = offer.distinct_known()
+            # unknown names get their own reason where the decision read the offer (a gang
+            # waiting for its members is answered without it)
+            if offer.resolved and offer.unknown:
                 decision.failed = {
                     **dict.fromkeys(offer.unknown, UNKNOWN_NODE_REASON),
                     **decision.failed,

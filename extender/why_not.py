@@ -1,14 +1,13 @@
 """Why the extender does not place a gang, in the words kube-scheduler shows the user.
 
 kube-scheduler copies a filter rejection's message into the pod's ``FailedScheduling`` event
-and ``PodScheduled`` condition ("0/64 nodes are available: 64 <message>."), and treats nodes in
-``FailedAndUnresolvableNodes`` as hopeless: no preemption is tried for them, and the pod waits
-for a cluster event instead of being retried for nothing. So every message starts with its
-code from the one vocabulary (:class:`scheduler.reasons.Reason`), ``gang ml/x [code]: ...``,
-and only a gang that can never fit this cluster (or is malformed) is answered unresolvable;
-"no capacity now", "fragmented", "quota", "waiting_for_members", "waiting_behind" and
-"link_hold" (a permit plugin holds a gang that fits for faster links) are answered as failures
-kube-scheduler retries.
+and ``PodScheduled`` condition ("0/64 nodes are available: 64 <message>.", or "1 <message>"
+where the rejection is one entry, :mod:`extender.rejection`). So every message starts with its code
+from the one vocabulary (:class:`scheduler.reasons.Reason`), ``gang ml/x [code]: ...``, and
+only a gang that can never fit this cluster (or is malformed) is answered in
+``FailedAndUnresolvableNodes``; "no capacity now", "fragmented", "quota",
+"waiting_for_members", "waiting_behind" and "link_hold" (a permit plugin holds a gang that fits
+for faster links) are answered in ``FailedNodes``, as failures that may pass later.
 """
 
 from __future__ import annotations
@@ -25,6 +24,11 @@ from phalanx.topology.compiled import CompiledCluster
 
 UNRESOLVABLE = frozenset({Reason.NEVER_FITS, Reason.INVALID_SPEC})
 """Codes answered in ``FailedAndUnresolvableNodes``."""
+ONE_ENTRY_CODES = frozenset({Reason.WAITING_FOR_MEMBERS, Reason.LINK_HOLD})
+"""Retried codes that preemption cannot help with: a rejection of every offered node for one
+of them is written as one entry (:mod:`extender.rejection`). Capacity, quota and queue
+reasons stay listed node by node, so that kube-scheduler's preemption still looks at those
+nodes ("No preemption victims found" rather than "Preemption is not helpful")."""
 VERDICTS_KEPT = 4096
 """Never-fits verdicts remembered (one per gang) before starting over."""
 
@@ -42,17 +46,28 @@ class FilterDecision:
     error: str = ""
     names_distinct: bool = False
     """Every offered name is a distinct node of the cluster (set by the planner, which has
-    resolved the offer): a rejection can then be written from the request's bytes
-    (:mod:`extender.rejection`)."""
+    resolved the offer): a rejection listed node by node can then be written from the
+    request's bytes (:func:`extender.rejection.listed_rejection_body`)."""
 
 
 def reject(offered: Sequence[str], reason: str, unresolvable: bool = False) -> FilterDecision:
     """No node passes; every offered node carries the reason, which kube-scheduler shows in
-    the pod's events. Unresolvable reasons keep preemption from trying."""
-    reasons = SameReason(offered, reason)
+    the pod's events. Unresolvable reasons keep preemption from trying; they, and the reasons
+    preemption cannot help with (:data:`ONE_ENTRY_CODES`), go on the wire as one entry."""
+    one_entry = unresolvable or code_in(reason) in ONE_ENTRY_CODES
+    reasons = SameReason(offered, reason, one_entry)
     if unresolvable:
         return FilterDecision([], unresolvable=reasons)
     return FilterDecision([], failed=reasons)
+
+
+def code_in(text: str) -> str:
+    """The code of a :func:`waiting_text` message (``gang ml/x [code]: ...``); '' for any other
+    text."""
+    head, sep, rest = text.partition(" [")
+    code, close, _ = rest.partition("]: ")
+    keyed = head.startswith("gang ") and " " not in head[len("gang ") :]
+    return code if keyed and sep and close else ""
 
 
 def waiting_text(gang_key: str, code: str, detail: str) -> str:

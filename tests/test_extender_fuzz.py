@@ -24,6 +24,7 @@ from phalanx.extender.binding import PlanFormatError, decode_plan, encode_plan
 from phalanx.extender.consistency import ledger_problems
 from phalanx.extender.gangs import resolve_gang
 from phalanx.extender.podspec import PodSpecError, member_request
+from phalanx.extender.rejection import REJECTION_KEY
 from phalanx.scheduler.placement import CostBreakdown, MemberPlacement, Placement
 from phalanx.topology.model import NODE_LEVEL
 
@@ -120,7 +121,7 @@ def test_the_measured_crashes_are_rejections_naming_the_field():
     assert replies["preempt-nan"].status == 200
     assert orjson.loads(replies["preempt-nan"].body) == {"NodeNameToMetaVictims": {}}
     reasons = orjson.loads(replies["filter-nan"].body)["FailedAndUnresolvableNodes"]
-    assert "limits['nvidia.com/gpu']: 'NaN' is not a finite quantity" in reasons[fuzzer.nodes[0]]
+    assert "limits['nvidia.com/gpu']: 'NaN' is not a finite quantity" in reasons[REJECTION_KEY]
     assert replies["preempt-annotations"].status == 400
     error = orjson.loads(replies["preempt-annotations"].body)["Error"]
     assert error == "bad preempt request: Pod.metadata.annotations must be an object, got list"

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from phalanx.extender.app import AppOptions, ExtenderApp
 from phalanx.extender.config import ServeConfig
+from phalanx.extender.rejection import REJECTION_KEY
 from phalanx.extender.runtime import DryRunBackend, planner_factory
 from phalanx.topology.presets import cluster_preset
 
@@ -34,7 +35,8 @@ def test_filter_prioritize_bind_round_trip(server):
     http, _ = server
     pods = [kube_pod(f"t-{i}", annotations=phalanx_gang("t", 2)) for i in range(2)]
     waiting = http.post("/filter", json=args(pods[0])).json()
-    assert waiting["NodeNames"] == [] and "1/2 members present" in waiting["FailedNodes"][NODES[0]]
+    assert waiting["NodeNames"] == [] and set(waiting["FailedNodes"]) == {REJECTION_KEY}
+    assert "1/2 members present" in waiting["FailedNodes"][REJECTION_KEY]
     binds = []
     for pod in reversed(pods):
         reply = http.post("/filter", json=args(pod))
@@ -62,6 +64,9 @@ def test_nodes_mode_gets_node_objects_back(server):
     items = [{"metadata": {"name": n}, "status": {}} for n in NODES]
     reply = http.post("/filter", json={"Pod": kube_pod("n"), "Nodes": {"items": items}}).json()
     assert reply["NodeNames"] is None and len(reply["Nodes"]["items"]) == 1
+    waiting = kube_pod("w-0", annotations=phalanx_gang("w", 2))
+    reply = http.post("/filter", json={"Pod": waiting, "Nodes": {"items": items}}).json()
+    assert reply["Nodes"]["items"] == [] and set(reply["FailedNodes"]) == {REJECTION_KEY}
 
 
 @pytest.mark.parametrize(
