@@ -10,7 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phalanx.scheduler.cluster_index import cluster_index
 from phalanx.scheduler.engine import place
-from phalanx.scheduler.free_state_buckets import free_state_buckets
+from phalanx.scheduler.free_state_buckets import (
+    _BUCKETS,
+    BUILD_AFTER_QUERIES,
+    FreeStateBuckets,
+    free_state_buckets,
+)
 from phalanx.scheduler.gang import Gang, MemberRequest
 from phalanx.scheduler.placement import Placement
 from phalanx.scheduler.search import Search
@@ -37,6 +42,15 @@ def full_pass(gang: Gang, state: ClusterState):
     """The placement the search finds reading every node (the groups switched off)."""
     with mock.patch.object(Search, "_single_member_by_groups", return_value=None):
         return place(gang, state)
+
+
+def grouped(state: ClusterState) -> None:
+    """Ask often enough that the state's nodes are grouped (the first questions read every
+    node)."""
+    c = state.compiled
+    for _ in range(BUILD_AFTER_QUERIES):
+        groups = free_state_buckets(c, cluster_index(c))
+    assert groups is not None
 
 
 def same_result(gang: Gang, state: ClusterState) -> None:
@@ -75,7 +89,8 @@ def test_groups_pick_the_full_pass_node(kinds, ops, request, comm):
     state = mixed_state(kinds)
     c = state.compiled
     gang = Gang.uniform("one", 1, request, comm_intensity=comm)
-    same_result(gang, state)  # groups built now; every later write must reach them
+    grouped(state)  # every later write must reach the groups
+    same_result(gang, state)
     rng = np.random.default_rng(len(ops))
     held: list[tuple[int, tuple[int, ...], int, int]] = []
     for kind, node, count, cpu in ops:
@@ -102,24 +117,40 @@ def test_groups_pick_the_full_pass_node(kinds, ops, request, comm):
 def test_what_if_copies_and_emptied_clusters_have_their_own_groups():
     state = mixed_state("hhhhaaaallll")
     gang = Gang.uniform("one", 1, MemberRequest(gpus=2))
+    grouped(state)
     first = place(gang, state)
     snapshot = state.snapshot()
     snapshot.reserve(first, 0.0)
+    grouped(snapshot)
     same_result(gang, snapshot)
     same_result(gang, state)  # the live ledger still has the node the snapshot took
     assert place(gang, state).members == first.members
     without = state.without_nodes(np.array([first.members[0].node_index]))
+    grouped(without)
     same_result(gang, without)
     emptied = ClusterState(state.compiled.emptied())
+    grouped(emptied)
     same_result(gang, emptied)
+
+
+def test_a_state_asked_once_is_not_grouped():
+    """A what-if copy asked once (each of a preemption's victim searches) reads every node
+    rather than pay for grouping them."""
+    state = mixed_state("hhhhaaaallll")
+    gang = Gang.uniform("one", 1, MemberRequest(gpus=2))
+    copy = state.copy()
+    place(gang, copy)
+    assert not isinstance(_BUCKETS[id(copy.compiled.free_gpu_mask)], FreeStateBuckets)
+    same_result(gang, copy)
 
 
 def test_a_restarted_change_log_regroups_from_the_arrays():
     state = ClusterState(cluster_preset("dgx-h100:8").compile())
     c = state.compiled
     gang = Gang.uniform("one", 1, MemberRequest(gpus=1))
-    same_result(gang, state)
+    grouped(state)
     groups = free_state_buckets(c, cluster_index(c))
+    assert groups is not None
     for _ in range(5000):  # past the log's bound: the ledger starts a new log
         c.allocate(3, (0,), 1000)
         c.release(3, (0,), 1000)
@@ -133,7 +164,7 @@ def test_new_groups_past_the_rows_regroup():
     state = ClusterState(cluster_preset("dgx-h100:64").compile())
     c = state.compiled
     gang = Gang.uniform("one", 1, MemberRequest(gpus=1))
-    same_result(gang, state)
+    grouped(state)
     for node in range(64):  # a new free state per node: more groups than the first rows
         c.allocate(node, tuple(range(node % 8)), 1000)
         c.allocate(node, (7,), 10 + node)
