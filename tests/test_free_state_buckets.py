@@ -80,7 +80,7 @@ operation = st.tuples(
 
 @settings(max_examples=60, deadline=None)
 @given(
-    kinds=st.text("hal", min_size=12, max_size=12),
+    kinds=st.text("hal", min_size=11, max_size=11).map(lambda k: "a" + k),  # model filters fit
     ops=st.lists(operation, max_size=25),
     request=requests,
     comm=st.sampled_from([0.0, 1.0]),
