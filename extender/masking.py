@@ -59,6 +59,10 @@ class Offer:
     table: NodeNameTable | None = None
     """Resolves a :class:`NodeNameList` in one compiled pass; other lists (and lists without a
     table) are looked up name by name."""
+    same_set: Offer | None = None
+    """An offer of the same names in another order (:class:`OfferedIndex` matched the lists'
+    fingerprints): which nodes are offered is read from it, so this list's names are looked
+    up only where a question needs their order."""
 
     @classmethod
     def resolve(
@@ -82,10 +86,19 @@ class Offer:
         offered[known] = True
         return found, offered, len(names) - known.size, int(np.count_nonzero(offered))
 
+    @cached_property
+    def _membership(self) -> tuple[np.ndarray, int, int]:
+        """``(offered, unknown_count, offered_count)``: what every question but the order of
+        the names reads."""
+        if self.same_set is not None:
+            return self.same_set._membership
+        _, offered, unknown_count, offered_count = self._resolved
+        return offered, unknown_count, offered_count
+
     @property
     def resolved(self) -> bool:
         """Whether a question has resolved the names yet."""
-        return "_resolved" in self.__dict__
+        return "_membership" in self.__dict__ or "_resolved" in self.__dict__
 
     @property
     def found(self) -> np.ndarray:
@@ -95,26 +108,26 @@ class Offer:
     @property
     def offered(self) -> np.ndarray:
         """Per cluster node: is it offered."""
-        return self._resolved[1]
+        return self._membership[0]
 
     @property
     def unknown_count(self) -> int:
-        return self._resolved[2]
+        return self._membership[1]
 
     @property
     def offered_count(self) -> int:
         """How many cluster nodes are offered (each counted once)."""
-        return self._resolved[3]
+        return self._membership[2]
 
     def distinct_known(self) -> bool:
         """Is every listed name a node of the cluster, none listed twice."""
-        return not self.unknown_count and self.offered_count == len(self.found)
+        return not self.unknown_count and self.offered_count == len(self.names)
 
     @cached_property
     def known_at(self) -> np.ndarray:
         """Position in ``names`` of each name Phalanx knows."""
         if not self.unknown_count:
-            return np.arange(self.found.size)
+            return np.arange(len(self.names))
         return np.flatnonzero(self.found != UNKNOWN)
 
     @cached_property
@@ -159,12 +172,19 @@ class Offer:
 class OfferedIndex:
     """Offered lists -> :class:`Offer` for one cluster view, remembering recent long lists:
     kube-scheduler may offer the same list to consecutive pods, and comparing two lists (of
-    the same kind: bytes with bytes, strings with strings) is cheaper than resolving one."""
+    the same kind: bytes with bytes, strings with strings) is cheaper than resolving one.
+
+    More often it offers the same nodes in another order: its filters run in parallel and
+    its feasible list comes back in completion order. A list kept as bytes carries an
+    order-free fingerprint of its names (:attr:`NodeNameList.fingerprint`), so a list with the
+    fingerprint of a recent list whose names were all known, each once, reads which nodes
+    are offered from that list instead of looking its names up."""
 
     def __init__(self, compiled: CompiledCluster) -> None:
         self.compiled = compiled
         self.table = NodeNameTable(compiled.node_names)
         self._recent: list[Offer] = []
+        self._by_set: dict[tuple[int, int, int], Offer] = {}
 
     def __call__(self, names: Sequence[str]) -> Offer:
         for i, offer in enumerate(self._recent):
@@ -172,8 +192,23 @@ class OfferedIndex:
                 if i:
                     self._recent.insert(0, self._recent.pop(i))
                 return offer
+        if len(names) < MIN_REMEMBERED_OFFER:
+            return Offer.resolve(self.compiled, names, self.table)
+        offer = self._by_fingerprint(names)
+        self._recent.insert(0, offer)
+        del self._recent[RECENT_OFFER_LISTS:]
+        return offer
+
+    def _by_fingerprint(self, names: Sequence[str]) -> Offer:
+        if not isinstance(names, NodeNameList):
+            return Offer.resolve(self.compiled, names, self.table)
+        key = names.fingerprint
+        twin = self._by_set.get(key)
+        if twin is not None and twin.resolved and twin.distinct_known():
+            return Offer(self.compiled, names, self.table, same_set=twin)
         offer = Offer.resolve(self.compiled, names, self.table)
-        if len(names) >= MIN_REMEMBERED_OFFER:
-            self._recent.insert(0, offer)
-            del self._recent[RECENT_OFFER_LISTS:]
+        self._by_set.pop(key, None)
+        self._by_set[key] = offer
+        while len(self._by_set) > RECENT_OFFER_LISTS:
+            del self._by_set[next(iter(self._by_set))]
         return offer

@@ -42,6 +42,7 @@ LAST_PLAIN_BYTE = 0x7E
 """Printable ASCII: what JSON lets a string hold unescaped and one byte decodes to one
 character, so the bytes between two quotes are the name."""
 DELETE_BYTE = LAST_PLAIN_BYTE + 1
+HALF_BITS = np.uint64(32)
 NOT_PLAIN = -1
 QUOTES = ONES * np.uint64(QUOTE)
 BACKSLASHES = ONES * np.uint64(BACKSLASH)
@@ -103,6 +104,20 @@ def scan_names(buf: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         i += 1
 
 
+@njit(cache=True)
+def _hash_sums(hashes: np.ndarray) -> tuple[np.uint64, np.uint64]:
+    """Sum of the hashes and sum of their remix (MurmurHash3's finaliser over the hash with
+    its halves swapped), both modulo 2**64: order-free, and the second is not linear in the
+    first."""
+    total = np.uint64(0)
+    mixed = np.uint64(0)
+    for k in range(hashes.shape[0]):
+        h = hashes[k]
+        total += h
+        mixed += hash_finish((h << HALF_BITS) | (h >> HALF_BITS), 0)
+    return total, mixed
+
+
 class NodeNameList(Sequence[str]):
     """The names of a compact JSON array of plain strings, decoded on first use; read-only."""
 
@@ -125,6 +140,15 @@ class NodeNameList(Sequence[str]):
     @cached_property
     def names(self) -> list[str]:
         return orjson.loads(self.raw)
+
+    @cached_property
+    def fingerprint(self) -> tuple[int, int, int]:
+        """``(count, sum, mixed sum)`` of the names' hashes, wrapping at 64 bits: the same
+        for every order of the same names (:class:`~extender.masking.OfferedIndex` reads the
+        offered nodes of a reordered list from the first order's). Two different lists share
+        it only if 128 bits of sums of 64-bit name hashes agree."""
+        total, mixed = _hash_sums(self.hashes)
+        return len(self.spans), int(total), int(mixed)
 
     def __len__(self) -> int:
         return len(self.spans)

@@ -76,3 +76,82 @@ def test_index_remembers_long_lists_by_value_not_by_object():
     shorter = index(names)
     assert shorter is not first and shorter.known.size == first.known.size - 1
     assert np.array_equal(index(list(index.compiled.node_names)).known, first.known)
+
+
+BIG = cluster_preset(f"dgx-h100:{MIN_REMEMBERED_OFFER + 16}").compile()
+BIG_NAMES = list(BIG.node_names)
+long_offers = st.lists(
+    st.sampled_from(BIG_NAMES + GHOSTS), min_size=MIN_REMEMBERED_OFFER, max_size=90
+)
+
+
+def _questions(offer: Offer) -> tuple:
+    """Every answer an offer gives, order-dependent ones included."""
+    return (
+        offer.offered.tolist(),
+        offer.unknown_count,
+        offer.offered_count,
+        offer.distinct_known(),
+        offer.unknown,
+        offer.known.tolist(),
+        offer.known_at.tolist(),
+        [offer.position(i) for i in range(BIG.n_nodes)],
+        [offer.includes(n) for n in BIG_NAMES + GHOSTS],
+        offer.withheld_nodes().tolist(),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(long_offers, min_size=1, max_size=6), st.randoms(use_true_random=False))
+def test_an_index_answers_reordered_lists_as_a_fresh_resolve(lists, rng):
+    """Lists offered in turn, each also offered again in another order: whatever the index
+    reuses, every answer is the one resolving that list alone gives."""
+    index = OfferedIndex(BIG)
+    table = NodeNameTable(BIG_NAMES)
+    for names in lists:
+        for order in (names, rng.sample(names, len(names))):
+            raw = NodeNameList.parse(orjson.dumps(order))
+            offer = index(raw)
+            _questions(offer)  # resolved, so that a later order may reuse it
+            assert _questions(offer) == _questions(Offer.resolve(BIG, raw, table))
+
+
+def test_a_reordered_list_of_known_names_reuses_the_first_lookup():
+    index = OfferedIndex(BIG)
+    first = index(NodeNameList.parse(orjson.dumps(BIG_NAMES)))
+    assert first.distinct_known()
+    again = index(NodeNameList.parse(orjson.dumps(BIG_NAMES[::-1])))
+    assert again.same_set is first
+    assert again.offered is first.offered and "_resolved" not in again.__dict__
+    assert again.position(0) == len(BIG_NAMES) - 1  # order questions still read this list
+
+
+def test_lists_with_unknown_or_repeated_names_are_never_reused():
+    index = OfferedIndex(BIG)
+    for names in ([*BIG_NAMES[:-1], "ghost-a"], BIG_NAMES[:-1] + BIG_NAMES[:1]):
+        first = index(NodeNameList.parse(orjson.dumps(names)))
+        assert not first.distinct_known()
+        again = index(NodeNameList.parse(orjson.dumps(names[::-1])))
+        assert again.same_set is None
+
+
+def test_an_unresolved_list_is_not_reused():
+    """A filter answered without reading its offer (a gang waiting for members) leaves the
+    list unresolved: the next order of it is looked up, not read from it."""
+    index = OfferedIndex(BIG)
+    index(NodeNameList.parse(orjson.dumps(BIG_NAMES)))
+    again = index(NodeNameList.parse(orjson.dumps(BIG_NAMES[::-1])))
+    assert again.same_set is None
+    assert again.offered_count == BIG.n_nodes
+
+
+def test_fingerprints_are_order_free_and_tell_lists_apart():
+    parse = NodeNameList.parse
+    assert (
+        parse(orjson.dumps(BIG_NAMES)).fingerprint
+        == parse(orjson.dumps(BIG_NAMES[::-1])).fingerprint
+    )
+    swapped = [*BIG_NAMES[:-1], "ghost-a"]
+    repeated = BIG_NAMES[:-1] + BIG_NAMES[:1]
+    prints = {parse(orjson.dumps(n)).fingerprint for n in (BIG_NAMES, swapped, repeated)}
+    assert len(prints) == 3
