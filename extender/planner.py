@@ -251,6 +251,9 @@ class Planner(
             if slot is None:
                 return np.zeros(len(offered), dtype=np.int64)
             ledger_key, member = slot
+            if len(offered) == 1 and offered[0] == member.node:
+                # the filter's survivor, what kube-scheduler sends after Phalanx's filter
+                return np.array([MAX_EXTENDER_PRIORITY], dtype=np.int64)
             running = self._running[ledger_key]
             offer = self._offered(offered)
             alt = scoring.alternative_scores(

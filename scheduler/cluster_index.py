@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from phalanx.scheduler.cost import ideal_leftover_table
@@ -66,6 +67,9 @@ class ClusterIndex:
         default_factory=dict
     )
     """GPU-choice tables by (choice shape, GPU count) (filled by :mod:`scheduler.gpu_choice`)."""
+    derived: dict[str, Any] = field(default_factory=dict)
+    """Other static views of the cluster, each under its owner's key, built on first use (the
+    topology scorer's room classes: :mod:`policies.scoring.domain_room`)."""
     choice_memo: dict[tuple, tuple[int, ...]] = field(default_factory=dict)
 
     def children(self, domain: int) -> np.ndarray:

@@ -68,6 +68,25 @@ class PlacementScorer(Protocol):
         ...
 
 
+class BestNodesScorer(Protocol):
+    """A scorer that finds its best-scored fitting nodes in one pass, without scoring every
+    node into an array first. The search asks it (where present) for a gang of one class,
+    which fills any node with room and so only ever takes the first node it ranks."""
+
+    def best_nodes(
+        self,
+        compiled: CompiledCluster,
+        request: MemberRequest,
+        node_units: np.ndarray,
+        units: int,
+        ties: int,
+    ) -> np.ndarray | None:
+        """The nodes with ``node_units >= units`` whose score is highest, the lowest ``ties``
+        of them by index, in index order; None when the scorer has no such pass for this
+        request (the search then scores every fitting node)."""
+        ...
+
+
 @runtime_checkable
 class StateObserver(Protocol):
     """A scorer that reads the ledger, not only the compiled arrays (e.g. which kinds of pods

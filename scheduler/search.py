@@ -36,8 +36,9 @@ state in :mod:`scheduler.scratch` and the reasons for a failure in
 :mod:`scheduler.why_unplaced`; pricing is compiled (:mod:`scheduler.cost_kernels`).
 
 With a scorer, node choice follows the scorer (kube-scheduler's score phase): single-node
-candidates are ranked by its score and nodes inside a domain are filled in its order; domain
-choice above the node stays with the topology search.
+candidates are ranked by its score (for a one-class gang, by its one-pass ``best_nodes`` where
+it has one) and nodes inside a domain are filled in its order; domain choice above the node
+stays with the topology search.
 """
 
 from __future__ import annotations
@@ -199,8 +200,24 @@ class Search:
             )
             if not saw_nan:
                 return ranked
+        best = self._best_scored_nodes(caps)
+        if best is not None:
+            return best
         candidates = self._fitting(0, caps)
         return self._rank_nodes(candidates) if candidates.size else candidates
+
+    def _best_scored_nodes(self, caps: list[ClassCapacity]) -> np.ndarray | None:
+        """For one class (which fills any node with room, so only the first node ranked is
+        taken): the nodes :meth:`_rank_nodes` ranks first, by proxy cost then index, from the
+        scorer's one-pass :class:`~scheduler.interfaces.BestNodesScorer`; else None."""
+        best_nodes = getattr(self.scorer, "best_nodes", None)
+        if best_nodes is None or len(self.classes) != 1:
+            return None
+        cls, units = self.classes[0], caps[0].node_units
+        best = best_nodes(self.compiled, cls.request, units, cls.units, CANDIDATES_TRIED)
+        if best is None or best.size <= 1:
+            return best
+        return best[np.lexsort((best, self._proxy(best)))]
 
     def _gang_milli(self) -> int:
         return sum(cls.unit_milli * cls.units for cls in self.classes)

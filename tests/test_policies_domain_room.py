@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from phalanx.policies.scoring.domain_room import (
+    best_packed_room_nodes,
     domain_room_share,
     domain_room_share_reference,
     packed_room_scores,
 )
 from phalanx.policies.scoring.topology import DOMAIN_ROOM_WEIGHT, PACKING_WEIGHT
+from phalanx.scheduler.spread import smallest
 from phalanx.topology.clusterfile import load_cluster_file
 from phalanx.topology.presets import cluster_preset
 
@@ -46,6 +48,33 @@ def test_kernel_equals_reference(spec: str, fill: float):
         for gpus in (0, 1, 4):
             scores = packed_room_scores(compiled, nodes, gpus, PACKING_WEIGHT, DOMAIN_ROOM_WEIGHT)
             assert np.array_equal(scores, numpy_packed_room_scores(compiled, nodes, gpus))
+
+
+@pytest.mark.parametrize("spec", CLUSTERS)
+@pytest.mark.parametrize("fill", [0.0, 0.5, 1.0])
+def test_best_nodes_are_the_first_ranked(spec: str, fill: float):
+    """The one-pass best nodes are the ones the search keeps first when it ranks every fitting
+    node by score (``smallest`` of the negated scores: lowest positions among equal keys)."""
+    compiled = _cluster(spec).compile()
+    rng = np.random.default_rng(11)
+    for node in np.flatnonzero(rng.random(compiled.n_nodes) < fill).tolist():
+        count = int(compiled.gpu_count[node])
+        if count:
+            compiled.allocate(node, list(range(int(rng.integers(1, count + 1)))), 1000)
+    for units in (1, 2):
+        node_units = rng.integers(0, 3, compiled.n_nodes)
+        for gpus, ties in ((0, 16), (1, 16), (1, 2), (4, 1)):
+            got = best_packed_room_nodes(
+                compiled, node_units, units, gpus, PACKING_WEIGHT, DOMAIN_ROOM_WEIGHT, ties
+            )
+            fitting = np.flatnonzero(node_units >= units)
+            if fitting.size == 0:
+                assert got.size == 0
+                continue
+            key = -packed_room_scores(compiled, fitting, gpus, PACKING_WEIGHT, DOMAIN_ROOM_WEIGHT)
+            kept = smallest(key, ties)
+            first = kept[key[kept] == key[kept].min()]
+            assert got.tolist() == fitting[first].tolist()
 
 
 def numpy_packed_room_scores(compiled, nodes: np.ndarray, gpus: int) -> np.ndarray:

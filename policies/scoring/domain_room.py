@@ -4,36 +4,78 @@
 A multi-node gang can start inside a domain only on its whole free nodes, so a single-node job
 should break a free node where few others remain. The term is read for every candidate node of
 every scored placement (the extender's default scorer), and the numpy version made about ten
-passes over every node per call, 0.25-0.5 ms on 10,000 nodes; the kernel counts the whole free
-nodes per domain in one pass a level and sums each candidate's levels in another, with the same
-arithmetic in the same order (tested equal to :func:`domain_room_share_reference`).
+passes over every node per call, 0.25-0.5 ms on 10,000 nodes.
+
+The kernels group the nodes into *room classes*, the nodes with the same domain at every split
+level (a scalable unit's nodes, typically; static per cluster). A call counts the whole free
+nodes per class in one pass, per domain from the classes, divides once per domain, and sums a
+class's levels once for a whole and once for a partly used node; each node then reads its
+class's sum. The quotients and the sums are the same operations on the same operands in the
+same order as dividing and summing per node, so the result equals the per-node arithmetic to
+the bit (tested against :func:`domain_room_share_reference`); the divisions and the passes per
+level were most of the time.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 from phalanx.scheduler.cluster_index import cluster_index
 from phalanx.topology.compiled import CompiledCluster
 
+ROOM_CLASSES_KEY = "domain_room.classes"
+"""Where the room classes are kept among the cluster index's derived arrays."""
+
+
+@dataclass(frozen=True)
+class RoomClasses:
+    """The nodes grouped by their domains at the split levels (static per cluster)."""
+
+    node_class: np.ndarray
+    """int64 [nodes]: each node's class."""
+    class_domains: np.ndarray
+    """int64 [classes, split levels]: each class's domain at each split level."""
+    level_ranges: np.ndarray
+    """int64 [split levels, 2]: each split level's domain id range."""
+
+
+def room_classes(compiled: CompiledCluster) -> RoomClasses:
+    """The room classes of ``compiled``'s cluster, built on first use."""
+    derived = cluster_index(compiled).derived
+    classes = derived.get(ROOM_CLASSES_KEY)
+    if classes is None:
+        ranges = compiled.level_domain_range
+        levels = [lv for lv in range(1, compiled.n_levels) if ranges[lv, 1] - ranges[lv, 0] >= 2]
+        rows = compiled.node_domain[levels].T.astype(np.int64)
+        domains, node_class = np.unique(rows, axis=0, return_inverse=True)
+        classes = derived[ROOM_CLASSES_KEY] = RoomClasses(
+            node_class.reshape(-1).astype(np.int64),
+            np.ascontiguousarray(domains, dtype=np.int64),
+            np.asarray(ranges[levels], dtype=np.int64).reshape(-1, 2),
+        )
+    return classes
+
+
+def _room_inputs(compiled: CompiledCluster) -> tuple[np.ndarray, ...]:
+    """The arrays :func:`_class_shares` reads, in its argument order."""
+    classes = room_classes(compiled)
+    return (
+        compiled.free_gpu_count,
+        compiled.gpu_count,
+        classes.node_class,
+        classes.class_domains,
+        classes.level_ranges,
+        cluster_index(compiled).domain_nodes,
+    )
+
 
 def domain_room_share(compiled: CompiledCluster, nodes: np.ndarray) -> np.ndarray:
     """For each of ``nodes``, summed over the fabric levels above the node that have more than
     one domain: the share of the node's domain that is whole free nodes other than itself
     (what a multi-node gang could still start on inside that domain)."""
-    return _domain_room(*_room_inputs(compiled, nodes))
-
-
-def _room_inputs(compiled: CompiledCluster, nodes: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The arrays :func:`_domain_room` reads, in its argument order."""
-    return (
-        compiled.free_gpu_count,
-        compiled.gpu_count,
-        compiled.node_domain,
-        _split_levels(compiled),
-        cluster_index(compiled).domain_nodes,
-        np.asarray(nodes, dtype=np.int64),
-    )
+    return _domain_room(*_room_inputs(compiled), np.asarray(nodes, dtype=np.int64))
 
 
 def packed_room_scores(
@@ -47,67 +89,180 @@ def packed_room_scores(
     ``-packing_weight * (free GPUs left after taking gpus) / GPUs - room_weight * domain room
     share`` (:func:`domain_room_share`), with numpy's arithmetic in numpy's order, so equal to
     computing them apart to the bit (tested); the numpy glue cost as much as the share."""
-    return _packed_room_scores(*_room_inputs(compiled, nodes), gpus, packing_weight, room_weight)
-
-
-def _split_levels(compiled: CompiledCluster) -> np.ndarray:
-    """Fabric levels above the node with more than one domain."""
-    ranges = compiled.level_domain_range
-    return np.array(
-        [lv for lv in range(1, compiled.n_levels) if ranges[lv, 1] - ranges[lv, 0] >= 2],
-        dtype=np.int64,
+    return _packed_room_scores(
+        *_room_inputs(compiled),
+        np.asarray(nodes, dtype=np.int64),
+        compiled.max_gpus,
+        gpus,
+        packing_weight,
+        room_weight,
     )
+
+
+def best_packed_room_nodes(
+    compiled: CompiledCluster,
+    node_units: np.ndarray,
+    units: int,
+    gpus: int,
+    packing_weight: float,
+    room_weight: float,
+    ties: int,
+) -> np.ndarray:
+    """The nodes with ``node_units >= units`` whose :func:`packed_room_scores` is highest,
+    the lowest ``ties`` of them by index, in index order: what ranking every fitting node by
+    that score and keeping the best ``ties`` positions selects first, in one pass without
+    keeping the others' scores (tested equal)."""
+    return _best_packed_room_nodes(
+        *_room_inputs(compiled),
+        np.asarray(node_units, dtype=np.int64),
+        units,
+        compiled.max_gpus,
+        gpus,
+        packing_weight,
+        room_weight,
+        ties,
+    )
+
+
+@njit(cache=True)
+def _class_shares(
+    free_gpu_count: np.ndarray,
+    gpu_count: np.ndarray,
+    node_class: np.ndarray,
+    class_domains: np.ndarray,
+    level_ranges: np.ndarray,
+    domain_nodes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(whole, shares)``: per node 1 when it is a whole free node (else 0), and per class
+    its domain room share for a node that is not whole (row 0) and one that is (row 1)."""
+    n = free_gpu_count.size
+    n_classes = class_domains.shape[0]
+    whole = np.empty(n, dtype=np.uint8)
+    whole_in_class = np.zeros(n_classes, dtype=np.int64)
+    # without a branch on whether a node is whole (unpredictable on a half-full cluster), and
+    # counting a run of one class's nodes in a register (their classes come in runs)
+    run_class, run_whole = 0, 0
+    for i in range(n):
+        w = np.uint8((gpu_count[i] > 0) & (free_gpu_count[i] == gpu_count[i]))
+        whole[i] = w
+        c = node_class[i]
+        if c != run_class:
+            whole_in_class[run_class] += run_whole
+            run_class, run_whole = c, 0
+        run_whole += w
+    if n_classes:
+        whole_in_class[run_class] += run_whole
+    whole_in = np.zeros(domain_nodes.size, dtype=np.int64)
+    for c in range(n_classes):
+        for j in range(class_domains.shape[1]):
+            whole_in[class_domains[c, j]] += whole_in_class[c]
+    term = np.zeros((2, domain_nodes.size))
+    for j in range(level_ranges.shape[0]):
+        for d in range(level_ranges[j, 0], level_ranges[j, 1]):
+            if domain_nodes[d] > 0:
+                term[0, d] = whole_in[d] / domain_nodes[d]
+                term[1, d] = (whole_in[d] - 1) / domain_nodes[d]
+    shares = np.zeros((2, n_classes))
+    for w in range(2):
+        for c in range(n_classes):
+            for j in range(class_domains.shape[1]):
+                shares[w, c] += term[w, class_domains[c, j]]
+    return whole, shares
 
 
 @njit(cache=True)
 def _domain_room(
     free_gpu_count: np.ndarray,
     gpu_count: np.ndarray,
-    node_domain: np.ndarray,
-    levels: np.ndarray,
+    node_class: np.ndarray,
+    class_domains: np.ndarray,
+    level_ranges: np.ndarray,
     domain_nodes: np.ndarray,
     nodes: np.ndarray,
 ) -> np.ndarray:
-    # level-major: each pass reads one contiguous row of node_domain
-    n = free_gpu_count.size
-    whole = np.empty(n, dtype=np.bool_)
-    for i in range(n):
-        whole[i] = gpu_count[i] > 0 and free_gpu_count[i] == gpu_count[i]
-    whole_in = np.zeros(domain_nodes.size, dtype=np.int64)
-    for j in range(levels.size):
-        row = node_domain[levels[j]]
-        for i in range(n):
-            if whole[i]:
-                whole_in[row[i]] += 1
-    share = np.zeros(nodes.size)
-    for j in range(levels.size):
-        row = node_domain[levels[j]]
-        for k in range(nodes.size):
-            i = nodes[k]
-            d = row[i]
-            share[k] += (whole_in[d] - (1 if whole[i] else 0)) / domain_nodes[d]
-    return share
+    whole, shares = _class_shares(
+        free_gpu_count, gpu_count, node_class, class_domains, level_ranges, domain_nodes
+    )
+    out = np.empty(nodes.size)
+    for k in range(nodes.size):
+        i = nodes[k]
+        out[k] = shares[whole[i], node_class[i]]
+    return out
+
+
+@njit(cache=True)
+def _left_free_table(max_gpus: int, gpus: int) -> np.ndarray:
+    """``(free GPUs - gpus) / max(GPUs, 1)`` by (GPUs, free GPUs), neither above
+    ``max_gpus``: a table, divided once per entry instead of once per node."""
+    table = np.empty((max_gpus + 1, max_gpus + 1))
+    for count in range(max_gpus + 1):
+        for free in range(max_gpus + 1):
+            table[count, free] = (free - gpus) / max(count, 1)
+    return table
 
 
 @njit(cache=True)
 def _packed_room_scores(
     free_gpu_count: np.ndarray,
     gpu_count: np.ndarray,
-    node_domain: np.ndarray,
-    levels: np.ndarray,
+    node_class: np.ndarray,
+    class_domains: np.ndarray,
+    level_ranges: np.ndarray,
     domain_nodes: np.ndarray,
     nodes: np.ndarray,
+    max_gpus: int,
     gpus: int,
     packing_weight: float,
     room_weight: float,
 ) -> np.ndarray:
-    share = _domain_room(free_gpu_count, gpu_count, node_domain, levels, domain_nodes, nodes)
+    whole, shares = _class_shares(
+        free_gpu_count, gpu_count, node_class, class_domains, level_ranges, domain_nodes
+    )
+    left_free = _left_free_table(max_gpus, gpus)
     out = np.empty(nodes.size)
     for k in range(nodes.size):
         i = nodes[k]
-        left_free = (free_gpu_count[i] - gpus) / max(gpu_count[i], 1)
-        out[k] = -packing_weight * left_free - room_weight * share[k]
+        packed = left_free[gpu_count[i], free_gpu_count[i]]
+        out[k] = -packing_weight * packed - room_weight * shares[whole[i], node_class[i]]
     return out
+
+
+@njit(cache=True)
+def _best_packed_room_nodes(
+    free_gpu_count: np.ndarray,
+    gpu_count: np.ndarray,
+    node_class: np.ndarray,
+    class_domains: np.ndarray,
+    level_ranges: np.ndarray,
+    domain_nodes: np.ndarray,
+    node_units: np.ndarray,
+    units: int,
+    max_gpus: int,
+    gpus: int,
+    packing_weight: float,
+    room_weight: float,
+    ties: int,
+) -> np.ndarray:
+    whole, shares = _class_shares(
+        free_gpu_count, gpu_count, node_class, class_domains, level_ranges, domain_nodes
+    )
+    left_free = _left_free_table(max_gpus, gpus)
+    best = np.empty(ties, dtype=np.int64)
+    found = 0
+    top = 0.0
+    for i in range(node_units.size):
+        if node_units[i] < units:
+            continue
+        packed = left_free[gpu_count[i], free_gpu_count[i]]
+        score = -packing_weight * packed - room_weight * shares[whole[i], node_class[i]]
+        if found == 0 or score > top:
+            top = score
+            best[0] = i
+            found = 1
+        elif score == top and found < ties:
+            best[found] = i
+            found += 1
+    return best[:found]
 
 
 def domain_room_share_reference(compiled: CompiledCluster, nodes: np.ndarray) -> np.ndarray:

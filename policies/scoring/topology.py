@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 from phalanx.policies.scoring.common import BestFitGpuPick
-from phalanx.policies.scoring.domain_room import packed_room_scores
+from phalanx.policies.scoring.domain_room import best_packed_room_nodes, packed_room_scores
 from phalanx.scheduler.cost import best_leftover_link
 from phalanx.scheduler.gang import MemberRequest
 from phalanx.topology.compiled import CompiledCluster
@@ -66,6 +66,22 @@ class TopologyScorer(BestFitGpuPick):
         if request.gpus < 2:
             return scores
         return scores - self._bottleneck(compiled, request.gpus, nodes)
+
+    def best_nodes(
+        self,
+        compiled: CompiledCluster,
+        request: MemberRequest,
+        node_units: np.ndarray,
+        units: int,
+        ties: int,
+    ) -> np.ndarray | None:
+        """:class:`~scheduler.interfaces.BestNodesScorer` for members of at most one GPU
+        (their score has no link term); None for larger ones."""
+        if request.gpus >= 2:
+            return None
+        return best_packed_room_nodes(
+            compiled, node_units, units, request.gpus, PACKING_WEIGHT, DOMAIN_ROOM_WEIGHT, ties
+        )
 
     def score_domains(
         self,
