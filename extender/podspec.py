@@ -3,6 +3,7 @@ gang member, plus the pod facts the planner tracks (phase, node, priority, age).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -168,7 +169,7 @@ def _quantities(value: Any, where: str) -> dict[str, Decimal]:
         if isinstance(text, bool):
             raise PodSpecError(f"{where}[{name!r}]: {text!r} is not a quantity")
         try:
-            qty = parse_quantity(text)
+            qty = _parsed_quantity(text)
         except (ValueError, TypeError, InvalidOperation):
             raise PodSpecError(f"{where}[{name!r}]: {_short(text)} is not a quantity") from None
         # NaN would raise InvalidOperation at the first comparison, infinity and huge values
@@ -181,6 +182,19 @@ def _quantities(value: Any, where: str) -> dict[str, Decimal]:
             raise PodSpecError(f"{where}[{name!r}]: {_short(text)} is beyond the int64 range")
         out[name] = qty
     return out
+
+
+QUANTITIES_KEPT = 1024
+"""Distinct quantity texts remembered: a cluster's pods ask for a few hundred at most."""
+
+
+@functools.lru_cache(maxsize=QUANTITIES_KEPT, typed=True)
+def _parsed_quantity(text: str | float) -> Decimal:
+    """``parse_quantity``, remembered by text (a ``Decimal`` is immutable): every filter of
+    every member parses the same few texts ("1", "8", "16Gi"), each a regular expression and
+    a decimal multiplication. Text that is not hashable (a list or an object) raises
+    ``TypeError`` as the parser does for it; failures are not remembered."""
+    return parse_quantity(text)
 
 
 def _short(value: Any, limit: int = 64) -> str:

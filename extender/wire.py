@@ -20,6 +20,8 @@ from phalanx.extender.pod_fields import PodFieldError, check_pod_fields, shown
 MIN_EXTENDER_PRIORITY = 0
 MAX_EXTENDER_PRIORITY = 10
 """``extender/v1`` score range; kube-scheduler multiplies by weight x 10."""
+FEW_SCORES = 64
+"""Up to this many integer scores are clamped in Python, more through numpy."""
 INT64_MAX = 2**63 - 1
 """Go's ``int64`` (``NumPDBViolations``): a larger count cannot have come from kube-scheduler."""
 
@@ -224,10 +226,19 @@ def filter_reply(
 def prioritize_reply(hosts: Sequence[str], scores: Sequence[float]) -> list[dict[str, Any]]:
     """``HostPriorityList``: JSON integers clamped to the extender range (Go cannot decode
     ``7.0`` into an int64)."""
-    clamped = np.clip(
-        np.asarray(scores, dtype=np.float64), MIN_EXTENDER_PRIORITY, MAX_EXTENDER_PRIORITY
-    ).astype(np.int64)
-    return [{"Host": h, "Score": s} for h, s in zip(hosts, clamped.tolist(), strict=True)]
+    if isinstance(scores, np.ndarray) and scores.dtype == np.int64 and scores.size < FEW_SCORES:
+        # the planner's scores, usually one (numpy's clip costs more than the rest)
+        low, high = MIN_EXTENDER_PRIORITY, MAX_EXTENDER_PRIORITY
+        clamped = [min(max(s, low), high) for s in scores.tolist()]
+    else:
+        clamped = (
+            np.clip(
+                np.asarray(scores, dtype=np.float64), MIN_EXTENDER_PRIORITY, MAX_EXTENDER_PRIORITY
+            )
+            .astype(np.int64)
+            .tolist()
+        )
+    return [{"Host": h, "Score": s} for h, s in zip(hosts, clamped, strict=True)]
 
 
 def binding_reply(error: str = "") -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 import pytest
 from phalanx.extender import wire
@@ -40,6 +41,16 @@ def test_scores_are_integers_in_range():
     out = wire.prioritize_reply(["a", "b", "c"], [12, 3.7, -1])
     assert out == [{"Host": "a", "Score": 10}, {"Host": "b", "Score": 3}, {"Host": "c", "Score": 0}]
     assert b"3.7" not in wire.encode(out)
+
+
+def test_integer_scores_clamp_alike_few_or_many():
+    for size in (1, 3, wire.FEW_SCORES - 1, wire.FEW_SCORES, 200):
+        scores = np.arange(size, dtype=np.int64) % 25 - 7
+        hosts = [f"n{i}" for i in range(size)]
+        want = wire.prioritize_reply(hosts, scores.astype(np.float64))
+        got = wire.prioritize_reply(hosts, scores)
+        assert got == want
+        assert wire.encode(got) == wire.encode(want)
 
 
 def test_binding_and_preemption_args():
