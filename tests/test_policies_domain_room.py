@@ -28,15 +28,21 @@ def _cluster(spec: str):
     return cluster_preset(spec)
 
 
-@pytest.mark.parametrize("spec", CLUSTERS)
-@pytest.mark.parametrize("fill", [0.0, 0.5, 1.0])
-def test_kernel_equals_reference(spec: str, fill: float):
+def _filled(spec: str, fill: float, rng: np.random.Generator):
+    """The cluster with about ``fill`` of its nodes partly or wholly taken."""
     compiled = _cluster(spec).compile()
-    rng = np.random.default_rng(7)
     for node in np.flatnonzero(rng.random(compiled.n_nodes) < fill).tolist():
         count = int(compiled.gpu_count[node])
         if count:
             compiled.allocate(node, list(range(int(rng.integers(1, count + 1)))), 1000)
+    return compiled
+
+
+@pytest.mark.parametrize("spec", CLUSTERS)
+@pytest.mark.parametrize("fill", [0.0, 0.5, 1.0])
+def test_kernel_equals_reference(spec: str, fill: float):
+    rng = np.random.default_rng(7)
+    compiled = _filled(spec, fill, rng)
     for nodes in (
         np.arange(compiled.n_nodes),
         rng.choice(compiled.n_nodes, size=max(1, compiled.n_nodes // 3), replace=False),
@@ -55,12 +61,8 @@ def test_kernel_equals_reference(spec: str, fill: float):
 def test_best_nodes_are_the_first_ranked(spec: str, fill: float):
     """The one-pass best nodes are the ones the search keeps first when it ranks every fitting
     node by score (``smallest`` of the negated scores: lowest positions among equal keys)."""
-    compiled = _cluster(spec).compile()
     rng = np.random.default_rng(11)
-    for node in np.flatnonzero(rng.random(compiled.n_nodes) < fill).tolist():
-        count = int(compiled.gpu_count[node])
-        if count:
-            compiled.allocate(node, list(range(int(rng.integers(1, count + 1)))), 1000)
+    compiled = _filled(spec, fill, rng)
     for units in (1, 2):
         node_units = rng.integers(0, 3, compiled.n_nodes)
         for gpus, ties in ((0, 16), (1, 16), (1, 2), (4, 1)):

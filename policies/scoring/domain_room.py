@@ -59,7 +59,7 @@ def room_classes(compiled: CompiledCluster) -> RoomClasses:
 
 
 def _room_inputs(compiled: CompiledCluster) -> tuple[np.ndarray, ...]:
-    """The arrays :func:`_class_shares` reads, in its argument order."""
+    """The arrays the kernels read, as one tuple (:func:`_class_shares` unpacks it)."""
     classes = room_classes(compiled)
     return (
         compiled.free_gpu_count,
@@ -75,7 +75,7 @@ def domain_room_share(compiled: CompiledCluster, nodes: np.ndarray) -> np.ndarra
     """For each of ``nodes``, summed over the fabric levels above the node that have more than
     one domain: the share of the node's domain that is whole free nodes other than itself
     (what a multi-node gang could still start on inside that domain)."""
-    return _domain_room(*_room_inputs(compiled), np.asarray(nodes, dtype=np.int64))
+    return _domain_room(_room_inputs(compiled), np.asarray(nodes, dtype=np.int64))
 
 
 def packed_room_scores(
@@ -89,14 +89,8 @@ def packed_room_scores(
     ``-packing_weight * (free GPUs left after taking gpus) / GPUs - room_weight * domain room
     share`` (:func:`domain_room_share`), with numpy's arithmetic in numpy's order, so equal to
     computing them apart to the bit (tested); the numpy glue cost as much as the share."""
-    return _packed_room_scores(
-        *_room_inputs(compiled),
-        np.asarray(nodes, dtype=np.int64),
-        compiled.max_gpus,
-        gpus,
-        packing_weight,
-        room_weight,
-    )
+    weights = (compiled.max_gpus, gpus, packing_weight, room_weight)
+    return _packed_room_scores(_room_inputs(compiled), np.asarray(nodes, dtype=np.int64), weights)
 
 
 def best_packed_room_nodes(
@@ -112,29 +106,16 @@ def best_packed_room_nodes(
     the lowest ``ties`` of them by index, in index order: what ranking every fitting node by
     that score and keeping the best ``ties`` positions selects first, in one pass without
     keeping the others' scores (tested equal)."""
-    return _best_packed_room_nodes(
-        *_room_inputs(compiled),
-        np.asarray(node_units, dtype=np.int64),
-        units,
-        compiled.max_gpus,
-        gpus,
-        packing_weight,
-        room_weight,
-        ties,
-    )
+    weights = (compiled.max_gpus, gpus, packing_weight, room_weight)
+    fitting = np.asarray(node_units, dtype=np.int64)
+    return _best_packed_room_nodes(_room_inputs(compiled), fitting, units, weights, ties)
 
 
 @njit(cache=True)
-def _class_shares(
-    free_gpu_count: np.ndarray,
-    gpu_count: np.ndarray,
-    node_class: np.ndarray,
-    class_domains: np.ndarray,
-    level_ranges: np.ndarray,
-    domain_nodes: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+def _class_shares(room: tuple) -> tuple[np.ndarray, np.ndarray]:
     """``(whole, shares)``: per node 1 when it is a whole free node (else 0), and per class
     its domain room share for a node that is not whole (row 0) and one that is (row 1)."""
+    free_gpu_count, gpu_count, node_class, class_domains, level_ranges, domain_nodes = room
     n = free_gpu_count.size
     n_classes = class_domains.shape[0]
     whole = np.empty(n, dtype=np.uint8)
@@ -171,18 +152,9 @@ def _class_shares(
 
 
 @njit(cache=True)
-def _domain_room(
-    free_gpu_count: np.ndarray,
-    gpu_count: np.ndarray,
-    node_class: np.ndarray,
-    class_domains: np.ndarray,
-    level_ranges: np.ndarray,
-    domain_nodes: np.ndarray,
-    nodes: np.ndarray,
-) -> np.ndarray:
-    whole, shares = _class_shares(
-        free_gpu_count, gpu_count, node_class, class_domains, level_ranges, domain_nodes
-    )
+def _domain_room(room: tuple, nodes: np.ndarray) -> np.ndarray:
+    whole, shares = _class_shares(room)
+    node_class = room[2]
     out = np.empty(nodes.size)
     for k in range(nodes.size):
         i = nodes[k]
@@ -191,70 +163,50 @@ def _domain_room(
 
 
 @njit(cache=True)
-def _left_free_table(max_gpus: int, gpus: int) -> np.ndarray:
-    """``(free GPUs - gpus) / max(GPUs, 1)`` by (GPUs, free GPUs), neither above
-    ``max_gpus``: a table, divided once per entry instead of once per node."""
-    table = np.empty((max_gpus + 1, max_gpus + 1))
+def _scorer(room: tuple, weights: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(whole, shares, left_free)`` for :func:`_score`: the room terms, and ``(free GPUs -
+    gpus) / max(GPUs, 1)`` by (GPUs, free GPUs), neither above ``max_gpus``, a table divided
+    once per entry instead of once per node."""
+    max_gpus, gpus = weights[0], weights[1]
+    whole, shares = _class_shares(room)
+    left_free = np.empty((max_gpus + 1, max_gpus + 1))
     for count in range(max_gpus + 1):
         for free in range(max_gpus + 1):
-            table[count, free] = (free - gpus) / max(count, 1)
-    return table
+            left_free[count, free] = (free - gpus) / max(count, 1)
+    return whole, shares, left_free
+
+
+@njit(cache=True, inline="always")
+def _score(room: tuple, scorer: tuple, weights: tuple, i: int) -> float:
+    """Node ``i``'s packing and room terms, as the scorer adds them."""
+    free_gpu_count, gpu_count, node_class = room[0], room[1], room[2]
+    whole, shares, left_free = scorer
+    packing_weight, room_weight = weights[2], weights[3]
+    packed = left_free[gpu_count[i], free_gpu_count[i]]
+    return -packing_weight * packed - room_weight * shares[whole[i], node_class[i]]
 
 
 @njit(cache=True)
-def _packed_room_scores(
-    free_gpu_count: np.ndarray,
-    gpu_count: np.ndarray,
-    node_class: np.ndarray,
-    class_domains: np.ndarray,
-    level_ranges: np.ndarray,
-    domain_nodes: np.ndarray,
-    nodes: np.ndarray,
-    max_gpus: int,
-    gpus: int,
-    packing_weight: float,
-    room_weight: float,
-) -> np.ndarray:
-    whole, shares = _class_shares(
-        free_gpu_count, gpu_count, node_class, class_domains, level_ranges, domain_nodes
-    )
-    left_free = _left_free_table(max_gpus, gpus)
+def _packed_room_scores(room: tuple, nodes: np.ndarray, weights: tuple) -> np.ndarray:
+    scorer = _scorer(room, weights)
     out = np.empty(nodes.size)
     for k in range(nodes.size):
-        i = nodes[k]
-        packed = left_free[gpu_count[i], free_gpu_count[i]]
-        out[k] = -packing_weight * packed - room_weight * shares[whole[i], node_class[i]]
+        out[k] = _score(room, scorer, weights, nodes[k])
     return out
 
 
 @njit(cache=True)
 def _best_packed_room_nodes(
-    free_gpu_count: np.ndarray,
-    gpu_count: np.ndarray,
-    node_class: np.ndarray,
-    class_domains: np.ndarray,
-    level_ranges: np.ndarray,
-    domain_nodes: np.ndarray,
-    node_units: np.ndarray,
-    units: int,
-    max_gpus: int,
-    gpus: int,
-    packing_weight: float,
-    room_weight: float,
-    ties: int,
+    room: tuple, node_units: np.ndarray, units: int, weights: tuple, ties: int
 ) -> np.ndarray:
-    whole, shares = _class_shares(
-        free_gpu_count, gpu_count, node_class, class_domains, level_ranges, domain_nodes
-    )
-    left_free = _left_free_table(max_gpus, gpus)
+    scorer = _scorer(room, weights)
     best = np.empty(ties, dtype=np.int64)
     found = 0
     top = 0.0
     for i in range(node_units.size):
         if node_units[i] < units:
             continue
-        packed = left_free[gpu_count[i], free_gpu_count[i]]
-        score = -packing_weight * packed - room_weight * shares[whole[i], node_class[i]]
+        score = _score(room, scorer, weights, i)
         if found == 0 or score > top:
             top = score
             best[0] = i
