@@ -47,7 +47,9 @@ def _same(gang: Gang, state: ClusterState) -> None:
 
 
 requests = st.one_of(
-    st.builds(MemberRequest, gpus=st.sampled_from([1, 2]), cpu_milli=st.sampled_from([0, 9000])),
+    st.builds(
+        MemberRequest, gpus=st.sampled_from([1, 2, 4, 8]), cpu_milli=st.sampled_from([0, 9000])
+    ),
     st.builds(MemberRequest, gpu_milli=st.sampled_from([250, 500])),
     st.builds(MemberRequest, cpu_milli=st.sampled_from([1000, 64_000])),
 )
@@ -90,10 +92,21 @@ def test_one_pass_best_nodes_place_as_the_full_ranking(kinds, unit, ops, gang):
         _same(gang, state)
 
 
-def test_the_scorer_declines_members_of_several_gpus():
+def test_links_are_read_once_the_ranking_has_priced_them():
+    """A member of several GPUs: the one-pass path reads the link term from the table that
+    scoring fills; until a fitting node's entry is in it, the scorer declines."""
     state = _state("hhhh", 2)
     c = state.compiled
+    scorer = TopologyScorer()
     units = np.ones(c.n_nodes, dtype=np.int64)
-    assert SCORER.best_nodes(c, MemberRequest(gpus=2), units, 1, 16) is None
-    best = SCORER.best_nodes(c, MemberRequest(gpus=1), units, 1, 16)
+    two = MemberRequest(gpus=2)
+    assert scorer.best_nodes(c, two, units, 1, 16) is None
+    scorer.score(c, two, np.arange(c.n_nodes))
+    best = scorer.best_nodes(c, two, units, 1, 16)
     assert best is not None and best.tolist() == [0, 1, 2, 3]  # an empty cluster: all tie
+    c.allocate(1, (0, 1, 2), 1000)  # a new free-GPU mask: not priced yet
+    assert scorer.best_nodes(c, two, units, 1, 16) is None
+    scores = scorer.score(c, two, np.arange(c.n_nodes))
+    best = scorer.best_nodes(c, two, units, 1, 16)
+    assert best is not None
+    assert best.tolist() == np.flatnonzero(scores == scores.max()).tolist()

@@ -93,6 +93,15 @@ def packed_room_scores(
     return _packed_room_scores(_room_inputs(compiled), np.asarray(nodes, dtype=np.int64), weights)
 
 
+NO_LINKS = (
+    np.zeros(1, dtype=np.int32),
+    np.zeros(1, dtype=np.uint64),
+    np.ones((1, 1), dtype=np.bool_),
+    np.zeros((1, 1)),
+)
+"""Link tables for :func:`best_packed_room_nodes` when the score has no link term."""
+
+
 def best_packed_room_nodes(
     compiled: CompiledCluster,
     node_units: np.ndarray,
@@ -101,14 +110,25 @@ def best_packed_room_nodes(
     packing_weight: float,
     room_weight: float,
     ties: int,
-) -> np.ndarray:
+    links: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray | None:
     """The nodes with ``node_units >= units`` whose :func:`packed_room_scores` is highest,
     the lowest ``ties`` of them by index, in index order: what ranking every fitting node by
     that score and keeping the best ``ties`` positions selects first, in one pass without
-    keeping the others' scores (tested equal)."""
+    keeping the others' scores (tested equal).
+
+    With ``links = (known, link)``, tables by (node shape, free-GPU mask), the score is the
+    packed room score minus the node's ``link``; None when a fitting node's entry is not
+    ``known`` yet (the caller scores the nodes as before, which fills the table)."""
     weights = (compiled.max_gpus, gpus, packing_weight, room_weight)
     fitting = np.asarray(node_units, dtype=np.int64)
-    return _best_packed_room_nodes(_room_inputs(compiled), fitting, units, weights, ties)
+    tables = NO_LINKS
+    if links is not None:
+        tables = (compiled.node_shape, compiled.free_gpu_mask, *links)
+    best, complete = _best_packed_room_nodes(
+        _room_inputs(compiled), fitting, units, weights, ties, tables, links is not None
+    )
+    return best if complete else None
 
 
 @njit(cache=True)
@@ -197,8 +217,17 @@ def _packed_room_scores(room: tuple, nodes: np.ndarray, weights: tuple) -> np.nd
 
 @njit(cache=True)
 def _best_packed_room_nodes(
-    room: tuple, node_units: np.ndarray, units: int, weights: tuple, ties: int
-) -> np.ndarray:
+    room: tuple,
+    node_units: np.ndarray,
+    units: int,
+    weights: tuple,
+    ties: int,
+    tables: tuple,
+    with_links: bool,
+) -> tuple[np.ndarray, bool]:
+    """``(best, complete)``; ``complete`` is False when a fitting node's link is unknown or
+    its score is NaN."""
+    node_shape, free_gpu_mask, known, link = tables
     scorer = _scorer(room, weights)
     best = np.empty(ties, dtype=np.int64)
     found = 0
@@ -207,6 +236,13 @@ def _best_packed_room_nodes(
         if node_units[i] < units:
             continue
         score = _score(room, scorer, weights, i)
+        if with_links:
+            shape, mask = node_shape[i], free_gpu_mask[i]
+            if not known[shape, mask]:
+                return best[:0], False
+            score = score - link[shape, mask]
+        if score != score:  # NaN: the ranking orders it apart, so leave it to the ranking
+            return best[:0], False
         if found == 0 or score > top:
             top = score
             best[0] = i
@@ -214,7 +250,7 @@ def _best_packed_room_nodes(
         elif score == top and found < ties:
             best[found] = i
             found += 1
-    return best[:found]
+    return best[:found], True
 
 
 def domain_room_share_reference(compiled: CompiledCluster, nodes: np.ndarray) -> np.ndarray:

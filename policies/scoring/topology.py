@@ -75,12 +75,24 @@ class TopologyScorer(BestFitGpuPick):
         units: int,
         ties: int,
     ) -> np.ndarray | None:
-        """:class:`~scheduler.interfaces.BestNodesScorer` for members of at most one GPU
-        (their score has no link term); None for larger ones."""
+        """:class:`~scheduler.interfaces.BestNodesScorer`: the packing and room terms, and
+        for two GPUs or more the link term read from the table of :meth:`_bottleneck`; None
+        where that table has no entry yet for a fitting node (or nodes are too large for
+        tables), so that :meth:`score` runs and fills it."""
+        links = None
         if request.gpus >= 2:
-            return None
+            if compiled.max_gpus > TABLE_MAX_GPUS:
+                return None
+            links = self._table(compiled, request.gpus)
         return best_packed_room_nodes(
-            compiled, node_units, units, request.gpus, PACKING_WEIGHT, DOMAIN_ROOM_WEIGHT, ties
+            compiled,
+            node_units,
+            units,
+            request.gpus,
+            PACKING_WEIGHT,
+            DOMAIN_ROOM_WEIGHT,
+            ties,
+            links,
         )
 
     def score_domains(
@@ -101,9 +113,6 @@ class TopologyScorer(BestFitGpuPick):
         in a table by (node shape, free-GPU mask) that fills as masks are first seen: the
         extender's default scorer asks this for every fitting node of every multi-GPU member,
         and a Python pass over 10,000 nodes took 0.6-1.6 ms per placement."""
-        if self._cache_shapes is not compiled.shape_pair_cost:
-            self._tables.clear()
-            self._cache_shapes = compiled.shape_pair_cost
         shapes = compiled.node_shape[nodes].astype(np.int64)
         masks = compiled.free_gpu_mask[nodes].astype(np.int64)
         if compiled.max_gpus > TABLE_MAX_GPUS:
@@ -113,7 +122,7 @@ class TopologyScorer(BestFitGpuPick):
                     for s, m in zip(shapes.tolist(), masks.tolist(), strict=True)
                 ]
             )
-        known, links = self._tables.get(count) or self._new_table(compiled, count)
+        known, links = self._table(compiled, count)
         missing = ~known[shapes, masks]
         if missing.any():
             pairs = zip(shapes[missing].tolist(), masks[missing].tolist(), strict=True)
@@ -122,10 +131,16 @@ class TopologyScorer(BestFitGpuPick):
                 known[shape, mask] = True
         return links[shapes, masks]
 
-    def _new_table(self, compiled: CompiledCluster, count: int) -> tuple[np.ndarray, np.ndarray]:
-        size = (compiled.shape_pair_cost.shape[0], 1 << compiled.max_gpus)
-        table = (np.zeros(size, dtype=bool), np.zeros(size))
-        self._tables[count] = table
+    def _table(self, compiled: CompiledCluster, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(known, link)`` by [node shape, free-GPU mask] for ``count`` GPUs, kept per
+        cluster shape table (a new cluster starts them afresh)."""
+        if self._cache_shapes is not compiled.shape_pair_cost:
+            self._tables.clear()
+            self._cache_shapes = compiled.shape_pair_cost
+        table = self._tables.get(count)
+        if table is None:
+            size = (compiled.shape_pair_cost.shape[0], 1 << compiled.max_gpus)
+            table = self._tables[count] = (np.zeros(size, dtype=bool), np.zeros(size))
         return table
 
     @staticmethod
