@@ -169,7 +169,7 @@ def _quantities(value: Any, where: str) -> dict[str, Decimal]:
         if isinstance(text, bool):
             raise PodSpecError(f"{where}[{name!r}]: {text!r} is not a quantity")
         try:
-            qty = _parsed_quantity(text)
+            qty = _quantity(text)
         except (ValueError, TypeError, InvalidOperation):
             raise PodSpecError(f"{where}[{name!r}]: {_short(text)} is not a quantity") from None
         # NaN would raise InvalidOperation at the first comparison, infinity and huge values
@@ -186,13 +186,23 @@ def _quantities(value: Any, where: str) -> dict[str, Decimal]:
 
 QUANTITIES_KEPT = 1024
 """Distinct quantity texts remembered: a cluster's pods ask for a few hundred at most."""
+LONGEST_KEPT_QUANTITY = 64
+"""Longer texts are parsed every time: a valid quantity can be padded with zeros up to the
+body limit, and remembering such texts would let requests pin that memory."""
+
+
+def _quantity(text: Any) -> Decimal:
+    """``parse_quantity``, remembered by text for short texts (:func:`_remembered_quantity`)."""
+    if isinstance(text, str) and len(text) > LONGEST_KEPT_QUANTITY:
+        return parse_quantity(text)
+    return _remembered_quantity(text)
 
 
 @functools.lru_cache(maxsize=QUANTITIES_KEPT, typed=True)
-def _parsed_quantity(text: str | float) -> Decimal:
-    """``parse_quantity``, remembered by text (a ``Decimal`` is immutable): every filter of
-    every member parses the same few texts ("1", "8", "16Gi"), each a regular expression and
-    a decimal multiplication. Text that is not hashable (a list or an object) raises
+def _remembered_quantity(text: str | float) -> Decimal:
+    """``parse_quantity``, remembered (a ``Decimal`` is immutable): every filter of every
+    member parses the same few texts ("1", "8", "16Gi"), each a regular expression and a
+    decimal multiplication. Text that is not hashable (a list or an object) raises
     ``TypeError`` as the parser does for it; failures are not remembered."""
     return parse_quantity(text)
 

@@ -154,6 +154,21 @@ def test_hostile_gpu_quantities_are_spec_errors(quantity, message):
             member_request(pod)
 
 
+def test_long_quantities_are_parsed_but_not_remembered():
+    """A valid quantity padded to megabytes parses as any other, and is not kept in memory."""
+    from phalanx.extender import podspec
+
+    sizes = []
+    for padding in (100_000, 100_001):
+        pod = kube_pod("long")
+        resources = pod["spec"]["containers"][0]["resources"]
+        resources["limits"]["nvidia.com/gpu"] = "0" * padding + "2"
+        resources["requests"].pop("nvidia.com/gpu")
+        assert member_request(pod).gpus == 2
+        sizes.append(podspec._remembered_quantity.cache_info().currsize)
+    assert sizes[1] == sizes[0]  # the second long text was not remembered
+
+
 @pytest.mark.parametrize(
     ("where", "value", "message"),
     [
