@@ -49,8 +49,10 @@ class Binder(Protocol):
 
 RECORDED_BINDS_KEPT = 10_000
 """Dry-run binds kept (the newest): a long dry run must not grow without bound."""
-BOUND_PODS_KEPT = 100_000
-"""Pods whose node a dry run remembers to answer a repeated bind (the oldest are forgotten)."""
+BOUND_PODS_KEPT = 10_000
+"""Pods whose node a dry run remembers to answer a repeated bind (the oldest are forgotten).
+A repeat comes within seconds of the first bind; 100,000 of them held about 15 MiB, which a
+long dry run (the soak benchmark) showed as growth until the cap was reached."""
 
 
 @dataclass
