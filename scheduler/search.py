@@ -29,16 +29,12 @@
 
 One member of whole GPUs without a scorer skips all of this: the node ranked first in step 5
 is read from the nodes grouped by free state (:mod:`scheduler.free_state_buckets`), with no
-pass over every node.
+pass over every node. With a scorer (kube-scheduler's score phase), single nodes are ranked by
+its score (a one-class gang's by its one-pass ``best_nodes`` where it has one) and a domain's
+nodes are filled in its order; domain choice above the node stays with the topology search.
 
-Unit classes and their capacities live in :mod:`scheduler.unit_classes`, the gang's scratch
-state in :mod:`scheduler.scratch` and the reasons for a failure in
-:mod:`scheduler.why_unplaced`; pricing is compiled (:mod:`scheduler.cost_kernels`).
-
-With a scorer, node choice follows the scorer (kube-scheduler's score phase): single-node
-candidates are ranked by its score (for a one-class gang, by its one-pass ``best_nodes`` where
-it has one) and nodes inside a domain are filled in its order; domain choice above the node
-stays with the topology search.
+Unit classes live in :mod:`scheduler.unit_classes`, scratch state in :mod:`scheduler.scratch`,
+failure reasons in :mod:`scheduler.why_unplaced`; pricing is in :mod:`scheduler.cost_kernels`.
 """
 
 from __future__ import annotations
@@ -78,8 +74,7 @@ from phalanx.topology.model import MILLI_PER_GPU
 CANDIDATES_SCORED = 3
 """Candidate domains (or nodes) at the winning level that are filled and priced in full."""
 SCORED_MEMBERS_BUDGET = 64
-"""Fewer candidates are priced for big gangs (128 members: one), whose fill and pricing
-cost grows with their size; best fit already ranks their candidates well."""
+"""Fewer candidates are priced for big gangs (128 members: one); best fit ranks them well."""
 CANDIDATES_TRIED = 16
 """Most candidates tried at one level when fills fail (classes of a mixed gang competing for
 the same nodes); a single-class fill never fails once the capacity check passed."""
@@ -207,9 +202,8 @@ class Search:
         return self._rank_nodes(candidates) if candidates.size else candidates
 
     def _best_scored_nodes(self, caps: list[ClassCapacity]) -> np.ndarray | None:
-        """For one class (which fills any node with room, so only the first node ranked is
-        taken): the nodes :meth:`_rank_nodes` ranks first, by proxy cost then index, from the
-        scorer's one-pass :class:`~scheduler.interfaces.BestNodesScorer`; else None."""
+        """One class fills any node with room, so only the first node ranked is taken: the
+        nodes :meth:`_rank_nodes` ranks first, from the scorer's one-pass ``best_nodes``."""
         best_nodes = getattr(self.scorer, "best_nodes", None)
         if best_nodes is None or len(self.classes) != 1:
             return None
