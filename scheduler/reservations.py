@@ -7,7 +7,9 @@ simulated reservation would behave unlike a live one:
 
 - **Deadlines on time.** Deadlines sit in a heap, so asking what is due costs nothing while
   nothing is; a deadline can be restarted (the extender restarts it on every bind), and stale
-  heap entries are skipped.
+  heap entries are skipped. They are dropped all at once when they outnumber the held plans
+  (a finished gang's deadline would otherwise stay in the heap until it came due: at a few
+  hundred plans a second and a 300 s TTL, tens of megabytes).
 - **Due is not released.** :meth:`ReservationBook.due` names the plans whose deadline passed;
   the caller gives them back (the simulator whole, the extender keeping members already bound).
 - **Back of the queue.** A gang whose reservation expired before anything of it bound goes
@@ -26,6 +28,8 @@ from phalanx.scheduler.state import ClusterState, Holding, HoldingPhase
 
 REQUEUES_KEPT = 4096
 """Gangs whose expiry time is remembered (the oldest are forgotten first)."""
+STALE_DEADLINES_KEPT = 1024
+"""Heap entries beyond twice the held plans (and this many) trigger dropping the stale ones."""
 
 
 class ReservationBook:
@@ -108,5 +112,22 @@ class ReservationBook:
 
     def _push(self, at_s: float, key: str) -> None:
         heapq.heappush(self._deadlines, (at_s, key))
+        if len(self._deadlines) > 2 * len(self.state.holdings) + STALE_DEADLINES_KEPT:
+            self._drop_stale()
         if self.on_deadline is not None:
             self.on_deadline()
+
+    def _drop_stale(self) -> None:
+        """Keep only the entries :meth:`due` and :meth:`next_deadline` would act on (the
+        reservation is held and its deadline is the entry's), each once: at most one a held
+        plan. Linear, and at most once per ``len(holdings) + STALE_DEADLINES_KEPT`` pushes."""
+        holdings = self.state.holdings
+        live = list(
+            {
+                (at_s, key)
+                for at_s, key in self._deadlines
+                if (held := holdings.get(key)) is not None and held.expires_at_s == at_s
+            }
+        )
+        heapq.heapify(live)
+        self._deadlines = live

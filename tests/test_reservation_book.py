@@ -3,6 +3,10 @@ and the queue place of a gang whose reservation expired."""
 
 from __future__ import annotations
 
+from unittest import mock
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from phalanx.scheduler.reservations import ReservationBook
 from phalanx.scheduler.state import ClusterState
 from phalanx.simulator.config import SimulationConfig
@@ -59,3 +63,49 @@ def test_the_simulator_puts_an_expired_gang_behind_the_gangs_that_waited():
     runs = by_name(simulate(trace, cluster(1, 4), config))
     assert runs["late"].reservation_expiries == 1
     assert 5.0 <= runs["next"].first_start_s < runs["late"].first_start_s
+
+
+ops = st.lists(
+    st.tuples(
+        # restarts and releases leave stale entries; few gangs, so that they pile up
+        st.sampled_from(["reserve", "restart", "restart", "commit", "release", "defer", "due"]),
+        st.integers(0, 2),
+        st.integers(1, 40),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops)
+def test_dropping_stale_deadlines_changes_no_answer(sequence):
+    """A book that drops its stale heap entries at every push answers as one that keeps them
+    all, through reserves, restarts, commits, releases, deferrals and due times."""
+    books = [book(), book()]
+    keep_all = books[1]
+    keep_all._drop_stale = lambda: None  # type: ignore[method-assign]
+    now = 0.0
+    for kind, gang, amount in sequence:
+        key = f"g{gang}"
+        answers = []
+        for b in books:
+            with mock.patch("phalanx.scheduler.reservations.STALE_DEADLINES_KEPT", 0):
+                held = b.state.holdings.get(key)
+                if kind == "reserve" and held is None:
+                    b.reserve(placement(key, (gang % 4, (gang // 4,), 1000)), now, amount)
+                elif kind == "restart" and held is not None:
+                    b.restart(key, now + amount)
+                elif kind == "commit" and held is not None:
+                    b.state.commit(key)
+                elif kind == "release" and held is not None:
+                    b.state.release(key)
+                elif kind == "defer" and held is not None:
+                    b.defer(key)
+                elif kind == "due":
+                    answers.append(b.due(now + amount))
+                answers.append(b.next_deadline())
+        assert answers[: len(answers) // 2] == answers[len(answers) // 2 :]
+        if kind == "due":
+            now += amount
+        elif kind in ("reserve", "restart"):  # pushed: the stale ones are bounded
+            assert len(books[0]._deadlines) <= 2 * len(books[0].state.holdings)
