@@ -88,6 +88,8 @@ def test_dropping_stale_deadlines_changes_no_answer(sequence):
     for kind, gang, amount in sequence:
         key = f"g{gang}"
         answers = []
+        heap = books[0]._deadlines
+        before = len(heap)
         for b in books:
             with mock.patch("phalanx.scheduler.reservations.STALE_DEADLINES_KEPT", 0):
                 held = b.state.holdings.get(key)
@@ -107,5 +109,8 @@ def test_dropping_stale_deadlines_changes_no_answer(sequence):
         assert answers[: len(answers) // 2] == answers[len(answers) // 2 :]
         if kind == "due":
             now += amount
-        elif kind in ("reserve", "restart"):  # pushed: the stale ones are bounded
+        pushed = kind in ("reserve", "restart") and (
+            books[0]._deadlines is not heap or len(heap) > before
+        )
+        if pushed:  # right after a push the stale entries are bounded
             assert len(books[0]._deadlines) <= 2 * len(books[0].state.holdings)
