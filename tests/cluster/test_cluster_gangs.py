@@ -209,6 +209,30 @@ def test_pods_without_gpus_never_reach_the_extender(kube_cluster):
     assert metric(scenario, "phalanx_extender_request_seconds_count") == filters_before
 
 
+def test_kube_scheduler_asks_no_scores_after_a_one_node_filter(kube_cluster):
+    """kube-scheduler scores nodes only when more than one is feasible: a lone feasible node is
+    the suggested host (``schedulePod`` in ``schedule_one.go``), extenders' prioritize
+    included. Phalanx's filter leaves each pod its planned node, so with ``prioritizeVerb``
+    configured, a gang and a plain GPU pod are bound after filters alone."""
+    scenario = kube_cluster("dgx-h100:4")
+    assert any(e.get("prioritizeVerb") for e in scenario.plane.scheduler_config["extenders"])
+    prioritize = 'phalanx_extender_request_seconds_count{verb="prioritize"}'
+    filters = 'phalanx_extender_request_seconds_count{verb="filter"}'
+    prioritized_before, filtered_before = metric(scenario, prioritize), metric(scenario, filters)
+    gang = GangSpec("no-scores", members=3, gpus=8)
+    create_gang(scenario.api, gang, scenario.namespace, rng=random.Random(3))
+    core = client.CoreV1Api(scenario.api)
+    core.create_namespaced_pod(scenario.namespace, plain_pod("one-gpu", scenario.namespace, gpus=1))
+    wait_gang_bound(scenario.api, scenario.namespace, gang, BIND_TIMEOUT_S)
+    wait_for(
+        "the plain GPU pod bound",
+        lambda: core.read_namespaced_pod("one-gpu", scenario.namespace).spec.node_name,
+        BIND_TIMEOUT_S,
+    )
+    assert metric(scenario, filters) >= filtered_before + gang.members + 1
+    assert metric(scenario, prioritize) == prioritized_before
+
+
 def test_extender_killed_between_binds_and_restarted(kube_cluster):
     scenario = kube_cluster("dgx-h100:8")
     gang = GangSpec("resilient", members=8, gpus=8)
