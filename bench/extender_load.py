@@ -34,6 +34,9 @@ import orjson
 HOST = "127.0.0.1"
 SERVER_CORE = 0
 CLIENT_CORE = 1
+STARTING_CORES = frozenset(os.sched_getaffinity(0))
+"""The cores this process may use before :func:`pin_client` narrows it: the server's core is
+chosen from these (a child inherits its parent's narrowed mask)."""
 STARTUP_TIMEOUT_S = 120.0
 PERCENTILE_99 = 0.99
 RECV_BYTES = 1 << 20
@@ -262,15 +265,25 @@ def start_server(nodes: int, port: int) -> subprocess.Popen[bytes]:
         "--port",
         str(port),
     ]
-    cores = os.sched_getaffinity(0)
 
     def pin() -> None:
-        if SERVER_CORE in cores:
+        if {SERVER_CORE, CLIENT_CORE} <= STARTING_CORES:
             os.sched_setaffinity(0, {SERVER_CORE})
 
     return subprocess.Popen(
         cmd, preexec_fn=pin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+
+
+def pin_client() -> None:
+    """Keep the load generator on its own core, apart from the server's (when there are two)."""
+    if {SERVER_CORE, CLIENT_CORE} <= STARTING_CORES:
+        os.sched_setaffinity(0, {CLIENT_CORE})
+
+
+def cores_of(pid: int) -> list[int]:
+    """The cores a process may run on, as reported: where server and client really ran."""
+    return sorted(os.sched_getaffinity(pid))
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -310,8 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "filters do (its feasible list comes back in completion order)",
     )
     opts = parser.parse_args(argv)
-    if CLIENT_CORE in os.sched_getaffinity(0):
-        os.sched_setaffinity(0, {CLIENT_CORE})
+    pin_client()
     names = [f"h100-{i:05d}" for i in range(opts.nodes)]
     all_names = [orjson.dumps(names)]
     if opts.shuffle:
@@ -321,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     proc = start_server(opts.nodes, port)
     try:
         wait_ready(port, proc)
+        cores = {"server": cores_of(proc.pid), "client": cores_of(0)}
         stats = latency_phase(port, opts.members, all_names, opts.warmup, opts.gpus)
         phalanx = throughput_phase(
             port,
@@ -343,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "nodes": opts.nodes,
         "gpus_per_member": opts.gpus,
         "shuffled": opts.shuffle,
-        "server_core": SERVER_CORE,
+        "cores": cores,
         "latency": {k: s.summary() for k, s in stats.items()},
         "throughput": {
             "connections": opts.connections,

@@ -39,10 +39,11 @@ from typing import Any
 
 import orjson
 from phalanx.bench.extender_load import (
-    CLIENT_CORE,
     Connection,
     args_body,
+    cores_of,
     free_port,
+    pin_client,
     process_cpu_s,
     start_server,
     wait_ready,
@@ -321,6 +322,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     tasks: queue.Queue[Arrival | None] = queue.Queue()
     try:
         wait_ready(port, proc)
+        cores = {"server": cores_of(proc.pid), "client": cores_of(0)}
         rss_start = server_rss_mib(proc.pid)
         workers = [Worker(port, names_json, tally, opts.hold) for _ in range(opts.connections)]
         t0 = time.monotonic() + 0.2
@@ -372,7 +374,8 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         stop.set()
         proc.terminate()
         proc.wait(timeout=30)
-    return _report(opts, duration, tally, rss, rss_start, offered, t0, end, server_cpu_s)
+    report = _report(opts, duration, tally, rss, rss_start, offered, t0, end, server_cpu_s)
+    return {**report, "cores": cores}
 
 
 def finish_due(worker: Worker, tally: Tally, until: float) -> None:
@@ -488,7 +491,7 @@ def print_text(report: dict[str, Any]) -> None:
     print(f"pairs per minute: {r['pairs_per_minute']}")
     print("RSS (s, MiB): " + " ".join(f"{t:.0f}:{m:.0f}" for t, m in r["rss_mib"]))
     print(f"RSS flatness: {r['rss_flatness']}")
-    print(f"load average: {r['load_average']}")
+    print(f"load average: {r['load_average']}; cores: {r['cores']}")
 
 
 def plot(report: dict[str, Any], path: str) -> None:
@@ -533,8 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", help="write a PNG of the RSS curve here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     opts = parser.parse_args(argv)
-    if CLIENT_CORE in os.sched_getaffinity(0):
-        os.sched_setaffinity(0, {CLIENT_CORE})
+    pin_client()
     report = run(opts)
     if opts.plot:
         plot(report, opts.plot)
