@@ -213,7 +213,6 @@ class FilterMixin:
             submit_time_s=hints.submit_time_s,
         )
         try:
-            single.validate()
             validate_gang_for_cluster(single, self.compiled)
         except GangSpecError as exc:
             why = waiting_text(gang.key, spec_error_code(exc), str(exc))

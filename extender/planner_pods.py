@@ -29,7 +29,7 @@ from phalanx.extender.why_not import NeverFitsError
 from phalanx.scheduler.gang import Gang, GangSpecError, Member
 from phalanx.scheduler.interfaces import RuntimeObserver
 from phalanx.scheduler.placement import MemberPlacement
-from phalanx.scheduler.validation import validate_gang_for_cluster
+from phalanx.scheduler.validation import check_gang_on_cluster
 
 
 class PodBookMixin:
@@ -220,7 +220,7 @@ class PodBookMixin:
             )
             obj.validate()
             try:
-                validate_gang_for_cluster(obj, self.compiled)
+                check_gang_on_cluster(obj, self.compiled)
             except GangSpecError as exc:
                 raise NeverFitsError(str(exc)) from None
             gang.pending_object = obj

@@ -4,16 +4,40 @@ that they get a :class:`~scheduler.gang.GangSpecError` naming the field, never a
 
 from __future__ import annotations
 
+import weakref
+
 from phalanx.scheduler.cluster_index import cluster_index
 from phalanx.scheduler.gang import Gang, GangSpecError, MemberRequest
 from phalanx.topology.compiled import NO_PRODUCT, CompiledCluster
+
+REMEMBERED_VALID = 256
+"""Gangs remembered as valid (by identity) before the memo starts over."""
+_valid: dict[int, tuple[weakref.ref[Gang], weakref.ref[CompiledCluster]]] = {}
+"""``id(gang) -> (gang, cluster)`` it passed on, both held weakly so that a reused id never
+matches: a :class:`Gang` is frozen, so a gang valid once on a cluster stays valid there."""
 
 
 def validate_gang_for_cluster(gang: Gang, compiled: CompiledCluster) -> None:
     """Raise :class:`GangSpecError` for: :meth:`Gang.validate` errors, unknown level names,
     unknown GPU products, a member larger than every node it may use (GPUs, cpu, memory), and
-    NVLink groups that are mixed, not whole-GPU, or larger than every NVLink domain."""
+    NVLink groups that are mixed, not whole-GPU, or larger than every NVLink domain.
+
+    A gang that passed on this cluster already is not checked again: the planner validates
+    the gang it builds, and every placement of it validates on entry."""
+    if _passed(gang, compiled):
+        return
     gang.validate()
+    check_gang_on_cluster(gang, compiled)
+
+
+def _passed(gang: Gang, compiled: CompiledCluster) -> bool:
+    known = _valid.get(id(gang))
+    return known is not None and known[0]() is gang and known[1]() is compiled
+
+
+def check_gang_on_cluster(gang: Gang, compiled: CompiledCluster) -> None:
+    """The cluster's part of :func:`validate_gang_for_cluster`, for a gang whose
+    :meth:`Gang.validate` passed (the caller's own call, whose error it reports apart)."""
     where = f"gang {gang.name!r}"
     levels = compiled.level_names
     for field_name in ("required_level", "preferred_level"):
@@ -36,6 +60,9 @@ def validate_gang_for_cluster(gang: Gang, compiled: CompiledCluster) -> None:
             _check_request(member.request, where, member.name, compiled)
     if gang.nvlink_group:
         _check_nvlink_groups(gang, compiled)
+    if len(_valid) >= REMEMBERED_VALID:
+        _valid.clear()
+    _valid[id(gang)] = (weakref.ref(gang), weakref.ref(compiled))
 
 
 def _check_request(

@@ -79,3 +79,50 @@ def test_text_lines_and_the_log_format_setting():
     assert ServeConfig().log_format == "text"
     with pytest.raises(ValueError, match="logFormat: expected text or json"):
         parse_config({"logFormat": "xml"})
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_configured_logging_writes_whole_lines_without_caller_lookups(log_format, capsys):
+    """``phalanx serve``'s logging: every line whole in either format, with the caller, thread
+    and process lookups switched off (neither format shows them)."""
+    from phalanx.extender.decision_log import configure_logging
+
+    saved = (
+        logging.root.handlers[:],
+        logging.root.level,
+        logging._srcfile,  # type: ignore[attr-defined]
+        logging.logThreads,
+        logging.logProcesses,
+        logging.logMultiprocessing,
+    )
+    try:
+        configure_logging(log_format)
+        records: list[logging.LogRecord] = []
+        keep = logging.Handler()
+        keep.emit = records.append  # type: ignore[method-assign]
+        logging.root.addHandler(keep)
+        fields = {"event": "plan", "gang": "ml/t", "nodes": ["a"]}
+        logging.getLogger(LOGGER_NAME).info("%s", text_line(fields), extra={"decision": fields})
+        (record,) = records
+        assert (record.lineno, record.funcName) == (0, "(unknown function)")
+        assert record.thread is None and record.process is None
+    finally:
+        handlers, level, srcfile, threads, processes, multi = saved
+        logging.basicConfig(level=level, handlers=handlers, force=True)
+        logging._srcfile = srcfile  # type: ignore[attr-defined]
+        logging.logThreads, logging.logProcesses, logging.logMultiprocessing = (
+            threads,
+            processes,
+            multi,
+        )
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    if log_format == "json":
+        doc = json.loads(line)
+        assert (doc["event"], doc["gang"], doc["nodes"], doc["severity"]) == (
+            "plan",
+            "ml/t",
+            ["a"],
+            "INFO",
+        )
+    else:
+        assert line.endswith("INFO phalanx.decisions plan gang=ml/t nodes=a")
