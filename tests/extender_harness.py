@@ -16,18 +16,12 @@ def serve_app(app: Any) -> Iterator[str]:
     import socket
 
     import uvicorn
-    from phalanx.extender.server import CorkedHttpProtocol
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-        http=CorkedHttpProtocol,
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http="httptools"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
