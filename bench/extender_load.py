@@ -3,7 +3,8 @@
 Starts ``phalanx serve --cluster dgx-h100:NODES --dry-run --echo`` pinned to one CPU core,
 then, from another core over loopback (127.0.0.1 only), plays kube-scheduler's part for one
 member at a time: ``filter`` with every node in ``NodeNames``, then ``prioritize`` with the
-filter's survivors (what kube-scheduler sends next). Each member's server-side ``filter`` +
+filter's survivors (the pair the targets count; kube-scheduler itself asks no scores when
+one node is feasible). Each member's server-side ``filter`` +
 ``prioritize`` time is the figure the target speaks of. Two more latency phases follow, each on
 its own so that neither evicts the first phase's working set from the cache: ``prioritize``
 with every node (the worst case, which kube-scheduler does not send after Phalanx's filter),

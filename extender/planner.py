@@ -252,7 +252,7 @@ class Planner(
                 return np.zeros(len(offered), dtype=np.int64)
             ledger_key, member = slot
             if len(offered) == 1 and offered[0] == member.node:
-                # the filter's survivor, what kube-scheduler sends after Phalanx's filter
+                # the filter's survivor (kube-scheduler itself scores no lone feasible node)
                 return np.array([MAX_EXTENDER_PRIORITY], dtype=np.int64)
             running = self._running[ledger_key]
             offer = self._offered(offered)
