@@ -38,6 +38,8 @@ CLIENT_CORE = 1
 STARTING_CORES = frozenset(os.sched_getaffinity(0))
 """The cores this process may use before :func:`pin_client` narrows it: the server's core is
 chosen from these (a child inherits its parent's narrowed mask)."""
+SEPARATE_CORES = {SERVER_CORE, CLIENT_CORE} <= STARTING_CORES
+"""Server and client each get a core of their own (else both run wherever they may)."""
 STARTUP_TIMEOUT_S = 120.0
 PERCENTILE_99 = 0.99
 RECV_BYTES = 1 << 20
@@ -268,7 +270,7 @@ def start_server(nodes: int, port: int) -> subprocess.Popen[bytes]:
     ]
 
     def pin() -> None:
-        if {SERVER_CORE, CLIENT_CORE} <= STARTING_CORES:
+        if SEPARATE_CORES:
             os.sched_setaffinity(0, {SERVER_CORE})
 
     return subprocess.Popen(
@@ -278,7 +280,7 @@ def start_server(nodes: int, port: int) -> subprocess.Popen[bytes]:
 
 def pin_client() -> None:
     """Keep the load generator on its own core, apart from the server's (when there are two)."""
-    if {SERVER_CORE, CLIENT_CORE} <= STARTING_CORES:
+    if SEPARATE_CORES:
         os.sched_setaffinity(0, {CLIENT_CORE})
 
 
