@@ -32,6 +32,8 @@ from phalanx.topology.model import MILLI_PER_GPU
 
 LATENCY_COST_PER_LEVEL = 0.1
 """Per fabric level climbed: small against any bandwidth step (NVLink -> leaf is 9)."""
+NODE_LATENCY = LATENCY_COST_PER_LEVEL * 0
+"""The latency term of a placement inside one node (level 0)."""
 FRAGMENTATION_WEIGHT = 1.0
 """Per touched node left partly used, times the fraction of its GPU capacity left free."""
 LEFTOVER_LINK_WEIGHT = 0.25
@@ -319,6 +321,7 @@ def priced_domain(
     each candidate, from one conversion of the members to arrays."""
     if len(members) == 1:  # level 0, its own node: rails are not read
         only = members[0]
+        node = only.node_index
         comm, fragmentation, misalignment = cost_kernels.single_member_terms(
             compiled.node_shape,
             compiled.shape_pair_cost,
@@ -326,18 +329,14 @@ def priced_domain(
             compiled.gpu_usable,
             compiled.gpu_numa,
             ideal_leftover_table(compiled),
-            only.node_index,
+            node,
             only.gpu_milli,
             gpus_mask(only.gpus),
             _WEIGHTS,
         )
-        cost = CostBreakdown(
-            communication=gang.comm_intensity * comm,
-            fragmentation=fragmentation,
-            misalignment=misalignment,
-            latency=LATENCY_COST_PER_LEVEL * 0,
-        )
-        return 0, int(compiled.node_domain[0, only.node_index]), cost
+        intensity = gang.comm_intensity
+        cost = CostBreakdown.of(intensity * comm, fragmentation, misalignment, NODE_LATENCY)
+        return 0, node, cost  # level 0's domains are the nodes, in node order
     if not _rails_fit(compiled):
         level, domain = reference_lowest_common_domain(compiled, [m.node_index for m in members])
         return level, domain, reference_placement_cost(compiled, gang, members)
@@ -357,11 +356,8 @@ def priced_domain(
         member_table(members),
         _WEIGHTS,
     )
-    cost = CostBreakdown(
-        communication=gang.comm_intensity * comm,
-        fragmentation=fragmentation,
-        misalignment=misalignment,
-        latency=LATENCY_COST_PER_LEVEL * level,
+    cost = CostBreakdown.of(
+        gang.comm_intensity * comm, fragmentation, misalignment, LATENCY_COST_PER_LEVEL * level
     )
     return int(level), int(domain), cost
 

@@ -96,9 +96,17 @@ def communication_term(
             if not used & bit:
                 used |= bit
                 count += 1
+    return _within_node_link(node_shape, shape_pair_cost, member_node[0], used, count)
+
+
+@njit(cache=True, inline="always")
+def _within_node_link(
+    node_shape: np.ndarray, shape_pair_cost: np.ndarray, node: int, used: np.uint64, count: int
+) -> float:
+    """The worst pair among the ``count`` GPUs of ``node`` set in ``used`` (0 below two)."""
     if count < 2:
         return 0.0
-    pair = shape_pair_cost[node_shape[member_node[0]]]
+    pair = shape_pair_cost[node_shape[node]]
     return _max_link(pair, used, pair.shape[0])
 
 
@@ -161,35 +169,63 @@ def fragmentation_term(
             j = grouped[k]
             for q in range(member_gpu_count[j]):
                 used[member_gpus[j, q]] += member_milli[j]
-        stranded = 0.0
-        leftover_link = 0.0
-        usable_mask = np.uint64(0)
-        free_mask = np.uint64(0)
-        usable_gpus = 0
-        free_milli = 0
-        free_gpus = 0
-        for i in range(max_gpus):
-            if gpu_usable[node, i]:
-                usable_mask |= np.uint64(1) << np.uint64(i)
-                usable_gpus += 1
-                free_milli += MILLI_PER_GPU - used[i]
-                if used[i] == 0:
-                    free_mask |= np.uint64(1) << np.uint64(i)
-                    free_gpus += 1
-        capacity = usable_gpus * MILLI_PER_GPU
-        if capacity > 0:
-            if 0 < free_milli < capacity:
-                stranded = fragmentation_weight * free_milli / capacity
-            if free_gpus >= 2:
-                pair = shape_pair_cost[node_shape[node]]
-                worst_node = _max_link(pair, usable_mask, max_gpus)
-                left = _max_link(pair, free_mask, max_gpus)
-                ideal = ideal_table[node_shape[node], free_gpus]
-                if worst_node > 0 and math.isfinite(left):
-                    leftover_link = leftover_link_weight * (left - ideal) / worst_node
+        stranded, leftover_link = _node_fragmentation(
+            gpu_usable,
+            node_shape,
+            shape_pair_cost,
+            ideal_table,
+            node,
+            used,
+            fragmentation_weight,
+            leftover_link_weight,
+        )
         total += stranded
         total += leftover_link
     return total
+
+
+@njit(cache=True, inline="always")
+def _node_fragmentation(
+    gpu_usable: np.ndarray,
+    node_shape: np.ndarray,
+    shape_pair_cost: np.ndarray,
+    ideal_table: np.ndarray,
+    node: int,
+    used: np.ndarray,
+    fragmentation_weight: float,
+    leftover_link_weight: float,
+) -> tuple[float, float]:
+    """(stranded share, leftover link) of ``node`` with ``used`` milli-GPUs on each GPU (its
+    use with the placement's members on it): :func:`fragmentation_term`'s two terms for one
+    node."""
+    max_gpus = used.shape[0]
+    stranded = 0.0
+    leftover_link = 0.0
+    usable_mask = np.uint64(0)
+    free_mask = np.uint64(0)
+    usable_gpus = 0
+    free_milli = 0
+    free_gpus = 0
+    for i in range(max_gpus):
+        if gpu_usable[node, i]:
+            usable_mask |= np.uint64(1) << np.uint64(i)
+            usable_gpus += 1
+            free_milli += MILLI_PER_GPU - used[i]
+            if used[i] == 0:
+                free_mask |= np.uint64(1) << np.uint64(i)
+                free_gpus += 1
+    capacity = usable_gpus * MILLI_PER_GPU
+    if capacity > 0:
+        if 0 < free_milli < capacity:
+            stranded = fragmentation_weight * free_milli / capacity
+        if free_gpus >= 2:
+            pair = shape_pair_cost[node_shape[node]]
+            worst_node = _max_link(pair, usable_mask, max_gpus)
+            left = _max_link(pair, free_mask, max_gpus)
+            ideal = ideal_table[node_shape[node], free_gpus]
+            if worst_node > 0 and math.isfinite(left):
+                leftover_link = leftover_link_weight * (left - ideal) / worst_node
+    return stranded, leftover_link
 
 
 @njit(cache=True)
@@ -208,28 +244,15 @@ def misalignment_term(
     for a multi-node gang of several GPU members, the share of members off the most common
     rail set (the first such set among equals, as ``Counter.most_common``)."""
     m = member_node.shape[0]
-    max_gpus = gpu_numa.shape[1]
     split = 0
     for j in range(m):
         count = member_gpu_count[j]
         if count < 2:
             continue
-        node = member_node[j]
-        largest = 0  # GPUs of the node's largest socket
-        for i in range(max_gpus):
-            if gpu_usable[node, i]:
-                size = 0
-                for k in range(max_gpus):
-                    if gpu_usable[node, k] and gpu_numa[node, k] == gpu_numa[node, i]:
-                        size += 1
-                largest = max(largest, size)
-        first = gpu_numa[node, member_gpus[j, 0]]
-        spans = False
-        for q in range(1, count):
-            if gpu_numa[node, member_gpus[j, q]] != first:
-                spans = True
-        if count <= largest and spans:
-            split += 1
+        mask = np.uint64(0)
+        for q in range(count):
+            mask |= np.uint64(1) << np.uint64(member_gpus[j, q])
+        split += _numa_split(gpu_usable, gpu_numa, member_node[j], mask, count)
     penalty = numa_split_penalty * split
     on_gpus = 0
     for j in range(m):
@@ -265,6 +288,33 @@ def misalignment_term(
                 off += 1
         penalty += rail_misalign_penalty * off / on_gpus
     return penalty
+
+
+@njit(cache=True, inline="always")
+def _numa_split(
+    gpu_usable: np.ndarray, gpu_numa: np.ndarray, node: int, gpus: np.uint64, count: int
+) -> int:
+    """1 when the ``count`` GPUs of ``node`` set in ``gpus`` span sockets although the node's
+    largest socket could hold them, else 0."""
+    max_gpus = gpu_numa.shape[1]
+    largest = 0  # GPUs of the node's largest socket
+    for i in range(max_gpus):
+        if gpu_usable[node, i]:
+            size = 0
+            for k in range(max_gpus):
+                if gpu_usable[node, k] and gpu_numa[node, k] == gpu_numa[node, i]:
+                    size += 1
+            largest = max(largest, size)
+    first = 0
+    seen = False
+    spans = False
+    for i in range(max_gpus):
+        if (gpus >> np.uint64(i)) & np.uint64(1):
+            if not seen:
+                first, seen = gpu_numa[node, i], True
+            elif gpu_numa[node, i] != first:
+                spans = True
+    return 1 if count <= largest and spans else 0
 
 
 MEMBER_NODE, MEMBER_MILLI, MEMBER_MASK = 0, 1, 2
@@ -365,62 +415,31 @@ def single_member_terms(
     gpu_mask: int,
     weights: np.ndarray,
 ) -> tuple[float, float, float]:
-    """:func:`placement_terms` for one member (level 0, its own node): the same term
-    functions on one-row arrays, from scalars and the six arrays that level reads (each
-    array argument costs a fraction of a microsecond to pass; most placements are one
-    member)."""
+    """:func:`placement_terms` for one member (level 0, its own node), from scalars and the
+    six arrays that level reads (each array argument costs a fraction of a microsecond to
+    pass; most placements are one member). The per-node and per-member parts are the very
+    functions the gang terms call, fed the member's GPU mask directly: building one-row member
+    arrays for the gang terms was most of this call."""
     mask = np.uint64(gpu_mask)
-    member_node = np.full(1, node, dtype=np.int64)
-    member_milli = np.full(1, milli, dtype=np.int64)
     count = 0
     rest = mask
     while rest:
         rest &= rest - np.uint64(1)
         count += 1
-    member_gpu_count = np.full(1, count, dtype=np.int64)
-    member_gpus = np.full((1, max(count, 1)), -1, dtype=np.int64)
-    q = 0
-    for g in range(64):
-        if (mask >> np.uint64(g)) & np.uint64(1):
-            member_gpus[0, q] = g
-            q += 1
-    no_cost = np.zeros(1)
-    comm = communication_term(
-        0,
-        no_cost,
-        np.zeros(1, dtype=np.bool_),
-        no_cost,
-        node_shape,
-        shape_pair_cost,
-        member_node,
-        member_gpus,
-        member_gpu_count,
+    comm = _within_node_link(node_shape, shape_pair_cost, node, mask, count)
+    used = np.empty(gpu_used_milli.shape[1], dtype=np.int64)
+    for i in range(used.shape[0]):
+        used[i] = gpu_used_milli[node, i]
+        if (mask >> np.uint64(i)) & np.uint64(1):
+            used[i] += milli
+    stranded, leftover_link = _node_fragmentation(
+        gpu_usable, node_shape, shape_pair_cost, ideal_table, node, used, weights[0], weights[1]
     )
-    fragmentation = fragmentation_term(
-        gpu_used_milli,
-        gpu_usable,
-        node_shape,
-        shape_pair_cost,
-        ideal_table,
-        member_node,
-        member_gpus,
-        member_gpu_count,
-        member_milli,
-        weights[0],
-        weights[1],
-    )
-    misalignment = misalignment_term(
-        0,
-        gpu_usable,
-        gpu_numa,
-        gpu_numa,  # rails are read only above level 0
-        member_node,
-        member_gpus,
-        member_gpu_count,
-        weights[2],
-        weights[3],
-    )
-    return comm, fragmentation, misalignment
+    fragmentation = 0.0
+    fragmentation += stranded
+    fragmentation += leftover_link
+    split = _numa_split(gpu_usable, gpu_numa, node, mask, count) if count >= 2 else 0
+    return comm, fragmentation, weights[2] * split
 
 
 def warm_up() -> None:

@@ -7,7 +7,8 @@ in place by :meth:`CompiledCluster.allocate` and :meth:`CompiledCluster.release`
 
 Domains of all levels share one flat index space: ``node_domain[level, node]`` is a row of
 ``domain_free_gpus``, so moving one node's free count through every level is a single
-fancy-indexed add.
+fancy-indexed add. Level 0's domains are the nodes themselves, in node order
+(``node_domain[0, i] == i``).
 """
 
 from __future__ import annotations
