@@ -6,7 +6,9 @@ nodes). kube-scheduler marshals ``ExtenderArgs`` in field order (``Pod``, ``Node
 ``NodeNames``), so the list is the body's last member: the head is parsed with ``null``
 standing in for the list, and the list is kept as a :class:`~extender.node_list.NodeNameList`
 (its bytes, checked and split in one compiled pass). A list byte-for-byte the same as a recent
-one (consecutive pods are often offered the same nodes) is not even scanned again.
+one (consecutive pods are often offered the same nodes) is not even scanned again, and a head
+byte-for-byte the same as a recent one (the prioritize after a pod's filter) is not parsed
+again: the planner never changes a pod it was given in place.
 
 The answer is always the one :func:`extender.wire.parse_extender_args` gives for the whole
 body: the stand-in is used only where it is provably the same document (its key closes the
@@ -16,6 +18,8 @@ layout, a bad request) takes the general path.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import orjson
 from phalanx.extender import wire
@@ -31,6 +35,8 @@ NODE_NAMES_FIELD = "nodenames"
 CLOSING_BRACE = b"}"
 RECENT_LISTS = 4
 """Long lists remembered by their bytes."""
+RECENT_PODS = 8
+"""Heads remembered: kube-scheduler's prioritize repeats the filter's pod byte for byte."""
 MIN_REMEMBERED_BYTES = 4096
 """Shorter lists (prioritize's filter survivors) are scanned faster than compared, and
 remembering them would push the long lists out."""
@@ -42,6 +48,9 @@ class ExtenderArgsDecoder:
 
     def __init__(self) -> None:
         self._recent: list[NodeNameList] = []
+        self._pods: dict[bytes, dict[str, Any]] = {}
+        """Pods decoded lately, by their bodies' heads (the planner never changes a pod it was
+        given in place, so one decoded pod serves every request that carries it)."""
 
     def __call__(self, body: bytes) -> wire.ExtenderArgs:
         args = self._with_node_list(body)
@@ -65,13 +74,26 @@ class ExtenderArgsDecoder:
         names = self._node_list(body[at + len(NODE_NAMES_KEY) : -len(CLOSING_BRACE)])
         if names is None:
             return None
+        pod = self._pods.get(head)
+        if pod is None:
+            pod = self._pod(head)
+            if pod is None:
+                return None
+            if len(self._pods) >= RECENT_PODS:
+                del self._pods[next(iter(self._pods))]
+            self._pods[head] = pod
+        return wire.ExtenderArgs(pod, names, None)
+
+    def _pod(self, head: bytes) -> dict[str, Any] | None:
+        """The pod of a body whose head (all before ``NodeNames``) is ``head``; None when the
+        stand-in does not close a top-level object holding one ``NodeNames``."""
         try:
             raw = orjson.loads(head + STAND_IN)
         except orjson.JSONDecodeError:
             return None
         if sum(1 for key in raw if key.lower() == NODE_NAMES_FIELD) != 1:
             return None
-        return wire.ExtenderArgs(wire.parse_pod(wire.fold_keys(raw).get("pod")), names, None)
+        return wire.parse_pod(wire.fold_keys(raw).get("pod"))
 
     def _node_list(self, raw: bytes) -> NodeNameList | None:
         known = next((names for names in self._recent if names.raw == raw), None)

@@ -77,8 +77,11 @@ class BindMixin:
             return outcome.error
         self.stats.binds += 1
         if rec is not None and not rec.node:
-            meta = rec.pod.setdefault("metadata", {})
-            meta["annotations"] = {**(meta.get("annotations") or {}), **ticket.request.annotations}
+            # a new dict, never the request's changed in place: the decoder hands the same
+            # decoded pod to every request that carries it (extender/args_decoder.py)
+            meta = rec.pod.get("metadata") or {}
+            annotations = {**(meta.get("annotations") or {}), **ticket.request.annotations}
+            rec.pod = {**rec.pod, "metadata": {**meta, "annotations": annotations}}
             self._mark_bound(rec, ticket.request.node)
         return ""
 

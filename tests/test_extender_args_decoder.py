@@ -9,7 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from phalanx.extender import wire
-from phalanx.extender.args_decoder import MIN_REMEMBERED_BYTES, ExtenderArgsDecoder
+from phalanx.extender.args_decoder import (
+    MIN_REMEMBERED_BYTES,
+    RECENT_PODS,
+    ExtenderArgsDecoder,
+)
 from phalanx.extender.node_list import NodeNameList
 
 POD = {"metadata": {"name": "w-0", "namespace": "ml", "uid": "u1"}, "spec": {}}
@@ -49,6 +53,19 @@ def test_a_repeated_long_list_is_scanned_once_and_shared():
     other_pod = {"metadata": {"name": "w-1", "namespace": "ml"}}
     second = decoder(kube_body(other_pod, NAMES))
     assert second.node_names is first.node_names and second.pod == other_pod
+
+
+def test_a_repeated_head_is_parsed_once_and_the_memo_is_bounded():
+    """prioritize repeats the filter's pod byte for byte: one decoded pod serves both."""
+    decoder = ExtenderArgsDecoder()
+    first = decoder(kube_body(POD, NAMES)).pod
+    assert decoder(kube_body(POD, ["h100-00001"])).pod is first
+    for i in range(RECENT_PODS):
+        other = {"metadata": {"name": f"w-{i + 1}", "namespace": "ml"}}
+        assert decoder(kube_body(other, ["a"])).pod == other
+    again = decoder(kube_body(POD, ["a"])).pod
+    assert again == POD and again is not first, "pushed out by newer heads"
+    assert len(decoder._pods) == RECENT_PODS
 
 
 def test_short_lists_do_not_push_a_long_one_out():

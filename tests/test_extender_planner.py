@@ -121,6 +121,21 @@ def test_partly_bound_gang_keeps_bound_members_on_expiry():
     p.state.check_invariants()
 
 
+def test_a_bind_never_changes_the_pod_a_request_carried():
+    """The decoder hands one decoded pod to every request carrying the same bytes, so the
+    Binding's annotations go on a new dict, kept by the planner."""
+    import copy
+
+    p, names, _ = planner()
+    pod = kube_pod("s")
+    as_sent = copy.deepcopy(pod)
+    node = p.filter(pod, names).passing[0]
+    assert p.bind("ml", "s", "uid-ml-s", node, RecordingBinder()) == ""
+    assert pod == as_sent
+    kept = p.pods["ml/s"].pod["metadata"]["annotations"]
+    assert "phalanx.io/gpu-ids" in kept
+
+
 def test_bind_failure_keeps_the_plan_and_repeat_bind_is_idempotent():
     p, names, _ = planner()
     node = p.filter(kube_pod("s"), names).passing[0]
