@@ -22,10 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+from phalanx.policies.scoring.whole_free_counts import whole_free_counts
 from phalanx.scheduler.cluster_index import cluster_index
 from phalanx.topology.compiled import CompiledCluster
 
 ROOM_CLASSES_KEY = "domain_room.classes"
+SHARES_KEY = "domain_room.shares"
+"""Where the classes' shares are kept beside the whole free counts they come from."""
 """Where the room classes are kept among the cluster index's derived arrays."""
 
 
@@ -59,7 +62,7 @@ def room_classes(compiled: CompiledCluster) -> RoomClasses:
 
 
 def _room_inputs(compiled: CompiledCluster) -> tuple[np.ndarray, ...]:
-    """The arrays the kernels read, as one tuple (:func:`_class_shares` unpacks it)."""
+    """The arrays the kernels read, as one tuple (:func:`_shares` unpacks it)."""
     classes = room_classes(compiled)
     return (
         compiled.free_gpu_count,
@@ -71,11 +74,24 @@ def _room_inputs(compiled: CompiledCluster) -> tuple[np.ndarray, ...]:
     )
 
 
+def _whole_and_shares(compiled: CompiledCluster, room: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Which nodes are whole free nodes (:mod:`policies.scoring.whole_free_counts`, kept up to
+    date with the ledger) and the classes' shares, computed again only when a class's count of
+    whole free nodes changed."""
+    node_class, class_domains = room[2], room[3]
+    counts = whole_free_counts(compiled, node_class, class_domains.shape[0])
+    kept = counts.derived.get(SHARES_KEY)
+    if kept is None or kept[0] != counts.version:
+        kept = counts.derived[SHARES_KEY] = (counts.version, _shares(room, counts.per_class))
+    return counts.whole, kept[1]
+
+
 def domain_room_share(compiled: CompiledCluster, nodes: np.ndarray) -> np.ndarray:
     """For each of ``nodes``, summed over the fabric levels above the node that have more than
     one domain: the share of the node's domain that is whole free nodes other than itself
     (what a multi-node gang could still start on inside that domain)."""
-    return _domain_room(_room_inputs(compiled), np.asarray(nodes, dtype=np.int64))
+    room = _room_inputs(compiled)
+    return _domain_room(room, *_whole_and_shares(compiled, room), np.asarray(nodes, dtype=np.int64))
 
 
 def packed_room_scores(
@@ -90,7 +106,9 @@ def packed_room_scores(
     share`` (:func:`domain_room_share`), with numpy's arithmetic in numpy's order, so equal to
     computing them apart to the bit (tested); the numpy glue cost as much as the share."""
     weights = (compiled.max_gpus, gpus, packing_weight, room_weight)
-    return _packed_room_scores(_room_inputs(compiled), np.asarray(nodes, dtype=np.int64), weights)
+    room = _room_inputs(compiled)
+    whole, shares = _whole_and_shares(compiled, room)
+    return _packed_room_scores(room, whole, shares, np.asarray(nodes, dtype=np.int64), weights)
 
 
 NO_LINKS = (
@@ -125,34 +143,20 @@ def best_packed_room_nodes(
     tables = NO_LINKS
     if links is not None:
         tables = (compiled.node_shape, compiled.free_gpu_mask, *links)
+    room = _room_inputs(compiled)
+    whole, shares = _whole_and_shares(compiled, room)
     best, complete = _best_packed_room_nodes(
-        _room_inputs(compiled), fitting, units, weights, ties, tables, links is not None
+        room, whole, shares, fitting, units, weights, ties, tables, links is not None
     )
     return best if complete else None
 
 
 @njit(cache=True)
-def _class_shares(room: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """``(whole, shares)``: per node 1 when it is a whole free node (else 0), and per class
-    its domain room share for a node that is not whole (row 0) and one that is (row 1)."""
-    free_gpu_count, gpu_count, node_class, class_domains, level_ranges, domain_nodes = room
-    n = free_gpu_count.size
+def _shares(room: tuple, whole_in_class: np.ndarray) -> np.ndarray:
+    """Per class, its domain room share for a node that is not whole (row 0) and one that is
+    (row 1), from the whole free nodes of each class."""
+    class_domains, level_ranges, domain_nodes = room[3], room[4], room[5]
     n_classes = class_domains.shape[0]
-    whole = np.empty(n, dtype=np.uint8)
-    whole_in_class = np.zeros(n_classes, dtype=np.int64)
-    # without a branch on whether a node is whole (unpredictable on a half-full cluster), and
-    # counting a run of one class's nodes in a register (their classes come in runs)
-    run_class, run_whole = 0, 0
-    for i in range(n):
-        w = np.uint8((gpu_count[i] > 0) & (free_gpu_count[i] == gpu_count[i]))
-        whole[i] = w
-        c = node_class[i]
-        if c != run_class:
-            whole_in_class[run_class] += run_whole
-            run_class, run_whole = c, 0
-        run_whole += w
-    if n_classes:
-        whole_in_class[run_class] += run_whole
     whole_in = np.zeros(domain_nodes.size, dtype=np.int64)
     for c in range(n_classes):
         for j in range(class_domains.shape[1]):
@@ -168,12 +172,13 @@ def _class_shares(room: tuple) -> tuple[np.ndarray, np.ndarray]:
         for c in range(n_classes):
             for j in range(class_domains.shape[1]):
                 shares[w, c] += term[w, class_domains[c, j]]
-    return whole, shares
+    return shares
 
 
 @njit(cache=True)
-def _domain_room(room: tuple, nodes: np.ndarray) -> np.ndarray:
-    whole, shares = _class_shares(room)
+def _domain_room(
+    room: tuple, whole: np.ndarray, shares: np.ndarray, nodes: np.ndarray
+) -> np.ndarray:
     node_class = room[2]
     out = np.empty(nodes.size)
     for k in range(nodes.size):
@@ -183,12 +188,13 @@ def _domain_room(room: tuple, nodes: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def _scorer(room: tuple, weights: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _scorer(
+    whole: np.ndarray, shares: np.ndarray, weights: tuple
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(whole, shares, left_free)`` for :func:`_score`: the room terms, and ``(free GPUs -
     gpus) / max(GPUs, 1)`` by (GPUs, free GPUs), neither above ``max_gpus``, a table divided
     once per entry instead of once per node."""
     max_gpus, gpus = weights[0], weights[1]
-    whole, shares = _class_shares(room)
     left_free = np.empty((max_gpus + 1, max_gpus + 1))
     for count in range(max_gpus + 1):
         for free in range(max_gpus + 1):
@@ -207,8 +213,10 @@ def _score(room: tuple, scorer: tuple, weights: tuple, i: int) -> float:
 
 
 @njit(cache=True)
-def _packed_room_scores(room: tuple, nodes: np.ndarray, weights: tuple) -> np.ndarray:
-    scorer = _scorer(room, weights)
+def _packed_room_scores(
+    room: tuple, whole: np.ndarray, shares: np.ndarray, nodes: np.ndarray, weights: tuple
+) -> np.ndarray:
+    scorer = _scorer(whole, shares, weights)
     out = np.empty(nodes.size)
     for k in range(nodes.size):
         out[k] = _score(room, scorer, weights, nodes[k])
@@ -218,6 +226,8 @@ def _packed_room_scores(room: tuple, nodes: np.ndarray, weights: tuple) -> np.nd
 @njit(cache=True)
 def _best_packed_room_nodes(
     room: tuple,
+    whole: np.ndarray,
+    shares: np.ndarray,
     node_units: np.ndarray,
     units: int,
     weights: tuple,
@@ -228,7 +238,7 @@ def _best_packed_room_nodes(
     """``(best, complete)``; ``complete`` is False when a fitting node's link is unknown or
     its score is NaN."""
     node_shape, free_gpu_mask, known, link = tables
-    scorer = _scorer(room, weights)
+    scorer = _scorer(whole, shares, weights)
     best = np.empty(ties, dtype=np.int64)
     found = 0
     top = 0.0
