@@ -41,12 +41,11 @@ class CostBreakdown:
         four ``object.__setattr__`` calls: every placement priced builds one, and for one
         member that was a quarter of its pricing."""
         cost = _new_object(cls)
-        cost.__dict__.update(
-            communication=communication,
-            fragmentation=fragmentation,
-            misalignment=misalignment,
-            latency=latency,
-        )
+        fields = cost.__dict__
+        fields["communication"] = communication
+        fields["fragmentation"] = fragmentation
+        fields["misalignment"] = misalignment
+        fields["latency"] = latency
         return cost
 
     @property
