@@ -195,10 +195,9 @@ class PodBookMixin:
     def _pending_object(self, gang: GangRecord) -> Gang:
         """The gang as the cycle sees it: its unplaced pods in rank order."""
         if gang.pending_object is None:
-            pods = sorted(
-                (p for p in gang.members.values() if not p.node and p.name not in gang.slots),
-                key=lambda p: natural_key(p.name),
-            )
+            pods = [p for p in gang.members.values() if not p.node and p.name not in gang.slots]
+            if len(pods) > 1:  # most gangs are one plain pod, which needs no ranks
+                pods.sort(key=lambda p: natural_key(p.name))
             if not pods:
                 raise GangSpecError(f"gang {gang.key}: no member left to place")
             hints = gang_hints(gang.ref, pods, self.compiled)
