@@ -35,8 +35,9 @@ class DirectLines:
     def __init__(self, handler: logging.StreamHandler[Any], json: bool) -> None:
         self.handler = handler
         self.json = json
-        self._second = -1
-        self._second_text = ""
+        self._second: tuple[int, str] = (-1, "")
+        """The second the date text was made for, and the text: one tuple, replaced whole, so
+        that a thread never pairs one second's number with another's text."""
 
     def route_is_ours(self, logger: logging.Logger) -> bool:
         """Whether an INFO record of ``logger`` would reach only this handler, unfiltered:
@@ -93,7 +94,8 @@ class DirectLines:
         kept for the current second (the line of every plan formatted it again)."""
         second = int(now)
         formatter = self.handler.formatter or logging.Formatter()
-        if second != self._second:
-            self._second_text = time.strftime(formatter.default_time_format, self._converter(now))
-            self._second = second
-        return formatter.default_msec_format % (self._second_text, (now - second) * MS_PER_S)
+        kept = self._second
+        if kept[0] != second:
+            text = time.strftime(formatter.default_time_format, self._converter(now))
+            kept = self._second = (second, text)
+        return formatter.default_msec_format % (kept[1], (now - second) * MS_PER_S)
