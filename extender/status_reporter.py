@@ -206,6 +206,10 @@ class GangReporter:
 
     # ------------------------------------------------------------------ the thread
     def _notify(self) -> None:
+        if self._wake.is_set():
+            # a wake-up not yet taken: the thread is running (it only ends with none pending)
+            # and takes every change noted before it clears the wake-up, this one included
+            return
         with self._lock:
             self._wake.set()
             if self._running or self._stopped:
