@@ -23,6 +23,12 @@ from phalanx.scheduler.free_state_buckets import BUILD_AFTER_QUERIES
 from phalanx.topology.compiled import CompiledCluster
 
 
+@njit(cache=True, inline="always")
+def _is_whole(free_gpu_count: np.ndarray, gpu_count: np.ndarray, i: int) -> np.uint8:
+    """1 when node ``i`` has GPUs and every one is free (a whole free node), else 0."""
+    return np.uint8((gpu_count[i] > 0) & (free_gpu_count[i] == gpu_count[i]))
+
+
 @njit(cache=True)
 def count_whole(
     free_gpu_count: np.ndarray, gpu_count: np.ndarray, node_class: np.ndarray, n_classes: int
@@ -36,7 +42,7 @@ def count_whole(
     # counting a run of one class's nodes in a register (their classes come in runs)
     run_class, run_whole = 0, 0
     for i in range(n):
-        w = np.uint8((gpu_count[i] > 0) & (free_gpu_count[i] == gpu_count[i]))
+        w = _is_whole(free_gpu_count, gpu_count, i)
         whole[i] = w
         c = node_class[i]
         if c != run_class:
@@ -62,7 +68,7 @@ def _recount(
     changed = False
     for k in range(nodes.size):
         i = nodes[k]
-        w = np.uint8((gpu_count[i] > 0) & (free_gpu_count[i] == gpu_count[i]))
+        w = _is_whole(free_gpu_count, gpu_count, i)
         if w != whole[i]:
             per_class[node_class[i]] += np.int64(w) - np.int64(whole[i])
             whole[i] = w
@@ -140,4 +146,3 @@ def _catch_up(
         counts.per_class,
     ):
         counts.version += 1
-
