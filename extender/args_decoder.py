@@ -19,6 +19,7 @@ layout, a bad request) takes the general path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -38,8 +39,8 @@ RECENT_LISTS = 4
 RECENT_PODS = 8
 """Heads remembered: kube-scheduler's prioritize repeats the filter's pod byte for byte."""
 MIN_REMEMBERED_BYTES = 4096
-"""Shorter lists (prioritize's filter survivors) are scanned faster than compared, and
-remembering them would push the long lists out."""
+"""Shorter lists (prioritize's filter survivors) are decoded as Python strings, faster than
+compared or scanned, and are not remembered (they would push the long lists out)."""
 
 
 class ExtenderArgsDecoder:
@@ -57,8 +58,8 @@ class ExtenderArgsDecoder:
         return args if args is not None else wire.parse_extender_args(wire.decode(body))
 
     def _with_node_list(self, body: bytes) -> wire.ExtenderArgs | None:
-        """None unless the body is ``{...,"NodeNames":[...]}`` with a compact list of plain
-        strings as its last top-level member.
+        """None unless the body is ``{...,"NodeNames":[...]}`` with a list of strings as its
+        last top-level member (a long one compact, of plain strings).
 
         The stand-in's key is a top-level member closing the object when the head + stand-in
         parses and the head does not end in a backslash (which would escape the key's quote
@@ -95,11 +96,26 @@ class ExtenderArgsDecoder:
             return None
         return wire.parse_pod(wire.fold_keys(raw).get("pod"))
 
-    def _node_list(self, raw: bytes) -> NodeNameList | None:
+    def _node_list(self, raw: bytes) -> Sequence[str] | None:
+        if len(raw) < MIN_REMEMBERED_BYTES:
+            return _short_list(raw)
         known = next((names for names in self._recent if names.raw == raw), None)
         if known is not None:
             return known
         names = NodeNameList.parse(raw)
-        if names is not None and len(raw) >= MIN_REMEMBERED_BYTES:
+        if names is not None:
             self._recent = [names, *self._recent[: RECENT_LISTS - 1]]
         return names
+
+
+def _short_list(raw: bytes) -> list[str] | None:
+    """A short list (prioritize's survivors, a completion's one node) as Python strings:
+    decoding a few names costs less than the compiled scan's call. None unless it is a JSON
+    array of strings, as the general path requires."""
+    try:
+        names = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(names) is list and all(type(name) is str for name in names):
+        return names
+    return None

@@ -44,10 +44,11 @@ def gang_hints(ref: GangRef, pods: Sequence[PodRecord], compiled: CompiledCluste
     """Group objects win over annotations; among pods, the first (by rank order) that carries
     an annotation decides it. Raises GangSpecError naming a bad value."""
     where = f"gang {ref.key}"
+    annotations = [annotations_of(p.pod) for p in pods]
 
     def first(key: str) -> str | None:
-        for p in pods:
-            value = annotations_of(p.pod).get(key)
+        for on_pod in annotations:
+            value = on_pod.get(key)
             if value:
                 return value
         return None

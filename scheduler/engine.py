@@ -25,8 +25,9 @@ from dataclasses import replace
 from phalanx.scheduler.gang import Gang
 from phalanx.scheduler.interfaces import PlacementScorer
 from phalanx.scheduler.placement import Placement, PlacementResult, Unplaceable
-from phalanx.scheduler.search import search_placement, unit_classes
+from phalanx.scheduler.search import search_placement
 from phalanx.scheduler.state import ClusterState
+from phalanx.scheduler.unit_classes import unit_classes
 from phalanx.scheduler.validation import validate_gang_for_cluster
 from phalanx.topology.compiled import CompiledCluster
 from phalanx.topology.model import MILLI_PER_GPU

@@ -19,6 +19,7 @@ and built only at the state's third question, so a copy asked once reads every n
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +27,7 @@ from numba import njit
 from phalanx.scheduler.cluster_index import ClusterIndex
 from phalanx.scheduler.cost import FRAGMENTATION_WEIGHT
 from phalanx.scheduler.gang import MemberRequest
-from phalanx.scheduler.kernels import MILLI_PER_GPU, cap_by_cpu_memory
+from phalanx.scheduler.kernels import MILLI_PER_GPU, cap_by_cpu_memory, popcount
 from phalanx.topology.compiled import CompiledCluster
 
 WORD_BITS = 64
@@ -81,17 +82,37 @@ PACKED_FIELD_BITS = (15, 16, 14, 14)
 enough for nodes of up to 16 GPUs."""
 
 
-def _unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct rows of ``rows`` (int64 [n, 4] keys) and each row's index among them:
-    through one int64 per row where the columns fit :data:`PACKED_FIELD_BITS` (a sort of n
+@dataclass(frozen=True)
+class GroupKey:
+    """What the nodes are grouped by: ``keys_of(compiled, index, nodes)`` gives int64
+    [len(nodes), columns] (read again for the nodes each ledger write touched); each column
+    plus its ``offsets`` entry fits ``packed_bits`` bits for the regrouping's one sort."""
+
+    name: str
+    keys_of: Callable[[CompiledCluster, ClusterIndex, np.ndarray], np.ndarray]
+    packed_bits: tuple[int, ...]
+    offsets: tuple[int, ...]
+
+    @property
+    def columns(self) -> int:
+        return len(self.packed_bits)
+
+
+FREE_STATE = GroupKey("free state", _node_keys, PACKED_FIELD_BITS, (1, 0, 0, 0))
+"""One member's whole-GPU cost groups (choice shape -1 is a node without GPUs)."""
+
+
+def _unique_rows(rows: np.ndarray, key: GroupKey) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``rows`` (int64 [n, columns] keys) and each row's index among
+    them: through one int64 per row where the columns fit ``key.packed_bits`` (a sort of n
     numbers, about ten times faster than ``np.unique(axis=0)``), else row-wise."""
-    shifted = rows + np.array([1, 0, 0, 0], dtype=np.int64)  # choice shape -1: no GPUs
-    limits = np.left_shift(1, np.array(PACKED_FIELD_BITS, dtype=np.int64))
+    shifted = rows + np.array(key.offsets, dtype=np.int64)
+    limits = np.left_shift(1, np.array(key.packed_bits, dtype=np.int64))
     if rows.size and (shifted.min() < 0 or (shifted >= limits).any()):
         keys, group = np.unique(rows, axis=0, return_inverse=True)
         return keys, group.reshape(-1)
     packed = np.zeros(rows.shape[0], dtype=np.int64)
-    for column, bits in enumerate(PACKED_FIELD_BITS):
+    for column, bits in enumerate(key.packed_bits):
         packed = (packed << bits) | shifted[:, column]
     _, first, group = np.unique(packed, return_index=True, return_inverse=True)
     return rows[first], group.reshape(-1)
@@ -102,9 +123,11 @@ class FreeStateBuckets:
     """The groups of one free state (see the module docstring)."""
 
     n_nodes: int
+    key: GroupKey = FREE_STATE
     keys: dict[tuple[int, ...], int] = field(default_factory=dict)
     key_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.int64))
-    """int64 [groups, 4]: each group's key (:func:`_node_keys`' columns)."""
+    """int64 [groups, key columns]: each group's key (:func:`_node_keys`' columns for
+    :data:`FREE_STATE`)."""
     words: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.uint64))
     """uint64 [groups, ceil(nodes / 64)]: bit ``i % 64`` of word ``i // 64`` is node ``i``."""
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -121,7 +144,8 @@ class FreeStateBuckets:
 
     def rebuild(self, compiled: CompiledCluster, index: ClusterIndex) -> None:
         """Regroup every node from the arrays (also drops the groups left empty)."""
-        keys, group = _unique_rows(_node_keys(compiled, index, np.arange(self.n_nodes)))
+        rows_of_nodes = self.key.keys_of(compiled, index, np.arange(self.n_nodes))
+        keys, group = _unique_rows(rows_of_nodes, self.key)
         n_words = -(-self.n_nodes // WORD_BITS)
         rows = max(FIRST_GROUPS, 2 * keys.shape[0])
         self.log, self.seen = compiled.changed_nodes, len(compiled.changed_nodes)
@@ -129,7 +153,7 @@ class FreeStateBuckets:
         if not self.usable:
             self.keys, self.words = {}, np.zeros((0, 0), dtype=np.uint64)
             return
-        self.key_rows = np.zeros((rows, 4), dtype=np.int64)
+        self.key_rows = np.zeros((rows, self.key.columns), dtype=np.int64)
         self.key_rows[: keys.shape[0]] = keys
         self.keys = {tuple(k): g for g, k in enumerate(keys.tolist())}
         self.words = np.zeros((rows, n_words), dtype=np.uint64)
@@ -150,7 +174,7 @@ class FreeStateBuckets:
         self.seen = len(log)
         if not self.usable:
             return
-        keys = _node_keys(compiled, index, np.array(nodes, dtype=np.int64)).tolist()
+        keys = self.key.keys_of(compiled, index, np.array(nodes, dtype=np.int64)).tolist()
         for node, key in zip(nodes, keys, strict=True):
             if not self._move(node, tuple(key)):
                 self.rebuild(compiled, index)
@@ -160,8 +184,7 @@ class FreeStateBuckets:
         """Put ``node`` in the group of ``key``; False when that group would need a new row
         and every row is taken."""
         group = self.keys.get(key)
-        old = int(self.node_group[node])
-        if group == old:
+        if group == self.node_group[node]:
             return True
         if group is None:
             group = len(self.keys)
@@ -169,13 +192,22 @@ class FreeStateBuckets:
                 return False
             self.keys[key] = group
             self.key_rows[group] = key
-        word, bit = divmod(node, WORD_BITS)
-        self.words[old, word] &= ~np.uint64(1 << bit)
-        self.words[group, word] |= np.uint64(1 << bit)
-        self.counts[old] -= 1
-        self.counts[group] += 1
-        self.node_group[node] = group
+        _move_bit(self.words, self.counts, self.node_group, node, group)
         return True
+
+
+@njit(cache=True)
+def _move_bit(
+    words: np.ndarray, counts: np.ndarray, node_group: np.ndarray, node: int, group: int
+) -> None:
+    """Node ``node`` from its group's bitmap and count to ``group``'s."""
+    old = node_group[node]
+    bit = np.uint64(1) << np.uint64(node % WORD_BITS)
+    words[old, node // WORD_BITS] &= ~bit
+    words[group, node // WORD_BITS] |= bit
+    counts[old] -= 1
+    counts[group] += 1
+    node_group[node] = group
 
 
 @njit(cache=True)
@@ -215,12 +247,7 @@ def best_node_in_groups(
     n_fitting = 0
     for k in range(n_groups):
         shape, mask, free, capacity = key_rows[k, 0], key_rows[k, 1], key_rows[k, 2], key_rows[k, 3]
-        umask = np.uint64(mask)
-        count = 0
-        while umask:
-            umask &= umask - np.uint64(1)
-            count += 1
-        if counts[k] == 0 or count < gpus:
+        if counts[k] == 0 or popcount(np.uint64(mask)) < gpus:
             continue
         after = free - demand_milli
         c = 0.0
@@ -252,6 +279,21 @@ def best_node_in_groups(
     return best, False
 
 
+@njit(cache=True, inline="always")
+def _fits(
+    i: int,
+    eligible: np.ndarray,
+    cpu_free_milli: np.ndarray,
+    memory_free_mib: np.ndarray,
+    cpu_milli: int,
+    memory_mib: int,
+) -> bool:
+    """Whether node ``i`` of a group with the GPUs takes one member: ``eligible`` and with
+    the cpu and memory."""
+    room = cap_by_cpu_memory(1, cpu_free_milli[i], memory_free_mib[i], cpu_milli, memory_mib)
+    return eligible[i] and room >= 1
+
+
 @njit(cache=True)
 def _lowest_member(
     row: np.ndarray,
@@ -274,12 +316,40 @@ def _lowest_member(
             if not (word >> np.uint64(bit)) & np.uint64(1):
                 continue
             i = w * WORD_BITS + bit
-            room = cap_by_cpu_memory(
-                1, cpu_free_milli[i], memory_free_mib[i], cpu_milli, memory_mib
-            )
-            if eligible[i] and room >= 1:
+            if _fits(i, eligible, cpu_free_milli, memory_free_mib, cpu_milli, memory_mib):
                 return i
     return NO_NODE
+
+
+@njit(cache=True)
+def lowest_fitting_nodes(
+    words: np.ndarray,
+    groups: np.ndarray,
+    ties: int,
+    eligible: np.ndarray,
+    cpu_free_milli: np.ndarray,
+    memory_free_mib: np.ndarray,
+    cpu_milli: int,
+    memory_mib: int,
+) -> np.ndarray:
+    """The lowest ``ties`` nodes, in index order, of the union of ``groups``' bitmaps that
+    are ``eligible`` and have the cpu and memory for one member."""
+    out = np.empty(ties, dtype=np.int64)
+    found = 0
+    for w in range(words.shape[1]):
+        word = np.uint64(0)
+        for g in groups:
+            word |= words[g, w]
+        while word:
+            low = word & (~word + np.uint64(1))
+            word ^= low
+            i = w * WORD_BITS + popcount(low - np.uint64(1))
+            if _fits(i, eligible, cpu_free_milli, memory_free_mib, cpu_milli, memory_mib):
+                out[found] = i
+                found += 1
+                if found == ties:
+                    return out
+    return out[:found]
 
 
 def best_single_node(
@@ -316,30 +386,32 @@ def best_single_node(
     return None if saw_nan or node == NO_NODE else int(node)
 
 
-_BUCKETS: dict[int, FreeStateBuckets | int] = {}
-"""Groups by free state (the id of its ``free_gpu_mask``), or how often a state without groups
-has been asked."""
+_BUCKETS: dict[tuple[int, str], FreeStateBuckets | int] = {}
+"""Groups by free state (the id of its ``free_gpu_mask``) and grouping key, or how often a
+state without groups has been asked."""
 
 
-def free_state_buckets(compiled: CompiledCluster, index: ClusterIndex) -> FreeStateBuckets | None:
-    """The groups of ``compiled``'s free state, caught up with its ledger; None for the first
-    :data:`BUILD_AFTER_QUERIES` questions about a state (a what-if copy asked once or twice,
-    as a preemption's victim search asks each of its copies, would pay for grouping every node
-    and gain nothing)."""
-    key = id(compiled.free_gpu_mask)
-    buckets = _BUCKETS.get(key)
+def free_state_buckets(
+    compiled: CompiledCluster, index: ClusterIndex, key: GroupKey = FREE_STATE
+) -> FreeStateBuckets | None:
+    """The groups of ``compiled``'s free state by ``key``, caught up with its ledger; None for
+    the first :data:`BUILD_AFTER_QUERIES` questions about a state (a what-if copy asked once
+    or twice, as a preemption's victim search asks each of its copies, would pay for grouping
+    every node and gain nothing)."""
+    state = (id(compiled.free_gpu_mask), key.name)
+    buckets = _BUCKETS.get(state)
     if isinstance(buckets, FreeStateBuckets):
         buckets.catch_up(compiled, index)
         return buckets
     if buckets is None:
-        weakref.finalize(compiled.free_gpu_mask, _BUCKETS.pop, key, None)
+        weakref.finalize(compiled.free_gpu_mask, _BUCKETS.pop, state, None)
     asked = (buckets or 0) + 1
     if asked < BUILD_AFTER_QUERIES:
-        _BUCKETS[key] = asked
+        _BUCKETS[state] = asked
         return None
-    built = FreeStateBuckets(compiled.n_nodes)
+    built = FreeStateBuckets(compiled.n_nodes, key)
     built.rebuild(compiled, index)
-    _BUCKETS[key] = built
+    _BUCKETS[state] = built
     return built
 
 

@@ -87,6 +87,24 @@ class BestNodesScorer(Protocol):
         ...
 
 
+class GroupedBestNodesScorer(Protocol):
+    """A scorer that finds one member's best nodes from nodes grouped by what its score
+    reads, without the search's capacity pass over every node (the search asks it, where
+    present, for a gang of one member of whole GPUs)."""
+
+    def best_nodes_in_groups(
+        self,
+        compiled: CompiledCluster,
+        request: MemberRequest,
+        eligible: np.ndarray,
+        ties: int,
+    ) -> np.ndarray | None:
+        """:meth:`BestNodesScorer.best_nodes` for one member of ``request`` on the
+        ``eligible`` nodes that have its GPUs, cpu and memory; None when the groups do not
+        serve (the search then runs the full pass)."""
+        ...
+
+
 @runtime_checkable
 class StateObserver(Protocol):
     """A scorer that reads the ledger, not only the compiled arrays (e.g. which kinds of pods

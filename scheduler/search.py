@@ -27,11 +27,13 @@
    told apart by what their GPU sets would cost; :mod:`scheduler.spread`); recursively down
    to nodes, where :mod:`scheduler.gpu_choice` picks the GPUs.
 
-One member of whole GPUs without a scorer skips all of this: the node ranked first in step 5
-is read from the nodes grouped by free state (:mod:`scheduler.free_state_buckets`), with no
-pass over every node. With a scorer (kube-scheduler's score phase), single nodes are ranked by
-its score (a one-class gang's by its one-pass ``best_nodes`` where it has one) and a domain's
-nodes are filled in its order; domain choice above the node stays with the topology search.
+One member of whole GPUs skips all of this: the node ranked first in step 5 is read from the
+nodes grouped by free state (:mod:`scheduler.free_state_buckets`), with no pass over every
+node; with a scorer that has ``best_nodes_in_groups`` (the topology scorer's groups,
+:mod:`policies.scoring.room_groups`), from its groups. With a scorer (kube-scheduler's score
+phase), single nodes are ranked by its score (a one-class gang's by its one-pass
+``best_nodes`` where it has one) and a domain's nodes are filled in its order; domain choice
+above the node stays with the topology search.
 
 Unit classes live in :mod:`scheduler.unit_classes`, scratch state in :mod:`scheduler.scratch`,
 failure reasons in :mod:`scheduler.why_unplaced`; pricing is in :mod:`scheduler.cost_kernels`.
@@ -67,7 +69,7 @@ from phalanx.scheduler.placement import MemberPlacement, Placement, PlacementRes
 from phalanx.scheduler.scratch import Scratch
 from phalanx.scheduler.spread import Spread, smallest
 from phalanx.scheduler.unit_classes import ClassCapacity, UnitClass, class_capacity, unit_classes
-from phalanx.scheduler.why_unplaced import WhyUnplaced, fragmented_reason
+from phalanx.scheduler.why_unplaced import WhyUnplaced
 from phalanx.topology.compiled import CompiledCluster
 from phalanx.topology.model import MILLI_PER_GPU
 
@@ -127,25 +129,26 @@ class Search:
         return best if best is not None else self._explain(caps, stop)
 
     def _single_member_by_groups(self) -> Placement | None:
-        """One member of whole GPUs without a scorer, on the node :meth:`_ranked_nodes` would
-        rank first, found from the nodes grouped by free state
-        (:mod:`scheduler.free_state_buckets`) without reading every node; None when that does
-        not apply or finds nothing (the full search then runs, and explains a failure)."""
-        if len(self.members) != 1 or self.scorer is not None:
+        """One member of whole GPUs on the node :meth:`_ranked_nodes` ranks first, read from
+        nodes grouped by free state: :mod:`scheduler.free_state_buckets` without a scorer,
+        else the scorer's ``best_nodes_in_groups`` (tie order as :meth:`_best_scored_nodes`).
+        None when that does not apply or finds nothing (the full search then runs)."""
+        (cls,) = self.classes if len(self.members) == 1 else (None,)
+        if cls is None or cls.nvlink or cls.request.gpu_milli or not cls.request.gpus:
             return None
-        (cls,) = self.classes
-        request = cls.request
-        if cls.nvlink or request.gpu_milli or not request.gpus:
-            return None
-        c = self.compiled
-        node = best_single_node(
-            c,
-            self.index,
-            request,
-            static_mask(c, self.index, request),
-            self._whole_gang_tables(),
-            self.gang.comm_intensity,
-        )
+        c, request = self.compiled, cls.request
+        eligible = static_mask(c, self.index, request)
+        if self.scorer is None:
+            tables = self._whole_gang_tables()
+            node = best_single_node(
+                c, self.index, request, eligible, tables, self.gang.comm_intensity
+            )
+        else:
+            in_groups = getattr(self.scorer, "best_nodes_in_groups", None)
+            best = None if in_groups is None else in_groups(c, request, eligible, CANDIDATES_TRIED)
+            if best is not None and best.size > 1:
+                best = best[np.lexsort((best, self._proxy(best)))]
+            node = int(best[0]) if best is not None and best.size else None
         if node is None:
             return None
         slots: dict[int, MemberPlacement] = {}
@@ -589,12 +592,4 @@ def search_placement(
     return Search(compiled, index, gang, members, classes, scorer).run()
 
 
-__all__ = [
-    "ClassCapacity",
-    "Scratch",
-    "UnitClass",
-    "class_capacity",
-    "fragmented_reason",
-    "search_placement",
-    "unit_classes",
-]
+__all__ = ["search_placement"]

@@ -13,6 +13,7 @@ from phalanx.scheduler.engine import place
 from phalanx.scheduler.free_state_buckets import (
     _BUCKETS,
     BUILD_AFTER_QUERIES,
+    FREE_STATE,
     FreeStateBuckets,
     free_state_buckets,
 )
@@ -150,7 +151,9 @@ def test_a_state_asked_once_is_not_grouped():
     gang = Gang.uniform("one", 1, MemberRequest(gpus=2))
     copy = state.copy()
     place(gang, copy)
-    assert not isinstance(_BUCKETS[id(copy.compiled.free_gpu_mask)], FreeStateBuckets)
+    assert not isinstance(
+        _BUCKETS[(id(copy.compiled.free_gpu_mask), FREE_STATE.name)], FreeStateBuckets
+    )
     same_result(gang, copy)
 
 

@@ -61,7 +61,7 @@ def room_classes(compiled: CompiledCluster) -> RoomClasses:
     return classes
 
 
-def _room_inputs(compiled: CompiledCluster) -> tuple[np.ndarray, ...]:
+def room_inputs(compiled: CompiledCluster) -> tuple[np.ndarray, ...]:
     """The arrays the kernels read, as one tuple (:func:`_shares` unpacks it)."""
     classes = room_classes(compiled)
     return (
@@ -74,7 +74,7 @@ def _room_inputs(compiled: CompiledCluster) -> tuple[np.ndarray, ...]:
     )
 
 
-def _whole_and_shares(compiled: CompiledCluster, room: tuple) -> tuple[np.ndarray, np.ndarray]:
+def whole_and_shares(compiled: CompiledCluster, room: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Which nodes are whole free nodes (:mod:`policies.scoring.whole_free_counts`, kept up to
     date with the ledger) and the classes' shares, computed again only when a class's count of
     whole free nodes changed."""
@@ -90,8 +90,8 @@ def domain_room_share(compiled: CompiledCluster, nodes: np.ndarray) -> np.ndarra
     """For each of ``nodes``, summed over the fabric levels above the node that have more than
     one domain: the share of the node's domain that is whole free nodes other than itself
     (what a multi-node gang could still start on inside that domain)."""
-    room = _room_inputs(compiled)
-    return _domain_room(room, *_whole_and_shares(compiled, room), np.asarray(nodes, dtype=np.int64))
+    room = room_inputs(compiled)
+    return _domain_room(room, *whole_and_shares(compiled, room), np.asarray(nodes, dtype=np.int64))
 
 
 def packed_room_scores(
@@ -106,8 +106,8 @@ def packed_room_scores(
     share`` (:func:`domain_room_share`), with numpy's arithmetic in numpy's order, so equal to
     computing them apart to the bit (tested); the numpy glue cost as much as the share."""
     weights = (compiled.max_gpus, gpus, packing_weight, room_weight)
-    room = _room_inputs(compiled)
-    whole, shares = _whole_and_shares(compiled, room)
+    room = room_inputs(compiled)
+    whole, shares = whole_and_shares(compiled, room)
     return _packed_room_scores(room, whole, shares, np.asarray(nodes, dtype=np.int64), weights)
 
 
@@ -143,8 +143,8 @@ def best_packed_room_nodes(
     tables = NO_LINKS
     if links is not None:
         tables = (compiled.node_shape, compiled.free_gpu_mask, *links)
-    room = _room_inputs(compiled)
-    whole, shares = _whole_and_shares(compiled, room)
+    room = room_inputs(compiled)
+    whole, shares = whole_and_shares(compiled, room)
     best, complete = _best_packed_room_nodes(
         room, whole, shares, fitting, units, weights, ties, tables, links is not None
     )
@@ -188,10 +188,10 @@ def _domain_room(
 
 
 @njit(cache=True)
-def _scorer(
+def scorer_tables(
     whole: np.ndarray, shares: np.ndarray, weights: tuple
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(whole, shares, left_free)`` for :func:`_score`: the room terms, and ``(free GPUs -
+    """``(whole, shares, left_free)`` for :func:`score_terms`: the room terms, and ``(free GPUs -
     gpus) / max(GPUs, 1)`` by (GPUs, free GPUs), neither above ``max_gpus``, a table divided
     once per entry instead of once per node."""
     max_gpus, gpus = weights[0], weights[1]
@@ -203,20 +203,31 @@ def _scorer(
 
 
 @njit(cache=True, inline="always")
+def score_terms(
+    scorer: tuple, weights: tuple, gpu_count: int, free: int, whole: int, room_class: int
+) -> float:
+    """The packing and room terms of a node with ``gpu_count`` GPUs, ``free`` of them free,
+    ``whole`` (1 when every GPU is free) and of ``room_class``, as the scorer adds them: the
+    one expression of every kernel that scores, so that their scores agree to the bit."""
+    shares, left_free = scorer[1], scorer[2]
+    packing_weight, room_weight = weights[2], weights[3]
+    packed = left_free[gpu_count, free]
+    return -packing_weight * packed - room_weight * shares[whole, room_class]
+
+
+@njit(cache=True, inline="always")
 def _score(room: tuple, scorer: tuple, weights: tuple, i: int) -> float:
     """Node ``i``'s packing and room terms, as the scorer adds them."""
     free_gpu_count, gpu_count, node_class = room[0], room[1], room[2]
-    whole, shares, left_free = scorer
-    packing_weight, room_weight = weights[2], weights[3]
-    packed = left_free[gpu_count[i], free_gpu_count[i]]
-    return -packing_weight * packed - room_weight * shares[whole[i], node_class[i]]
+    whole = scorer[0]
+    return score_terms(scorer, weights, gpu_count[i], free_gpu_count[i], whole[i], node_class[i])
 
 
 @njit(cache=True)
 def _packed_room_scores(
     room: tuple, whole: np.ndarray, shares: np.ndarray, nodes: np.ndarray, weights: tuple
 ) -> np.ndarray:
-    scorer = _scorer(whole, shares, weights)
+    scorer = scorer_tables(whole, shares, weights)
     out = np.empty(nodes.size)
     for k in range(nodes.size):
         out[k] = _score(room, scorer, weights, nodes[k])
@@ -238,7 +249,7 @@ def _best_packed_room_nodes(
     """``(best, complete)``; ``complete`` is False when a fitting node's link is unknown or
     its score is NaN."""
     node_shape, free_gpu_mask, known, link = tables
-    scorer = _scorer(whole, shares, weights)
+    scorer = scorer_tables(whole, shares, weights)
     best = np.empty(ties, dtype=np.int64)
     found = 0
     top = 0.0

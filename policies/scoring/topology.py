@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from phalanx.policies.scoring.common import BestFitGpuPick
 from phalanx.policies.scoring.domain_room import best_packed_room_nodes, packed_room_scores
+from phalanx.policies.scoring.room_groups import best_room_nodes_in_groups
 from phalanx.scheduler.cost import best_leftover_link
 from phalanx.scheduler.gang import MemberRequest
 from phalanx.topology.compiled import CompiledCluster
@@ -93,6 +94,33 @@ class TopologyScorer(BestFitGpuPick):
             DOMAIN_ROOM_WEIGHT,
             ties,
             links,
+        )
+
+    def best_nodes_in_groups(
+        self,
+        compiled: CompiledCluster,
+        request: MemberRequest,
+        eligible: np.ndarray,
+        ties: int,
+    ) -> np.ndarray | None:
+        """:class:`~scheduler.interfaces.GroupedBestNodesScorer`: :meth:`best_nodes` for one
+        member of whole GPUs on the ``eligible`` nodes with the cpu and memory, read from
+        nodes grouped by what their score depends on (:mod:`policies.scoring.room_groups`);
+        None where the groups do not serve (the search then computes every node's capacity
+        and calls :meth:`best_nodes`)."""
+        links = None
+        if request.gpus >= 2:
+            if compiled.max_gpus > TABLE_MAX_GPUS:
+                return None
+            links = self._table(compiled, request.gpus)
+        return best_room_nodes_in_groups(
+            compiled,
+            request,
+            eligible,
+            (PACKING_WEIGHT, DOMAIN_ROOM_WEIGHT),
+            ties,
+            links,
+            lambda shape, mask: self._link(compiled, shape, mask, request.gpus),
         )
 
     def score_domains(
