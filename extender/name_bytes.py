@@ -4,12 +4,8 @@
 A 10,000-name list is about 130 KB and every filter request carries a fresh one (kube-scheduler
 returns its feasible nodes in completion order), so the per-byte work bounds the request. Words
 are loaded unaligned (LLVM merges the byte loads below into one load when the index is
-unsigned), classified with SWAR bit tricks (which bytes are quotes, which are not plain
-characters) and folded into a 64-bit hash of the name, one multiply per word.
-
-SWAR byte tests: ``(v - ONES) & ~v & HIGH_BITS`` flags the zero bytes of ``v``. A flagged byte
-can borrow from the byte above it and flag that one too, so only the *lowest* flag is certain;
-every use below relies on the lowest flag alone.
+unsigned), the bytes past a name zeroed, and folded into a 64-bit hash of the name, one
+multiply per word.
 """
 
 from __future__ import annotations
@@ -19,17 +15,12 @@ from numba import njit
 
 WORD_BYTES = 8
 BITS_PER_BYTE = 8
-ONES = np.uint64(0x0101010101010101)
-HIGH_BITS = np.uint64(0x8080808080808080)
 HASH_SEED = np.uint64(0x9E3779B97F4A7C15)
 HASH_MULTIPLIER = np.uint64(0xFF51AFD7ED558CCD)
 MIX_MULTIPLIER = np.uint64(0xC4CEB9FE1A85EC53)
 MIX_SHIFT = np.uint64(33)
 """MurmurHash3's 64-bit finaliser: it folds the high bits of the product into the low bits
 that pick a table slot."""
-TOP_BYTE_SHIFT = np.uint64(56)
-LOW_BIT_SHIFT = np.uint64(7)
-"""From a byte's flag (its top bit) to its lowest bit."""
 
 
 @njit(cache=True)
@@ -54,34 +45,6 @@ def load_tail(buf: np.ndarray, at: int) -> np.uint64:
     for k in range(buf.shape[0] - at):
         word |= np.uint64(buf[start + np.uint64(k)]) << np.uint64(BITS_PER_BYTE * k)
     return word
-
-
-@njit(cache=True)
-def zero_bytes(v: np.uint64) -> np.uint64:
-    """Flags (top bit of the byte) of the zero bytes of ``v``; the lowest flag is exact."""
-    return (v - ONES) & ~v & HIGH_BITS
-
-
-@njit(cache=True)
-def bytes_below(v: np.uint64, limit: int) -> np.uint64:
-    """Flags of the bytes of ``v`` below ``limit`` (<= 0x80) among those below 0x80; the
-    lowest flag is exact."""
-    return (v - ONES * np.uint64(limit)) & ~v & HIGH_BITS
-
-
-@njit(cache=True)
-def bytes_before(flags: np.uint64) -> np.uint64:
-    """Mask of the whole bytes below the lowest flag of ``flags`` (all of them when none)."""
-    if flags == 0:
-        return ~np.uint64(0)
-    lowest = flags & (~flags + np.uint64(1))
-    return (lowest >> LOW_BIT_SHIFT) - np.uint64(1)
-
-
-@njit(cache=True)
-def byte_count(mask: np.uint64) -> int:
-    """How many whole bytes a :func:`bytes_before` mask covers."""
-    return int(((mask & ONES) * ONES) >> TOP_BYTE_SHIFT)
 
 
 @njit(cache=True)

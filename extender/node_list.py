@@ -18,19 +18,15 @@ import numpy as np
 import orjson
 from numba import njit
 from phalanx.extender.name_bytes import (
+    BITS_PER_BYTE,
     HASH_SEED,
-    HIGH_BITS,
-    ONES,
     WORD_BYTES,
-    byte_count,
-    bytes_before,
-    bytes_below,
     hash_finish,
     hash_step,
     load_tail,
     load_word,
-    zero_bytes,
 )
+from phalanx.scheduler.kernels import popcount
 
 OPEN_BRACKET = ord("[")
 CLOSE_BRACKET = ord("]")
@@ -41,20 +37,25 @@ FIRST_PLAIN_BYTE = 0x20
 LAST_PLAIN_BYTE = 0x7E
 """Printable ASCII: what JSON lets a string hold unescaped and one byte decodes to one
 character, so the bytes between two quotes are the name."""
-DELETE_BYTE = LAST_PLAIN_BYTE + 1
 HALF_BITS = np.uint64(32)
 NOT_PLAIN = -1
-QUOTES = ONES * np.uint64(QUOTE)
-BACKSLASHES = ONES * np.uint64(BACKSLASH)
-DELETES = ONES * np.uint64(DELETE_BYTE)
+BITMAP_BITS = 64
+"""Bytes per word of the quote bitmap."""
+ONE = np.uint64(1)
 
 
 @njit(cache=True)
 def scan_names(buf: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     """``(count, spans, hashes)`` where ``spans[k] = (start, end)`` of the k-th string's bytes
     and ``hashes[k]`` its name hash, when ``buf`` is exactly ``[]`` or ``["...","..."]`` with
-    plain characters; else count -1. One pass, a word at a time: each word's first quote ends
-    the name, and a byte that is not plain before it rejects the list."""
+    plain characters; else count -1.
+
+    Three passes, each free of the others' dependencies: one that every byte is plain (the
+    structure's bytes are, so this is every name's bytes), one that marks the quotes in a
+    bitmap, and one that walks the quotes in pairs, checks that exactly a comma separates a
+    name from the next, and hashes each name a word at a time. A single pass that found each
+    quote inside its name's words made the next name's start wait on the last one's words;
+    about 15 % slower on 10,000 names."""
     n = buf.shape[0]
     capacity = n // 3 + 1
     spans = np.empty((capacity, 2), dtype=np.int64)
@@ -63,45 +64,75 @@ def scan_names(buf: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         return NOT_PLAIN, spans, hashes
     if n == 2:
         return 0, spans, hashes
-    count = 0
-    i = 1
-    while True:
-        if buf[i] != QUOTE:
-            return NOT_PLAIN, spans, hashes
-        start = i + 1
-        i = start
-        h = HASH_SEED
-        while True:
-            word = load_word(buf, i) if i + WORD_BYTES <= n else load_tail(buf, i)
-            quotes = zero_bytes(word ^ QUOTES)
-            bad = (
-                (word & HIGH_BITS)
-                | bytes_below(word, FIRST_PLAIN_BYTE)
-                | zero_bytes(word ^ BACKSLASHES)
-                | zero_bytes(word ^ DELETES)
-            )
-            before = bytes_before(quotes)
-            if bad & before:
-                return NOT_PLAIN, spans, hashes
-            if quotes == 0:
-                h = hash_step(h, word)
-                i += WORD_BYTES
-                continue
-            if before:
-                h = hash_step(h, word & before)
-            i += byte_count(before)
-            break
-        # the last byte is the closing bracket, so a quote found is never past it
-        spans[count, 0] = start
-        spans[count, 1] = i
-        hashes[count] = hash_finish(h, i - start)
-        count += 1
-        i += 1
-        if i == n - 1:
-            return count, spans, hashes
-        if buf[i] != COMMA:
-            return NOT_PLAIN, spans, hashes
-        i += 1
+    if not _all_plain(buf):
+        return NOT_PLAIN, spans, hashes
+    quotes = _quote_bitmap(buf)
+    count, start, expected = 0, 0, 1
+    opening = True
+    for w in range(quotes.size):
+        word = quotes[w]
+        while word:
+            lowest = word & (~word + ONE)
+            word ^= lowest
+            at = w * BITMAP_BITS + popcount(lowest - ONE)
+            if opening:
+                if at != expected or (count and buf[at - 1] != COMMA):
+                    return NOT_PLAIN, spans, hashes
+                start = at + 1
+                opening = False
+            else:
+                # the name's hash, as name_bytes.name_word gives its words (the last one
+                # zero-padded), one branch for the whole words; written here, not called:
+                # as an inlined function it ran at a third of the speed
+                length, h, word_at = at - start, HASH_SEED, start
+                for _ in range(length // WORD_BYTES):
+                    h = hash_step(h, load_word(buf, word_at))
+                    word_at += WORD_BYTES
+                left = length % WORD_BYTES
+                if left:
+                    tail = (
+                        load_word(buf, word_at)
+                        if word_at + WORD_BYTES <= n
+                        else load_tail(buf, word_at)
+                    )
+                    h = hash_step(h, tail & ((ONE << np.uint64(BITS_PER_BYTE * left)) - ONE))
+                spans[count, 0] = start
+                spans[count, 1] = at
+                hashes[count] = hash_finish(h, length)
+                count += 1
+                expected = at + 2
+                opening = True
+    if opening and expected == n:  # the last name's quote is right before the bracket
+        return count, spans, hashes
+    return NOT_PLAIN, spans, hashes
+
+
+@njit(cache=True)
+def _all_plain(buf: np.ndarray) -> bool:
+    """No byte outside printable ASCII and no backslash (a loop the compiler vectorises)."""
+    bad = False
+    for i in range(buf.shape[0]):
+        byte = buf[i]
+        bad |= (byte < FIRST_PLAIN_BYTE) | (byte > LAST_PLAIN_BYTE) | (byte == BACKSLASH)
+    return not bad
+
+
+@njit(cache=True)
+def _quote_bitmap(buf: np.ndarray) -> np.ndarray:
+    """Bit ``i % 64`` of word ``i // 64`` set where byte ``i`` is a quote."""
+    n = buf.shape[0]
+    out = np.zeros((n + BITMAP_BITS - 1) // BITMAP_BITS, dtype=np.uint64)
+    whole = n // BITMAP_BITS
+    for w in range(whole):
+        bits = np.uint64(0)
+        base = w * BITMAP_BITS
+        for k in range(BITMAP_BITS):
+            bits |= np.uint64(buf[base + k] == QUOTE) << np.uint64(k)
+        out[w] = bits
+    for i in range(whole * BITMAP_BITS, n):
+        if buf[i] == QUOTE:
+            out[whole] |= np.uint64(1) << np.uint64(i - whole * BITMAP_BITS)
+    return out
 
 
 @njit(cache=True)
