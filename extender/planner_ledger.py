@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import replace
 
 from phalanx.extender.hints import GangHints
 from phalanx.extender.records import GangRecord, PodRecord
@@ -76,7 +75,9 @@ class LedgerMixin:
         gang = self.gangs.get(_gang_key_of(ledger_key))
         names = {m.member for m in holding.placement.members}
         removed = names if members is None else names & members
-        self.state.release(ledger_key)
+        keeps = gang is not None and bool(names - removed)
+        if not keeps:
+            self.state.release(ledger_key)
         self._running.pop(ledger_key, None)
         if gang is not None:
             gang.plans.discard(ledger_key)
@@ -84,16 +85,9 @@ class LedgerMixin:
                 if gang.slots.get(name) == ledger_key:
                     del gang.slots[name]
             self._unnominate(gang, removed - holding.bound_members)
-        keep = tuple(m for m in holding.placement.members if m.member not in removed)
-        if keep and gang is not None:
-            now = self.clock()
-            ttl = holding.expires_at_s - now if math.isfinite(holding.expires_at_s) else None
-            self._hold(
-                gang,
-                replace(holding.placement, members=keep),
-                holding.bound_members - removed,
-                ttl,
-            )
+        if keeps and gang is not None:  # the rest stays held, on the same deadline
+            self.state.shrink(ledger_key, removed, self.clock())
+            self._track(gang, ledger_key)
         if gang is not None:
             gang.pending_object = None
             self._reindex(gang)

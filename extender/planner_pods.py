@@ -134,24 +134,38 @@ class PodBookMixin:
         """A completed or deleted gang frees everything; completions teach runtime estimates
         to every policy that learns them (the queue policy, the permit plugin), under the
         gang's own queue: the estimates are kept per queue."""
-        observers = [p for p in (self.queue, self.permit) if isinstance(p, RuntimeObserver)]
-        if finished and gang.started_s is not None and observers and last.request is not None:
-            runtime_s = max(0.0, self.clock() - gang.started_s)
-            hints = gang.hints if gang.hints is not None else GangHints(queue=DEFAULT_QUEUE)
-            done = Gang(
-                gang.key,
-                (Member(last.name, last.request),),
-                queue=hints.queue,
-                job_class=hints.job_class,
-            )
-            for observer in observers:
-                observer.record_completion(done, runtime_s)
+        started_s = gang.started_s
+        if finished and started_s is not None and last.request is not None:
+            # the Protocol's own test (isinstance) takes about 10 us a policy; this is the same
+            # test: the policy has a record_completion
+            observers: list[RuntimeObserver] = [
+                p
+                for p in (self.queue, self.permit)
+                if getattr(p, "record_completion", None) is not None
+            ]
+            if observers:
+                self._teach_runtime(observers, gang, last, max(0.0, self.clock() - started_s))
         for ledger_key in list(gang.plans):
             if ledger_key in self.state.holdings:
                 self._drop(ledger_key, None)
         self._unplanned.discard(gang.key)
         self.book.forget(gang.key)
         del self.gangs[gang.key]
+
+    @staticmethod
+    def _teach_runtime(
+        observers: list[RuntimeObserver], gang: GangRecord, last: PodRecord, runtime_s: float
+    ) -> None:
+        assert last.request is not None
+        hints = gang.hints if gang.hints is not None else GangHints(queue=DEFAULT_QUEUE)
+        done = Gang(
+            gang.key,
+            (Member(last.name, last.request),),
+            queue=hints.queue,
+            job_class=hints.job_class,
+        )
+        for observer in observers:
+            observer.record_completion(done, runtime_s)
 
     def _refresh_refs(self, namespace: str) -> None:
         """A group object changed: re-resolve the gangs of that namespace's pods."""

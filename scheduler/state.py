@@ -134,6 +134,34 @@ class ClusterState:
         del self.holdings[gang]
         return holding.placement
 
+    def shrink(self, gang: str, members: set[str], now_s: float) -> Holding:
+        """Give back ``members`` of the gang's placement and hold the rest: the state that
+        releasing it whole and reserving the rest again from ``now_s`` leaves (the same free
+        capacity; the holding last in order, reserved at ``now_s``, expiring when it did,
+        committed once every member left is bound), without taking the kept members'
+        resources out and in again: one member of a large gang finishing at a time made that
+        quadratic in the gang's size. A new :class:`Holding` replaces the old one, which
+        still describes the whole placement for whoever kept it."""
+        holding = self._holding(gang)
+        keep = tuple(m for m in holding.placement.members if m.member not in members)
+        if not keep:
+            raise LedgerError(f"gang {gang!r} would keep no member; release it instead")
+        for m in holding.placement.members:
+            if m.member in members:
+                self._give(m)
+        del self.holdings[gang]
+        kept = Holding(
+            replace(holding.placement, members=keep),
+            holding.phase,
+            now_s,
+            holding.expires_at_s,
+            holding.bound_members - members,
+        )
+        self.holdings[gang] = kept
+        if {m.member for m in keep} <= kept.bound_members:
+            return self.commit(gang)
+        return kept
+
     def expire(self, now_s: float) -> list[str]:
         """Release every reservation whose TTL has passed; returns the gangs released."""
         due = [g for g, h in self.holdings.items() if h.expires_at_s <= now_s]

@@ -76,3 +76,46 @@ def test_copy_is_independent(state):
     clone.assign(placement("a", (0, (0,), 1000)), now_s=0)
     assert "a" not in state.holdings
     assert state.compiled.free_gpu_count[0] == 8
+
+
+@pytest.mark.parametrize("bound", [(), ("a-0",), ("a-0", "a-2"), ("a-0", "a-1", "a-2")])
+@pytest.mark.parametrize("gone", [("a-1",), ("a-1", "a-3"), ("a-3",)])
+def test_shrink_leaves_what_release_and_reserving_the_rest_leave(bound, gone):
+    """Giving back some members in place equals releasing the plan and reserving the rest
+    again: the same free capacity and holding (reserved now, the same deadline, committed
+    once every member left is bound), last in order; the old holding is left whole."""
+    whole = placement("a", (0, (0, 1), 1000), (1, (2,), 500), (2, (0,), 1000), (3, (4,), 1000))
+    shrunk = ClusterState(cluster_preset("dgx-h100:4").compile())
+    again = ClusterState(cluster_preset("dgx-h100:4").compile())
+    for st in (shrunk, again):
+        st.reserve(whole, now_s=0, ttl_s=30)
+        st.reserve(placement("b", (3, (0,), 1000)), now_s=0, ttl_s=30)
+        for name in bound:
+            st.commit("a", name)
+    old = shrunk.holdings["a"]
+    kept = shrunk.shrink("a", set(gone), now_s=5)
+    assert old.placement == whole and shrunk.holdings["a"] is kept
+    keep = tuple(m for m in whole.members if m.member not in gone)
+    held_bound = set(bound) - set(gone)
+    again.release("a")
+    again.reserve(Placement("a", keep, whole.level, whole.domain, whole.cost), now_s=5, ttl_s=25)
+    for name in held_bound:
+        again.commit("a", name)
+    redone = again.holdings["a"]
+    assert shrunk.compiled.mutable_state_bytes() == again.compiled.mutable_state_bytes()
+    assert list(shrunk.holdings) == list(again.holdings) == ["b", "a"]
+    assert (kept.placement, kept.phase, kept.bound_members, kept.reserved_at_s) == (
+        redone.placement,
+        redone.phase,
+        redone.bound_members,
+        redone.reserved_at_s,
+    )
+    assert kept.expires_at_s == redone.expires_at_s
+    shrunk.check_invariants()
+
+
+def test_shrink_to_nothing_is_refused(state):
+    state.reserve(placement("a", (0, (0,), 1000)), now_s=0, ttl_s=10)
+    with pytest.raises(LedgerError, match="release it instead"):
+        state.shrink("a", {"a-0"}, now_s=1)
+    assert "a" in state.holdings
