@@ -53,7 +53,7 @@ from phalanx.scheduler.cost import (
     gpus_mask,
     priced_domain,
 )
-from phalanx.scheduler.eligibility import FreeArrays, static_mask
+from phalanx.scheduler.eligibility import FreeArrays, static_key, static_mask
 from phalanx.scheduler.free_state_buckets import best_single_node
 from phalanx.scheduler.gang import Gang, Member, MemberRequest
 from phalanx.scheduler.gpu_choice import (
@@ -221,12 +221,16 @@ class Search:
 
     def _tiers(self, caps: list[ClassCapacity]) -> list[_EgressTier]:
         """The egress tiers of the nodes the gang may use, cheapest first, the last one
-        unrestricted. Without communication egress costs nothing: one tier."""
+        unrestricted. Without communication egress costs nothing: one tier. The distinct
+        egress costs are static per cluster and filters, so kept in the cluster index."""
         c = self.compiled
-        eligible = np.zeros(c.n_nodes, dtype=bool)
-        for cls in self.classes:
-            eligible |= static_mask(c, self.index, cls.request)
-        egress = np.unique(c.node_egress_cost[eligible])
+        key = ("egress tiers", *sorted({static_key(cls.request) for cls in self.classes}))
+        egress = self.index.derived.get(key)
+        if egress is None:
+            eligible = np.zeros(c.n_nodes, dtype=bool)
+            for cls in self.classes:
+                eligible |= static_mask(c, self.index, cls.request)
+            egress = self.index.derived[key] = np.unique(c.node_egress_cost[eligible])
         tiers = [_EgressTier(float(egress[-1]), None, caps)]
         if self.gang.comm_intensity > 0:
             tiers[:0] = [_EgressTier(float(e), c.node_egress_cost <= e, None) for e in egress[:-1]]
