@@ -20,6 +20,7 @@ from phalanx.extender.args_decoder import ExtenderArgsDecoder
 from phalanx.extender.binding import RecordingBinder
 from phalanx.extender.decision_log import LOGGER_NAME
 from phalanx.extender.planner import Planner
+from phalanx.scheduler.free_state_buckets import BUILD_AFTER_QUERIES
 from phalanx.scheduler.kernels import warm_up as warm_up_placement_kernels
 from phalanx.topology.model import Cluster
 from phalanx.topology.presets import cluster_preset
@@ -83,9 +84,12 @@ def _run(make_planner: Callable[[Cluster], Planner]) -> float:
         # deleted rather than Succeeded: the policies are the server's own objects, and a
         # completion would teach their run time estimates (SJF's, link-hold's) a 0 s run
         planner.forget_pod(NAMESPACE, name, f"warm-up-{name}")
-    lone = _pod("lone", "1")
-    lone["metadata"]["annotations"] = {}
-    planner.filter(lone, list(planner.compiled.node_names))
+    # lone pods, as many as it takes for one member's placement to be read from the nodes
+    # grouped by free state (built at a state's third question) and the groups caught up
+    for i in range(BUILD_AFTER_QUERIES + 1):
+        lone = _pod(f"lone-{i}", "1")
+        lone["metadata"]["annotations"] = {}
+        planner.filter(lone, list(planner.compiled.node_names))
     seconds = time.perf_counter() - start
     log.info("request path compiled (or loaded from the cache) in %.1f s", seconds)
     return seconds

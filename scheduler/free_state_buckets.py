@@ -242,6 +242,7 @@ def best_node_in_groups(
     with that kernel's arithmetic from its key, cheapest groups first, each group's lowest node
     that is ``eligible`` and has the cpu and memory. Also whether a fitting group's cost was NaN
     (the caller then ranks every node)."""
+    fit = (eligible, cpu_free_milli, memory_free_mib, cpu_milli, memory_mib)
     cost = np.empty(n_groups)
     fitting = np.empty(n_groups, dtype=np.int64)
     n_fitting = 0
@@ -265,47 +266,25 @@ def best_node_in_groups(
     for j in order:
         if best != NO_NODE and cost[j] > best_cost:
             break
-        found = _lowest_member(
-            words[fitting[j]],
-            best,
-            eligible,
-            cpu_free_milli,
-            memory_free_mib,
-            cpu_milli,
-            memory_mib,
-        )
+        found = _lowest_member(words[fitting[j]], best, fit)
         if found != NO_NODE and (best == NO_NODE or found < best):
             best, best_cost = found, cost[j]
     return best, False
 
 
 @njit(cache=True, inline="always")
-def _fits(
-    i: int,
-    eligible: np.ndarray,
-    cpu_free_milli: np.ndarray,
-    memory_free_mib: np.ndarray,
-    cpu_milli: int,
-    memory_mib: int,
-) -> bool:
-    """Whether node ``i`` of a group with the GPUs takes one member: ``eligible`` and with
-    the cpu and memory."""
+def _fits(i: int, fit: tuple) -> bool:
+    """Whether node ``i`` of a group with the GPUs takes one member: ``fit`` is (eligible,
+    free cpu milli, free memory MiB, the member's cpu milli, its memory MiB)."""
+    eligible, cpu_free_milli, memory_free_mib, cpu_milli, memory_mib = fit
     room = cap_by_cpu_memory(1, cpu_free_milli[i], memory_free_mib[i], cpu_milli, memory_mib)
     return eligible[i] and room >= 1
 
 
 @njit(cache=True)
-def _lowest_member(
-    row: np.ndarray,
-    below: int,
-    eligible: np.ndarray,
-    cpu_free_milli: np.ndarray,
-    memory_free_mib: np.ndarray,
-    cpu_milli: int,
-    memory_mib: int,
-) -> int:
-    """The lowest node of a group's bitmap ``row`` that is ``eligible`` and has the cpu and
-    memory, looking no further than ``below`` (when not :data:`NO_NODE`)."""
+def _lowest_member(row: np.ndarray, below: int, fit: tuple) -> int:
+    """The lowest node of a group's bitmap ``row`` that :func:`_fits`, looking no further than
+    ``below`` (when not :data:`NO_NODE`)."""
     for w in range(row.size):
         if below != NO_NODE and w * WORD_BITS > below:
             return NO_NODE
@@ -316,24 +295,17 @@ def _lowest_member(
             if not (word >> np.uint64(bit)) & np.uint64(1):
                 continue
             i = w * WORD_BITS + bit
-            if _fits(i, eligible, cpu_free_milli, memory_free_mib, cpu_milli, memory_mib):
+            if _fits(i, fit):
                 return i
     return NO_NODE
 
 
 @njit(cache=True)
 def lowest_fitting_nodes(
-    words: np.ndarray,
-    groups: np.ndarray,
-    ties: int,
-    eligible: np.ndarray,
-    cpu_free_milli: np.ndarray,
-    memory_free_mib: np.ndarray,
-    cpu_milli: int,
-    memory_mib: int,
+    words: np.ndarray, groups: np.ndarray, ties: int, fit: tuple
 ) -> np.ndarray:
     """The lowest ``ties`` nodes, in index order, of the union of ``groups``' bitmaps that
-    are ``eligible`` and have the cpu and memory for one member."""
+    take one member (``fit`` as :func:`_fits` reads it)."""
     out = np.empty(ties, dtype=np.int64)
     found = 0
     for w in range(words.shape[1]):
@@ -341,10 +313,10 @@ def lowest_fitting_nodes(
         for g in groups:
             word |= words[g, w]
         while word:
-            low = word & (~word + np.uint64(1))
-            word ^= low
-            i = w * WORD_BITS + popcount(low - np.uint64(1))
-            if _fits(i, eligible, cpu_free_milli, memory_free_mib, cpu_milli, memory_mib):
+            lowest = word & (~word + np.uint64(1))
+            word ^= lowest
+            i = w * WORD_BITS + popcount(lowest - np.uint64(1))
+            if _fits(i, fit):
                 out[found] = i
                 found += 1
                 if found == ties:

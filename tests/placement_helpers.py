@@ -1,15 +1,79 @@
-"""Helpers shared by the placement tests: occupying GPUs before a placement, and checking that
-a placement honours every hard constraint of its gang, independently of the engine's code."""
+"""Helpers shared by the placement tests: occupying GPUs before a placement, random ledger
+writes on mixed clusters, and checking that a placement honours every hard constraint of its
+gang, independently of the engine's code."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-from phalanx.scheduler.gang import Gang
+from hypothesis import strategies as st
+from phalanx.scheduler.gang import Gang, MemberRequest
 from phalanx.scheduler.placement import CostBreakdown, MemberPlacement, Placement
 from phalanx.scheduler.state import ClusterState
-from phalanx.topology.model import MILLI_PER_GPU, Cluster
+from phalanx.topology.compiled import CompiledCluster
+from phalanx.topology.model import MILLI_PER_GPU, Cluster, Node
+from phalanx.topology.presets import dgx_a100, dgx_h100, hgx_pcie_l40s, rail_fat_tree
+
+NODE_MAKERS = {"h": dgx_h100, "a": dgx_a100, "l": hgx_pcie_l40s}
+"""Node kinds of :func:`mixed_state` by letter: three GPU models and link shapes."""
+A100 = "NVIDIA-A100-SXM4-80GB"
+
+
+def mixed_state(kinds: str, su_nodes: int = 4) -> ClusterState:
+    """Nodes of the kinds spelt by ``kinds`` (``"hal"``) in scalable units of ``su_nodes``."""
+    nodes: list[Node] = [NODE_MAKERS[k](f"{k}{i}") for i, k in enumerate(kinds)]
+    return ClusterState(Cluster("mixed", nodes, rail_fat_tree(nodes, su_nodes)).compile())
+
+
+one_member_requests = st.builds(
+    MemberRequest,
+    gpus=st.integers(1, 8),
+    cpu_milli=st.sampled_from([0, 1000, 64_000, 200_000]),
+    memory_mib=st.sampled_from([0, 1024, 900_000]),
+    gpu_products=st.sampled_from([(), (A100,)]),
+)
+"""Whole-GPU requests with cpu, memory and GPU-model filters that bind on some nodes."""
+ledger_operations = st.tuples(
+    st.sampled_from(["take", "share", "release"]),
+    st.integers(0, 11),
+    st.integers(1, 8),
+    st.sampled_from([0, 8000, 100_000]),
+)
+"""(kind, node, GPUs, cpu milli) for :meth:`RandomLedger.apply` on 12 nodes."""
+
+
+class RandomLedger:
+    """Allocations and releases written straight to a cluster's arrays, as a ledger's
+    reservations and completions would write them."""
+
+    def __init__(self, compiled: CompiledCluster, seed: int) -> None:
+        self.compiled = compiled
+        self.rng = np.random.default_rng(seed)
+        self.held: list[tuple[int, tuple[int, ...], int, int]] = []
+
+    def apply(self, kind: str, node: int, count: int, cpu_milli: int) -> None:
+        """``take`` ``count`` whole free GPUs (or a quarter of one GPU when fewer are free),
+        ``share`` a quarter of one GPU, or ``release`` a random earlier allocation."""
+        c, rng, held = self.compiled, self.rng, self.held
+        if kind == "release":
+            if held:
+                n, gpus, milli, cpu_taken = held.pop(int(rng.integers(len(held))))
+                c.release(n, gpus, milli, cpu_taken)
+            return
+        free = np.flatnonzero(c.gpu_used_milli[node] == 0)
+        if kind == "take" and free.size >= count:
+            gpus = tuple(int(g) for g in rng.choice(free, size=count, replace=False))
+            milli = MILLI_PER_GPU
+        else:
+            room = np.flatnonzero(c.gpu_usable[node] & (c.gpu_used_milli[node] <= 750))
+            if not room.size:
+                return
+            gpus, milli = (int(room[0]),), 250
+        if cpu_milli > c.cpu_free_milli[node]:
+            cpu_milli = 0
+        c.allocate(node, gpus, milli, cpu_milli)
+        held.append((node, gpus, milli, cpu_milli))
 
 
 def occupy(

@@ -21,22 +21,16 @@ from phalanx.scheduler.gang import Gang, GangSpecError, MemberRequest
 from phalanx.scheduler.placement import Placement
 from phalanx.scheduler.search import Search
 from phalanx.scheduler.state import ClusterState
-from phalanx.topology.model import Cluster, Node
 from phalanx.topology.presets import (
     cluster_preset,
-    dgx_a100,
-    dgx_h100,
-    hgx_pcie_l40s,
-    rail_fat_tree,
 )
 
-MAKERS = {"h": dgx_h100, "a": dgx_a100, "l": hgx_pcie_l40s}
-A100 = "NVIDIA-A100-SXM4-80GB"
-
-
-def mixed_state(kinds: str) -> ClusterState:
-    nodes: list[Node] = [MAKERS[k](f"{k}{i}") for i, k in enumerate(kinds)]
-    return ClusterState(Cluster("mixed", nodes, rail_fat_tree(nodes, 4)).compile())
+from tests.placement_helpers import (
+    RandomLedger,
+    ledger_operations,
+    mixed_state,
+    one_member_requests,
+)
 
 
 def full_pass(gang: Gang, state: ClusterState):
@@ -74,26 +68,11 @@ def same_result(gang: Gang, state: ClusterState) -> None:
         assert not isinstance(fast, Placement)
 
 
-requests = st.builds(
-    MemberRequest,
-    gpus=st.integers(1, 8),
-    cpu_milli=st.sampled_from([0, 1000, 64_000, 200_000]),
-    memory_mib=st.sampled_from([0, 1024, 900_000]),
-    gpu_products=st.sampled_from([(), (A100,)]),
-)
-operation = st.tuples(
-    st.sampled_from(["take", "share", "release"]),
-    st.integers(0, 11),
-    st.integers(1, 8),
-    st.sampled_from([0, 8000, 100_000]),
-)
-
-
 @settings(max_examples=60, deadline=None)
 @given(
     kinds=st.text("hal", min_size=11, max_size=11).map(lambda k: "a" + k),  # model filters fit
-    ops=st.lists(operation, max_size=25),
-    request=requests,
+    ops=st.lists(ledger_operations, max_size=25),
+    request=one_member_requests,
     comm=st.sampled_from([0.0, 1.0]),
 )
 def test_groups_pick_the_full_pass_node(kinds, ops, request, comm):
@@ -102,26 +81,9 @@ def test_groups_pick_the_full_pass_node(kinds, ops, request, comm):
     gang = Gang.uniform("one", 1, request, comm_intensity=comm)
     grouped(state)  # every later write must reach the groups
     same_result(gang, state)
-    rng = np.random.default_rng(len(ops))
-    held: list[tuple[int, tuple[int, ...], int, int]] = []
-    for kind, node, count, cpu in ops:
-        if kind == "release" and held:
-            n, gpus, milli, cpu_taken = held.pop(int(rng.integers(len(held))))
-            c.release(n, gpus, milli, cpu_taken)
-        elif kind != "release":
-            free = np.flatnonzero(c.gpu_used_milli[node] == 0) if kind == "take" else None
-            if kind == "take" and free is not None and free.size >= count:
-                gpus = tuple(int(g) for g in rng.choice(free, size=count, replace=False))
-                milli = 1000
-            else:
-                room = np.flatnonzero(c.gpu_usable[node] & (c.gpu_used_milli[node] <= 750))
-                if not room.size:
-                    continue
-                gpus, milli = (int(room[0]),), 250
-            if cpu > c.cpu_free_milli[node]:
-                cpu = 0
-            c.allocate(node, gpus, milli, cpu)
-            held.append((node, gpus, milli, cpu))
+    ledger = RandomLedger(c, seed=len(ops))
+    for op in ops:
+        ledger.apply(*op)
         same_result(gang, state)
 
 

@@ -19,18 +19,15 @@ from phalanx.scheduler.kernels import whole_member_capacity
 from phalanx.scheduler.placement import Placement
 from phalanx.scheduler.search import Search
 from phalanx.scheduler.state import ClusterState
-from phalanx.topology.model import Cluster, Node
-from phalanx.topology.presets import dgx_a100, dgx_h100, hgx_pcie_l40s, rail_fat_tree
 
-MAKERS = {"h": dgx_h100, "a": dgx_a100, "l": hgx_pcie_l40s}
-A100 = "NVIDIA-A100-SXM4-80GB"
+from tests.placement_helpers import (
+    RandomLedger,
+    ledger_operations,
+    mixed_state,
+    one_member_requests,
+)
+
 TIES = 16
-
-
-def mixed_state(kinds: str, su_nodes: int) -> ClusterState:
-    """Nodes of three link shapes in scalable units of ``su_nodes`` (several room classes)."""
-    nodes: list[Node] = [MAKERS[k](f"{k}{i}") for i, k in enumerate(kinds)]
-    return ClusterState(Cluster("mixed", nodes, rail_fat_tree(nodes, su_nodes)).compile())
 
 
 def grouped(state: ClusterState) -> None:
@@ -86,27 +83,12 @@ def same_best_nodes(request: MemberRequest, state: ClusterState, scorer) -> None
         assert in_groups.tolist() == per_node.tolist()
 
 
-requests = st.builds(
-    MemberRequest,
-    gpus=st.integers(1, 8),
-    cpu_milli=st.sampled_from([0, 1000, 64_000, 200_000]),
-    memory_mib=st.sampled_from([0, 1024, 900_000]),
-    gpu_products=st.sampled_from([(), (A100,)]),
-)
-operation = st.tuples(
-    st.sampled_from(["take", "share", "release"]),
-    st.integers(0, 11),
-    st.integers(1, 8),
-    st.sampled_from([0, 8000, 100_000]),
-)
-
-
 @settings(max_examples=60, deadline=None)
 @given(
     kinds=st.text("hal", min_size=11, max_size=11).map(lambda k: "a" + k),
     su_nodes=st.sampled_from([2, 3, 12]),
-    ops=st.lists(operation, max_size=25),
-    request=requests,
+    ops=st.lists(ledger_operations, max_size=25),
+    request=one_member_requests,
 )
 def test_groups_pick_the_per_node_pass_nodes(kinds, su_nodes, ops, request):
     state = mixed_state(kinds, su_nodes)
@@ -115,26 +97,9 @@ def test_groups_pick_the_per_node_pass_nodes(kinds, su_nodes, ops, request):
     gang = Gang.uniform("one", 1, request)
     grouped(state)  # every later write must reach the groups
     same_result(gang, state, scorer)
-    rng = np.random.default_rng(len(ops))
-    held: list[tuple[int, tuple[int, ...], int, int]] = []
-    for kind, node, count, cpu in ops:
-        if kind == "release" and held:
-            n, gpus, milli, cpu_taken = held.pop(int(rng.integers(len(held))))
-            c.release(n, gpus, milli, cpu_taken)
-        elif kind != "release":
-            free = np.flatnonzero(c.gpu_used_milli[node] == 0) if kind == "take" else None
-            if kind == "take" and free is not None and free.size >= count:
-                gpus = tuple(int(g) for g in rng.choice(free, size=count, replace=False))
-                milli = 1000
-            else:
-                room = np.flatnonzero(c.gpu_usable[node] & (c.gpu_used_milli[node] <= 750))
-                if not room.size:
-                    continue
-                gpus, milli = (int(room[0]),), 250
-            if cpu > c.cpu_free_milli[node]:
-                cpu = 0
-            c.allocate(node, gpus, milli, cpu)
-            held.append((node, gpus, milli, cpu))
+    ledger = RandomLedger(c, seed=len(ops))
+    for op in ops:
+        ledger.apply(*op)
         same_result(gang, state, scorer)
         same_best_nodes(request, state, scorer)
 

@@ -212,18 +212,8 @@ def _best_room_nodes(
     )
     if not complete:
         return np.empty(0, dtype=np.int64), False
-    best = _best_of_groups(
-        words,
-        scores,
-        fitting,
-        ties,
-        eligible,
-        cpu_free_milli,
-        memory_free_mib,
-        cpu_milli,
-        memory_mib,
-    )
-    return best, True
+    fit = (eligible, cpu_free_milli, memory_free_mib, cpu_milli, memory_mib)
+    return _best_of_groups(words, scores, fitting, ties, fit), True
 
 
 @njit(cache=True)
@@ -267,18 +257,11 @@ def _group_scores(
 
 @njit(cache=True)
 def _best_of_groups(
-    words: np.ndarray,
-    scores: np.ndarray,
-    fitting: np.ndarray,
-    ties: int,
-    eligible: np.ndarray,
-    cpu_free_milli: np.ndarray,
-    memory_free_mib: np.ndarray,
-    cpu_milli: int,
-    memory_mib: int,
+    words: np.ndarray, scores: np.ndarray, fitting: np.ndarray, ties: int, fit: tuple
 ) -> np.ndarray:
-    """The lowest ``ties`` fitting nodes of the highest score that has any, in index order
-    (empty when no group's node fits)."""
+    """The lowest ``ties`` nodes that take the member (``fit``, as
+    :func:`~scheduler.free_state_buckets.lowest_fitting_nodes` reads it) of the highest score
+    that has any, in index order (empty when no group's node does)."""
     left = fitting.copy()
     while True:
         top, found = 0.0, False
@@ -288,9 +271,7 @@ def _best_of_groups(
         if not found:
             return np.empty(0, dtype=np.int64)
         tied = np.flatnonzero(left & (scores == top))
-        best = lowest_fitting_nodes(
-            words, tied, ties, eligible, cpu_free_milli, memory_free_mib, cpu_milli, memory_mib
-        )
+        best = lowest_fitting_nodes(words, tied, ties, fit)
         if best.size:
             return best
         left[tied] = False
