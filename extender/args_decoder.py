@@ -5,7 +5,7 @@ In ``NodeNames`` mode the candidate list is nearly all of a request (about 140 K
 nodes). kube-scheduler marshals ``ExtenderArgs`` in field order (``Pod``, ``Nodes``,
 ``NodeNames``), so the list is the body's last member: the head is parsed with ``null``
 standing in for the list, and the list is kept as a :class:`~extender.node_list.NodeNameList`
-(its bytes, checked and split in one compiled pass). A list byte-for-byte the same as a recent
+(its bytes, checked and split by compiled passes). A list byte-for-byte the same as a recent
 one (consecutive pods are often offered the same nodes) is not even scanned again, and a head
 byte-for-byte the same as a recent one (the prioritize after a pod's filter) is not parsed
 again: the planner never changes a pod it was given in place.

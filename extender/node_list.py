@@ -2,7 +2,7 @@
 
 Decoding 10,000 names into Python strings, checking each and looking each up in a dict costs
 more than planning a member. kube-scheduler writes the list compactly (``["a","b"]``) and node
-names are DNS names, so one compiled pass over the bytes can check that the array holds plain
+names are DNS names, so compiled passes over the bytes can check that the array holds plain
 strings (printable ASCII, no quote or escape inside a name) and find where every name lies;
 :class:`~extender.node_table.NodeNameTable` then maps those spans to node indices. The strings
 themselves are decoded only where a reply lists them (rejections, prioritize scores).
