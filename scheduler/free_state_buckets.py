@@ -86,12 +86,15 @@ enough for nodes of up to 16 GPUs."""
 class GroupKey:
     """What the nodes are grouped by: ``keys_of(compiled, index, nodes)`` gives int64
     [len(nodes), columns] (read again for the nodes each ledger write touched); each column
-    plus its ``offsets`` entry fits ``packed_bits`` bits for the regrouping's one sort."""
+    plus its ``offsets`` entry fits ``packed_bits`` bits for the regrouping's one sort.
+    ``key_of_node``, where given, is one node's key as a tuple without the arrays (the usual
+    catch-up is one node: a ledger write between two questions)."""
 
     name: str
     keys_of: Callable[[CompiledCluster, ClusterIndex, np.ndarray], np.ndarray]
     packed_bits: tuple[int, ...]
     offsets: tuple[int, ...]
+    key_of_node: Callable[[CompiledCluster, ClusterIndex, int], tuple[int, ...]] | None = None
 
     @property
     def columns(self) -> int:
@@ -169,6 +172,13 @@ class FreeStateBuckets:
             self.rebuild(compiled, index)
             return
         if len(log) == self.seen:
+            return
+        one = self.key.key_of_node
+        if one is not None and len(log) == self.seen + 1:
+            self.seen += 1
+            node = log[-1]
+            if self.usable and not self._move(node, one(compiled, index, node)):
+                self.rebuild(compiled, index)
             return
         nodes = list(dict.fromkeys(log[self.seen :]))
         self.seen = len(log)

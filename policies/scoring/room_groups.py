@@ -100,7 +100,12 @@ def _keys_of(nodes: np.ndarray, node_class: np.ndarray, free_gpu_mask: np.ndarra
     return out
 
 
-ROOM_STATE = GroupKey("room state", _room_keys, (47, 16), (0, 0))
+def _room_key(compiled: CompiledCluster, index: ClusterIndex, node: int) -> tuple[int, int]:
+    """One node's :func:`_room_keys` row."""
+    return int(static_classes(compiled).node_class[node]), int(compiled.free_gpu_mask[node])
+
+
+ROOM_STATE = GroupKey("room state", _room_keys, (47, 16), (0, 0), _room_key)
 """Groups for the topology score: masks of up to 16 GPUs pack with the class into one int64
 (wider masks regroup row-wise)."""
 
