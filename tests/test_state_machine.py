@@ -1,4 +1,4 @@
-"""Random sequences of place/reserve/commit/release/expire over random clusters, with the
+"""Random sequences of place/reserve/commit/shrink/release/expire over random clusters, with the
 ledger's invariants checked after every step: no GPU over-allocated (whole or milli), node cpu
 and memory never exceeded, ledger and compiled arrays in agreement, and every reservation
 either wholly taken or leaving the state byte-for-byte unchanged."""
@@ -142,6 +142,32 @@ class LedgerMachine(RuleBasedStateMachine):
         gang = data.draw(st.sampled_from(sorted(self.state.holdings)))
         self.state.release(gang)
         assert gang not in self.state.holdings
+
+    @precondition(
+        lambda self: any(len(h.placement.members) > 1 for h in self.state.holdings.values())
+    )
+    @rule(data=st.data())
+    def shrink(self, data):
+        """Some members leave a held plan: the same free capacity as releasing it and
+        reserving the rest again (checked on a copy), the rest still held."""
+        several = sorted(g for g, h in self.state.holdings.items() if len(h.placement.members) > 1)
+        gang = data.draw(st.sampled_from(several))
+        holding = self.state.holdings[gang]
+        names = [m.member for m in holding.placement.members]
+        leaving = set(
+            data.draw(
+                st.lists(st.sampled_from(names), min_size=1, max_size=len(names) - 1, unique=True)
+            )
+        )
+        again = self.state.copy()
+        kept = tuple(m for m in holding.placement.members if m.member not in leaving)
+        again.release(gang)
+        again.reserve(Placement(gang, kept, "node", "", CostBreakdown()), self.now_s, 1.0)
+        self.state.shrink(gang, leaving, self.now_s)
+        assert self.state.compiled.mutable_state_bytes() == again.compiled.mutable_state_bytes()
+        assert [m.member for m in self.state.holdings[gang].placement.members] == [
+            m.member for m in kept
+        ]
 
     @rule(data=st.data())
     def take_and_give_back_restores_bytes(self, data):
