@@ -27,9 +27,9 @@ from phalanx.scheduler.cluster_index import cluster_index
 from phalanx.topology.compiled import CompiledCluster
 
 ROOM_CLASSES_KEY = "domain_room.classes"
+"""Where the room classes are kept among the cluster index's derived arrays."""
 SHARES_KEY = "domain_room.shares"
 """Where the classes' shares are kept beside the whole free counts they come from."""
-"""Where the room classes are kept among the cluster index's derived arrays."""
 
 
 @dataclass(frozen=True)
@@ -51,14 +51,22 @@ def room_classes(compiled: CompiledCluster) -> RoomClasses:
     if classes is None:
         ranges = compiled.level_domain_range
         levels = [lv for lv in range(1, compiled.n_levels) if ranges[lv, 1] - ranges[lv, 0] >= 2]
-        rows = compiled.node_domain[levels].T.astype(np.int64)
-        domains, node_class = np.unique(rows, axis=0, return_inverse=True)
+        domains, node_class = distinct_rows(compiled.node_domain[levels].T)
         classes = derived[ROOM_CLASSES_KEY] = RoomClasses(
-            node_class.reshape(-1).astype(np.int64),
-            np.ascontiguousarray(domains, dtype=np.int64),
+            node_class,
+            domains,
             np.asarray(ranges[levels], dtype=np.int64).reshape(-1, 2),
         )
     return classes
+
+
+def distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(distinct, node_class)``: the distinct rows of ``rows`` (one row a node), int64 and
+    C-ordered, and each node's index among them: how a cluster's nodes are classed by
+    static properties (room classes here, the topology score's static classes in
+    :mod:`policies.scoring.room_groups`)."""
+    distinct, node_class = np.unique(rows.astype(np.int64), axis=0, return_inverse=True)
+    return np.ascontiguousarray(distinct), node_class.reshape(-1).astype(np.int64)
 
 
 def room_inputs(compiled: CompiledCluster) -> tuple[np.ndarray, ...]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 from phalanx.policies.scoring.domain_room import (
+    distinct_rows,
     room_classes,
     room_inputs,
     score_terms,
@@ -76,9 +77,9 @@ def static_classes(compiled: CompiledCluster) -> StaticClasses:
             ],
             axis=1,
         )
-        kinds, node_class = np.unique(rows, axis=0, return_inverse=True)
+        kinds, node_class = distinct_rows(rows)
         classes = derived[STATIC_CLASSES_KEY] = StaticClasses(
-            node_class.reshape(-1).astype(np.int64),
+            node_class,
             np.ascontiguousarray(kinds[:, 0]),
             np.ascontiguousarray(kinds[:, 1]),
             np.ascontiguousarray(kinds[:, 2]),
